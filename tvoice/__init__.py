@@ -1,0 +1,33 @@
+"""tvoice: real-time voice AI agents on trio.
+
+An agent listens (VAD, speech-to-text, end of turn), thinks (an LLM with tools), speaks
+(text-to-speech) and can be interrupted; every session is a nursery tree and every speech a
+cancel scope. Model layers: :mod:`tvoice.llm`, :mod:`tvoice.stt`, :mod:`tvoice.tts`,
+:mod:`tvoice.vad`, :mod:`tvoice.tokenize`, :mod:`tvoice.metrics`, :mod:`tvoice.io`; scripted
+fakes for tests: :mod:`tvoice.testing`.
+"""
+
+from . import audio as audio
+from . import io as io
+from . import llm as llm
+from . import metrics as metrics
+from . import stt as stt
+from . import tokenize as tokenize
+from . import tts as tts
+from . import vad as vad
+from ._errors import APIConnectionError as APIConnectionError
+from ._errors import APIError as APIError
+from ._errors import APIStatusError as APIStatusError
+from ._errors import APITimeoutError as APITimeoutError
+from ._utils import APIConnectOptions as APIConnectOptions
+from .audio import AudioFrame as AudioFrame
+from .llm import AgentHandoff as AgentHandoff
+from .llm import ChatContext as ChatContext
+from .llm import ChatMessage as ChatMessage
+from .llm import FunctionCall as FunctionCall
+from .llm import FunctionCallOutput as FunctionCallOutput
+from .llm import StopResponse as StopResponse
+from .llm import ToolError as ToolError
+from .llm import function_tool as function_tool
+
+__version__ = "0.1.0"

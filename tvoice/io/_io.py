@@ -1,0 +1,181 @@
+"""Where a session's audio comes from and where its audio and text go."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import attrs
+import trio
+
+from .._utils import EventEmitter, now
+from ..audio import AudioFrame
+
+__all__ = [
+    "AudioInput",
+    "AudioOutput",
+    "ChannelAudioInput",
+    "PlaybackFinished",
+    "PlaybackStarted",
+    "TextOutput",
+]
+
+
+@attrs.frozen(kw_only=True)
+class PlaybackStarted:
+    """The first frame of a segment reached the listener."""
+
+    created_at: float
+
+
+@attrs.frozen(kw_only=True)
+class PlaybackFinished:
+    """A segment ended: played to the end, or cut by ``clear_buffer()``.
+
+    ``playback_position`` is how many seconds of it the listener heard.
+    """
+
+    playback_position: float
+    interrupted: bool
+    synchronized_transcript: str | None = None
+    created_at: float = attrs.field(factory=now)
+
+
+class AudioInput(ABC):
+    """A source of audio frames: ``async for frame in audio_input``. Ends when the source ends.
+
+    Implementations write ``__anext__`` (not an async generator, so that breaking out of the
+    loop leaves nothing to finalize).
+    """
+
+    label: str = "audio_input"
+
+    def __aiter__(self) -> AudioInput:
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> AudioFrame:
+        """The next frame; raises ``StopAsyncIteration`` at the end of the audio."""
+
+
+class ChannelAudioInput(AudioInput):
+    """An :class:`AudioInput` fed by ``await push(frame)`` through a bounded channel."""
+
+    def __init__(self, *, capacity: int = 64, label: str = "channel_audio_input") -> None:
+        self._send, self._receive = trio.open_memory_channel[AudioFrame](capacity)
+        self.label = label
+
+    async def push(self, frame: AudioFrame) -> None:
+        """Add a frame; waits while the consumer is ``capacity`` frames behind."""
+        await self._send.send(frame)
+
+    def close(self) -> None:
+        """End of the audio: iteration stops after the frames already pushed."""
+        self._send.close()
+
+    async def __anext__(self) -> AudioFrame:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+
+class AudioOutput(ABC, EventEmitter[Literal["playback_started", "playback_finished"]]):
+    """Plays a session's audio, segment by segment.
+
+    A segment starts with the first ``capture_frame`` and ends with ``flush()``. Implementations
+    play frames and call :meth:`on_playback_started` and :meth:`on_playback_finished` (exactly
+    once per flushed or cleared segment); :meth:`wait_for_playout` returns when every segment
+    flushed so far has finished. ``clear_buffer()`` drops what is not yet played (an
+    interruption); ``pause()``/``resume()`` hold playback without losing it (a possible false
+    interruption).
+    """
+
+    def __init__(self, *, sample_rate: int | None = None, label: str = "audio_output") -> None:
+        super().__init__()
+        self._sample_rate = sample_rate
+        self.label = label
+        self._capturing = False
+        self._segments = 0
+        self._finished = 0
+        self._last_finished: PlaybackFinished | None = None
+        self._finished_event = trio.Event()
+
+    @property
+    def sample_rate(self) -> int | None:
+        """The rate frames must have (None: any rate)."""
+        return self._sample_rate
+
+    @property
+    def can_pause(self) -> bool:
+        """Whether ``pause``/``resume`` are supported."""
+        return True
+
+    async def capture_frame(self, frame: AudioFrame) -> None:
+        """Queue one frame of the current segment (starting one if needed)."""
+        if not self._capturing:
+            self._capturing = True
+            self._segments += 1
+
+    def flush(self) -> None:
+        """End the current segment: play what is queued, then report it finished."""
+        self._capturing = False
+
+    @abstractmethod
+    def clear_buffer(self) -> None:
+        """Drop everything not yet played; the current segment finishes as interrupted."""
+
+    def pause(self) -> None:
+        """Hold playback where it is."""
+
+    def resume(self) -> None:
+        """Continue a paused playback."""
+
+    def on_playback_started(self, *, created_at: float) -> None:
+        """Implementations call this when a segment's first frame is heard."""
+        self.emit("playback_started", PlaybackStarted(created_at=created_at))
+
+    def on_playback_finished(
+        self,
+        *,
+        playback_position: float,
+        interrupted: bool,
+        synchronized_transcript: str | None = None,
+    ) -> None:
+        """Implementations call this once per segment when it ends."""
+        if self._finished >= self._segments:
+            # A clear with nothing playing: nothing to report.
+            return
+        self._finished += 1
+        event = PlaybackFinished(
+            playback_position=playback_position,
+            interrupted=interrupted,
+            synchronized_transcript=synchronized_transcript,
+        )
+        self._last_finished = event
+        self.emit("playback_finished", event)
+        self._finished_event.set()
+        self._finished_event = trio.Event()
+
+    async def wait_for_playout(self) -> PlaybackFinished:
+        """Wait until every segment captured so far has finished; returns the last one's event.
+
+        A segment still open (not flushed) is waited for too, so flush before waiting.
+        """
+        while self._finished < self._segments:
+            await self._finished_event.wait()
+        return self._last_finished or PlaybackFinished(playback_position=0.0, interrupted=False)
+
+
+class TextOutput(ABC):
+    """Receives the text of the agent's speech (transcription), in pieces."""
+
+    label: str = "text_output"
+
+    @abstractmethod
+    async def capture_text(self, text: str) -> None:
+        """Add a piece of the current segment's text."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """End of the current segment's text."""

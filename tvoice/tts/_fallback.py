@@ -1,0 +1,180 @@
+"""Several TTSs in order of preference: when one fails, the next takes over."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._errors import APIError
+from .._utils import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectOptions,
+    BackgroundTasks,
+    FallbackPool,
+)
+from ..audio import AudioFrame, AudioResampler
+from ._stream_adapter import StreamAdapter
+from ._tts import TTS, ChunkedStream, SynthesizeStream, TTSCapabilities, _Flush
+
+__all__ = ["FallbackAdapter"]
+
+
+class FallbackAdapter(TTS):
+    """``FallbackAdapter([primary, backup])``: speak with the first TTS that works.
+
+    A TTS that fails before producing audio for the current segment is skipped for
+    ``recovery_interval`` seconds and the segment is spoken again by the next one; a failure
+    after audio was heard is raised (words already spoken cannot be taken back). Output is
+    resampled to the rate of the first TTS so a switch is seamless to the listener.
+    """
+
+    def __init__(
+        self,
+        tts: Sequence[TTS],
+        *,
+        recovery_interval: float = 30.0,
+        conn_options: APIConnectOptions = APIConnectOptions(max_retry=1, timeout=10.0),
+    ) -> None:
+        if not tts:
+            raise ValueError("a TTS FallbackAdapter needs at least one TTS")
+        if len({t.num_channels for t in tts}) != 1:
+            raise ValueError("the TTSs of a FallbackAdapter must have the same num_channels")
+        super().__init__(
+            sample_rate=tts[0].sample_rate,
+            num_channels=tts[0].num_channels,
+            capabilities=TTSCapabilities(streaming=True),
+        )
+        streaming = [t if t.capabilities.streaming else StreamAdapter(tts=t) for t in tts]
+        self._pool = FallbackPool(streaming, recovery_interval=recovery_interval, kind="TTS")
+        self._tts_options = conn_options
+        for t in streaming:
+            t.on("metrics_collected", lambda m: self.emit("metrics_collected", m))
+
+    @property
+    def pool(self) -> FallbackPool[TTS]:
+        """The TTSs and their availability."""
+        return self._pool
+
+    @property
+    def tts_conn_options(self) -> APIConnectOptions:
+        """Retries and timeout applied to each TTS before falling back."""
+        return self._tts_options
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> ChunkedStream:
+        return _FallbackChunkedStream(self, text)
+
+    def stream(
+        self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> SynthesizeStream:
+        return _FallbackSynthesizeStream(self)
+
+    def resampler_for(self, tts: TTS) -> AudioResampler | None:
+        """A resampler to this adapter's rate for ``tts``'s audio (None when rates match)."""
+        if tts.sample_rate == self.sample_rate:
+            return None
+        return AudioResampler(tts.sample_rate, self.sample_rate, self.num_channels)
+
+
+def _convert(resampler: AudioResampler | None, frame: AudioFrame) -> list[AudioFrame]:
+    return [frame] if resampler is None else resampler.push(frame)
+
+
+class _FallbackChunkedStream(ChunkedStream):
+    def __init__(self, adapter: FallbackAdapter, text: str) -> None:
+        super().__init__(adapter, text, conn_options=APIConnectOptions(max_retry=0))
+        self._adapter = adapter
+
+    def _report(self, *, cancelled: bool) -> None:
+        pass
+
+    async def _run(self) -> None:
+        pool = self._adapter.pool
+        errors: list[APIError] = []
+        for tts in pool.candidates():
+            resampler = self._adapter.resampler_for(tts)
+            try:
+                async with tts.synthesize(
+                    self.input_text, conn_options=self._adapter.tts_conn_options
+                ) as inner:
+                    async for audio in inner:
+                        for frame in _convert(resampler, audio.frame):
+                            await self._emit_frame(frame)
+                for frame in resampler.flush() if resampler else ():
+                    await self._emit_frame(frame)
+            except APIError as e:
+                if self._emitted:
+                    raise
+                errors.append(e)
+                pool.mark_failed(tts, e)
+            else:
+                pool.mark_ok(tts)
+                return
+        raise pool.all_failed(errors)
+
+
+class _FallbackSynthesizeStream(SynthesizeStream):
+    def __init__(self, adapter: FallbackAdapter) -> None:
+        super().__init__(adapter, conn_options=APIConnectOptions(max_retry=0))
+        self._adapter = adapter
+        # Text of the segments not yet fully spoken (the last one still open), replayed to the
+        # next TTS if this one fails.
+        self._segments: list[list[str]] = [[]]
+        self._segment_audio = False
+
+    def _report(self, *, cancelled: bool) -> None:
+        pass
+
+    async def _run(self) -> None:
+        pool = self._adapter.pool
+        errors: list[APIError] = []
+        for tts in pool.candidates():
+            try:
+                await self._run_one(tts)
+            except APIError as e:
+                if self._segment_audio:
+                    raise
+                errors.append(e)
+                pool.mark_failed(tts, e)
+            else:
+                pool.mark_ok(tts)
+                return
+        raise pool.all_failed(errors)
+
+    async def _run_one(self, tts: TTS) -> None:
+        resampler = self._adapter.resampler_for(tts)
+        async with (
+            tts.stream(conn_options=self._adapter.tts_conn_options) as inner,
+            BackgroundTasks() as nursery,
+        ):
+
+            async def forward() -> None:
+                for i, segment in enumerate(list(self._segments)):
+                    for text in segment:
+                        await inner.push_text(text)
+                    if i < len(self._segments) - 1:
+                        await inner.flush()
+                async for item in self._input:
+                    if isinstance(item, _Flush):
+                        self._segments.append([])
+                        await inner.flush()
+                    else:
+                        self._segments[-1].append(item)
+                        await inner.push_text(item)
+                inner.end_input()
+
+            nursery.start_soon(forward)
+            async for audio in inner:
+                if audio.is_final:
+                    for frame in resampler.flush() if resampler else ():
+                        await self._emit_frame(frame)
+                    if len(self._segments) > 1:
+                        self._segments.pop(0)
+                    else:
+                        self._segments = [[]]
+                    self._segment_audio = False
+                    await self._end_segment(audio.segment_id)
+                    continue
+                for frame in _convert(resampler, audio.frame):
+                    self._segment_audio = True
+                    await self._emit_frame(frame, segment_id=audio.segment_id)

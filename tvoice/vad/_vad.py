@@ -1,0 +1,88 @@
+"""Voice activity detection: the ABC, its stream and events."""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from typing import Literal
+
+import attrs
+
+from ..audio import AudioFrame
+from .._utils import EventEmitter, InputStream
+
+__all__ = ["VAD", "VADCapabilities", "VADEvent", "VADEventType", "VADStream"]
+
+
+class VADEventType(enum.Enum):
+    """What a VAD stream reports."""
+
+    START_OF_SPEECH = "start_of_speech"
+    INFERENCE_DONE = "inference_done"
+    END_OF_SPEECH = "end_of_speech"
+
+
+@attrs.frozen(kw_only=True)
+class VADEvent:
+    """One VAD event.
+
+    ``timestamp`` is trio's clock when the event was produced. ``speech_duration`` and
+    ``silence_duration`` are the lengths of the current speech and of the silence after it.
+    END_OF_SPEECH carries the speech audio in ``frames`` (prefix padding included), which
+    batch speech-to-text transcribes.
+    """
+
+    type: VADEventType
+    timestamp: float
+    samples_index: int = 0
+    speech_duration: float = 0.0
+    silence_duration: float = 0.0
+    probability: float = 0.0
+    inference_duration: float = 0.0
+    speaking: bool = False
+    frames: tuple[AudioFrame, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class VADCapabilities:
+    """``update_interval``: seconds of audio between two INFERENCE_DONE events."""
+
+    update_interval: float
+
+
+class VAD(ABC, EventEmitter[Literal["metrics_collected"]]):
+    """A voice activity detector. ``stream()`` gives one independent stream per audio source."""
+
+    def __init__(self, *, capabilities: VADCapabilities) -> None:
+        super().__init__()
+        self._capabilities = capabilities
+
+    @property
+    def capabilities(self) -> VADCapabilities:
+        """What this VAD can do."""
+        return self._capabilities
+
+    @property
+    def label(self) -> str:
+        """Name used in metrics and logs."""
+        return f"{type(self).__module__}.{type(self).__name__}"
+
+    @abstractmethod
+    def stream(self) -> VADStream:
+        """A new stream: ``async with vad.stream() as s``, push frames, iterate events."""
+
+
+class VADStream(InputStream[AudioFrame, VADEvent]):
+    """Audio in, :class:`VADEvent` out. Push frames with :meth:`push_frame`."""
+
+    _output_capacity = 64
+
+    def __init__(self, vad: VAD) -> None:
+        super().__init__()
+        self._vad = vad
+
+    async def push_frame(self, frame: AudioFrame) -> None:
+        """Feed one frame of audio (waits if the detector is behind)."""
+        if not isinstance(frame, AudioFrame):
+            raise TypeError(f"push_frame expects an AudioFrame, got {type(frame).__name__}")
+        await self._push(frame)

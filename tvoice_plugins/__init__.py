@@ -1,0 +1,1 @@
+"""Provider plugins for tvoice, found through the ``tvoice.plugins`` entry-point group."""
