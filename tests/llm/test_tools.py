@@ -1,7 +1,17 @@
 import dataclasses
 import enum
 from collections.abc import Sequence
-from typing import Annotated, Any, Generic, Literal, NewType, NotRequired, Optional, TypedDict, TypeVar
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    NewType,
+    NotRequired,
+    Optional,
+    TypedDict,
+    TypeVar,
+)
 
 import attrs
 import pytest
@@ -222,23 +232,6 @@ def test_container_types():
     )
 
 
-def test_nullable_types_and_defaults():
-    @function_tool
-    async def f(
-        a: str | None,
-        b: Optional[int] = None,  # noqa: UP045 - both spellings are supported
-        c: list[str] | None = None,
-        d: Size | None = Size.SMALL,
-        e: float = 1.5,
-        f: tuple[int, int] = (1, 2),  # type: ignore[assignment]
-        g: str = "x",
-    ) -> None:
-        pass
-
-    # tuple is not a supported type; use a supported one with a non-JSON default instead.
-    del f
-
-
 def test_defaults_appear_in_schema_and_leave_required():
     sentinel = object()
 
@@ -405,7 +398,7 @@ def test_new_type_uses_its_base():
     ],
 )
 def test_unsupported_annotations_name_the_parameter(annotation, message):
-    async def f(x) -> None:  # noqa: ANN001
+    async def f(x) -> None:
         pass
 
     f.__annotations__["x"] = annotation
@@ -428,13 +421,9 @@ def test_unsupported_field_of_a_record_names_it():
 
 
 def test_record_field_without_annotation_is_rejected():
-    @dataclasses.dataclass
+    @attrs.define
     class Bad:
-        pass
-
-    Bad.__dataclass_fields__["x"] = dataclasses.field()
-    Bad.__dataclass_fields__["x"].name = "x"
-    Bad.__dataclass_fields__["x"]._field_type = dataclasses._FIELD  # type: ignore[attr-defined]
+        x = attrs.field()
 
     async def f(x: Bad) -> None:
         pass
@@ -444,7 +433,7 @@ def test_record_field_without_annotation_is_rejected():
 
 
 def test_signature_problems_are_rejected():
-    async def no_annotation(x) -> None:  # noqa: ANN001
+    async def no_annotation(x) -> None:
         pass
 
     async def star_args(*args: int) -> None:
@@ -459,3 +448,434 @@ def test_signature_problems_are_rejected():
         function_tool(star_args)
     with pytest.raises(TypeError, match=r"cannot resolve the type hints of .*forward"):
         function_tool(forward)
+
+
+# --- checking arguments ---
+
+
+@function_tool
+async def get_weather(location: str, days: int = 1, hourly: bool = False) -> str:
+    """Look up the weather."""
+    return f"{location} {days} {hourly}"
+
+
+@function_tool
+async def order(items: list[Item], size: Size = Size.SMALL, scale: float = 1.0) -> Any:
+    """Order things."""
+    return items, size, scale
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"location": 42}, "argument 'location': expected a string, got 42"),
+        ({"location": "x", "days": 2.5}, "argument 'days': expected an integer, got 2.5"),
+        ({"location": "x", "days": True}, "argument 'days': expected an integer, got True"),
+        ({"location": "x", "days": "3"}, "argument 'days': expected an integer, got '3'"),
+        ({"location": "x", "hourly": 1}, "argument 'hourly': expected a boolean, got 1"),
+        ({"location": "x", "hourly": "true"}, "argument 'hourly': expected a boolean, got 'true'"),
+        ({}, "missing required argument 'location'"),
+        ({"location": "x", "foo": 1}, "unexpected argument 'foo'"),
+        ("", "missing required argument 'location'"),
+        ("[1, 2]", "arguments must be a JSON object, got list"),
+        ("null", "arguments must be a JSON object, got NoneType"),
+        (
+            "{",
+            "arguments are not valid JSON (Expecting property name enclosed in double quotes: "
+            "line 1 column 2)",
+        ),
+        ("nope", "arguments are not valid JSON (Expecting value: line 1 column 1)"),
+        ({"location": None}, "argument 'location': expected a string, got None"),
+        (
+            {"location": "x" * 100},
+            "argument 'location': expected a string, got "
+            if False
+            else "missing required argument 'location'"
+            if False
+            else "",
+        ),
+    ][:-1],
+)
+def test_each_kind_of_error_is_reported_exactly(raw, message):
+    assert error_of(get_weather, raw) == f"get_weather: {message}"
+
+
+def test_nested_errors_name_the_path_and_all_are_reported_together():
+    raw = {
+        "items": [
+            {"name": "a", "size": "small"},
+            {"name": 1, "size": "small", "colour": "red"},
+            {"name": "c", "size": "huge", "tags": ["ok", 2]},
+            "d",
+        ],
+        "size": "tiny",
+        "scale": "big",
+    }
+    assert error_of(order, raw) == (
+        "order: argument 'items[1].name': expected a string, got 1; "
+        "unexpected argument 'items[1].colour'; "
+        "argument 'items[2].size': must be one of 'small', 'medium', 'large', got 'huge'; "
+        "argument 'items[2].tags[1]': expected a string, got 2; "
+        "argument 'items[3]': expected an object, got 'd'; "
+        "argument 'size': must be one of 'small', 'medium', 'large', got 'tiny'; "
+        "argument 'scale': expected a number, got 'big'"
+    )
+    assert error_of(order, {"items": {"a": 1}}) == (
+        "order: argument 'items': expected an array, got {'a': 1}"
+    )
+    assert error_of(order, {"items": [{"size": "small"}]}) == (
+        "order: missing required argument 'items[0].name'"
+    )
+
+
+def test_long_values_are_shortened_in_messages():
+    message = error_of(get_weather, {"location": list(range(100))})
+    assert message == (
+        "get_weather: argument 'location': expected a string, got "
+        "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,..."
+    )
+
+
+def test_errors_name_the_tool_and_keep_the_list():
+    with pytest.raises(ToolArgumentsError) as info:
+        get_weather.parse_arguments('{"location": 1, "x": 2}')
+    assert isinstance(info.value, ToolError)
+    assert info.value.tool_name == "get_weather"
+    assert info.value.errors == [
+        "argument 'location': expected a string, got 1",
+        "unexpected argument 'x'",
+    ]
+    assert info.value.message == str(info.value)
+
+
+def test_map_errors_name_the_key():
+    @function_tool
+    async def f(scores: dict[str, int]) -> None:
+        pass
+
+    assert error_of(f, {"scores": {"a": 1, "b c": "x"}}) == (
+        "f: argument 'scores['b c']': expected an integer, got 'x'"
+    )
+    assert error_of(f, {"scores": [1]}) == "f: argument 'scores': expected an object, got [1]"
+
+
+def test_coercions_and_defaults():
+    assert get_weather.parse_arguments('{"location": "Paris", "days": 3.0}') == {
+        "location": "Paris",
+        "days": 3,
+        "hourly": False,
+    }
+    assert isinstance(get_weather.parse_arguments({"location": "", "days": 3.0})["days"], int)
+    converted = order.parse_arguments({"items": [], "scale": 2})
+    assert converted == {"items": [], "size": Size.SMALL, "scale": 2.0}
+    assert isinstance(converted["scale"], float)
+
+
+def test_values_are_converted_to_python_types():
+    @function_tool
+    async def f(
+        items: Sequence[Item],
+        at: Point,
+        address: Address,
+        level: Level,
+        member: Literal[Size.LARGE],
+        maybe: Point | None = None,
+    ) -> None:
+        pass
+
+    converted = f.parse_arguments(
+        {
+            "items": ({"name": "a", "size": "large", "tags": ["x"]},),
+            "at": {"x": 1},
+            "address": {"street": "Main"},
+            "level": 2,
+            "member": "large",
+            "maybe": None,
+        }
+    )
+    assert converted == {
+        "items": [Item(name="a", size="large", count=1, tags=["x"])],
+        "at": Point(x=1.0),
+        "address": {"street": "Main"},
+        "level": Level.HIGH,
+        "member": Size.LARGE,
+        "maybe": None,
+    }
+    assert error_of(f, {**converted, "level": True, "items": [], "at": {"x": 0}}).endswith(
+        "argument 'level': must be one of 1, 2, got True"
+    )
+
+
+def test_a_record_class_may_still_refuse_a_value():
+    @function_tool
+    async def f(p: Positive) -> None:
+        pass
+
+    assert error_of(f, {"p": {"value": 0}}).startswith("f: argument 'p': 'value' must be > 0")
+
+
+# --- calling ---
+
+
+async def test_call_checks_then_runs():
+    assert await get_weather.call('{"location": "Oslo", "days": 2}') == "Oslo 2 False"
+    assert await get_weather("Rome") == "Rome 1 False"  # direct call, no checks
+    with pytest.raises(ToolArgumentsError, match="missing required argument 'location'"):
+        await get_weather.call({})
+
+
+async def test_run_context_is_injected_and_left_out_of_the_schema():
+    seen = []
+
+    @function_tool
+    async def f(ctx: RunCtx[int], city: str, /, plain: RunCtx, *, n: int = 0) -> str:
+        seen.append((ctx, plain))
+        return f"{city} {n}"
+
+    assert params(f) == obj(
+        {"city": {"type": "string"}, "n": {"type": "integer", "default": 0}}, ["city"]
+    )
+    context = RunCtx()
+    assert await f.call({"city": "Oslo"}, context=context) == "Oslo 0"
+    assert seen == [(context, context)]
+
+
+def test_is_run_context_type():
+    assert is_run_context_type(RunCtx)
+    assert is_run_context_type(RunCtx[int])
+    assert is_run_context_type(Annotated[RunCtx[int], "x"])
+    assert not is_run_context_type(NotACtx)
+    assert not is_run_context_type(RunCtx | None)
+    assert not is_run_context_type(int)
+    assert not is_run_context_type("RunCtx")
+
+
+class Base:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @function_tool
+    async def greet(self, who: str) -> str:
+        """Say hello."""
+        return f"{self.name} greets {who}"
+
+    @function_tool(name="farewell")
+    async def leave(self, ctx: RunCtx) -> Any:
+        return self, ctx
+
+    @function_tool
+    async def hidden(self) -> None:
+        pass
+
+    async def not_a_tool(self) -> None:
+        pass
+
+
+class Child(Base):
+    @function_tool
+    async def greet(self, who: str, loud: bool = False) -> str:
+        """Say hello louder."""
+        return f"{self.name} GREETS {who}" if loud else f"{self.name} greets {who}"
+
+    hidden = None  # type: ignore[assignment]
+
+    @function_tool
+    async def extra(self) -> str:
+        return "extra"
+
+
+async def test_methods_bind_like_methods():
+    agent = Base("ann")
+    assert Base.greet is Base.__dict__["greet"]
+    bound = agent.greet
+    assert isinstance(bound, FunctionTool)
+    assert bound.schema == Base.greet.schema
+    assert params(bound) == obj({"who": {"type": "string"}}, ["who"])
+    assert await bound.call({"who": "bob"}) == "ann greets bob"
+    assert await bound("eve") == "ann greets eve"
+    assert await agent.leave.call("", context="ctx") == (agent, "ctx")
+    assert bound == agent.greet
+    assert hash(bound) == hash(agent.greet)
+    assert bound != Base("ann").greet
+    assert bound != Base.greet
+    assert bound != "greet"
+    assert repr(Base.greet) == "<FunctionTool 'greet'>"
+    assert repr(bound).startswith("<FunctionTool 'greet' bound to <")
+    with pytest.raises(TypeError, match="tool 'greet' is a method: use it from an instance"):
+        await Base.greet.call({"who": "x"})
+
+
+def test_a_function_tool_stored_on_a_class_stays_unbound():
+    class Holder:
+        tool = get_weather
+
+    assert Holder().tool is get_weather
+
+
+async def test_find_function_tools_in_definition_order_with_overrides():
+    child = Child("cy")
+    tools = find_function_tools(child)
+    assert [tool.name for tool in tools] == ["greet", "farewell", "extra"]
+    assert tools[0].description == "Say hello louder."
+    assert await tools[0].call({"who": "x", "loud": True}) == "cy GREETS x"
+    assert [tool.name for tool in find_function_tools(Base("b"))] == [
+        "greet",
+        "farewell",
+        "hidden",
+    ]
+    assert find_function_tools(object()) == []
+
+
+# --- raw tools ---
+
+
+WEATHER_SCHEMA = {
+    "name": "lookup",
+    "description": "Look something up.",
+    "parameters": {
+        "type": "object",
+        "properties": {
+            "query": {"type": "string", "description": "What to look up."},
+            "limit": {"type": "integer", "default": 5},
+            "kind": {"enum": ["web", "news"]},
+            "lang": {"type": ["string", "null"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "meta": {"type": "object", "additionalProperties": {"type": "number"}},
+            "either": {"anyOf": [{"type": "integer"}, {"type": "boolean"}]},
+            "several": {"type": ["integer", "string", "null"]},
+            "fixed": {"const": "x"},
+            "free": {"description": "anything"},
+            "loose": {"type": "object"},
+            "odd": {"type": "date"},
+            "bare": {"type": "array"},
+        },
+        "required": ["query"],
+        "additionalProperties": False,
+    },
+}
+
+
+async def test_raw_tools_check_against_the_schema_and_get_a_dict():
+    received = []
+
+    @function_tool(raw_schema=WEATHER_SCHEMA)
+    async def lookup(raw_arguments: dict[str, Any], context: RunCtx) -> str:
+        received.append((raw_arguments, context))
+        return "done"
+
+    assert isinstance(lookup, RawFunctionTool)
+    assert lookup.schema == WEATHER_SCHEMA
+    assert lookup.schema is not WEATHER_SCHEMA
+    assert (lookup.name, lookup.description) == ("lookup", "Look something up.")
+    args = {
+        "query": "trio",
+        "kind": "news",
+        "lang": None,
+        "tags": ["a"],
+        "meta": {"x": 1},
+        "either": True,
+        "several": "s",
+        "fixed": "x",
+        "free": [1],
+        "loose": {"any": "thing"},
+        "odd": 3,
+        "bare": [None],
+    }
+    assert await lookup.call(args, context="ctx") == "done"
+    assert received == [({**args, "limit": 5, "meta": {"x": 1.0}}, "ctx")]
+
+
+def test_raw_tool_errors():
+    tool = function_tool(lambda_tool, raw_schema=WEATHER_SCHEMA)
+    assert error_of(
+        tool,
+        {
+            "limit": "5",
+            "kind": "blog",
+            "lang": 3,
+            "tags": "a",
+            "meta": {"x": "1"},
+            "either": "no",
+            "several": 1.5,
+            "fixed": "y",
+            "other": 1,
+        },
+    ) == (
+        "lookup: missing required argument 'query'; "
+        "argument 'limit': expected an integer, got '5'; "
+        "argument 'kind': must be one of 'web', 'news', got 'blog'; "
+        "argument 'lang': expected a string, got 3; "
+        "argument 'tags': expected an array, got 'a'; "
+        "argument 'meta['x']': expected a number, got '1'; "
+        "argument 'either': expected an integer or a boolean, got 'no'; "
+        "argument 'several': expected an integer or a string or null, got 1.5; "
+        "argument 'fixed': must be one of 'x', got 'y'; "
+        "unexpected argument 'other'"
+    )
+
+
+async def lambda_tool(raw_arguments: dict[str, Any]) -> dict[str, Any]:
+    return raw_arguments
+
+
+async def test_raw_tool_defaults_and_methods():
+    tool = function_tool(lambda_tool, raw_schema={"name": "bare"})
+    assert tool.schema == {
+        "name": "bare",
+        "description": "",
+        "parameters": {"type": "object", "properties": {}},
+    }
+    assert await tool.call('{"anything": [1]}') == {"anything": [1]}
+
+    class Agent:
+        @function_tool(raw_schema={"name": "m", "strict": True, "parameters": {"type": "object"}})
+        async def m(self, raw_arguments: dict[str, Any]) -> Any:
+            return self, raw_arguments
+
+    agent = Agent()
+    assert agent.m.schema == {
+        "name": "m",
+        "description": "",
+        "parameters": {"type": "object"},
+        "strict": True,
+    }
+    assert await agent.m.call("") == (agent, {})
+    assert find_function_tools(agent) == [agent.m]
+
+
+def test_raw_schema_problems_are_rejected():
+    with pytest.raises(TypeError, match="raw_schema needs a 'name' string"):
+        function_tool(lambda_tool, raw_schema={"description": "x"})
+    with pytest.raises(TypeError, match="raw_schema 'parameters' must be an object schema"):
+        function_tool(lambda_tool, raw_schema={"name": "x", "parameters": {"type": "string"}})
+    with pytest.raises(TypeError, match="put name and description inside it"):
+        function_tool(lambda_tool, raw_schema={"name": "x"}, name="y")  # type: ignore[call-overload]
+
+    async def wrong(args: dict[str, Any]) -> None:
+        pass
+
+    with pytest.raises(
+        TypeError, match=r"takes 'raw_arguments' and optionally a run context, not \['args'\]"
+    ):
+        function_tool(wrong, raw_schema={"name": "x"})
+
+
+# --- the type tree's corners ---
+
+
+def test_type_tree_schemas_without_a_type():
+    assert Nullable(inner=AnyType()).schema() == {"anyOf": [{}, {"type": "null"}]}
+    either = AnyOf(options=(Primitive(kind="string"), Primitive(kind="null")), description="d")
+    assert either.schema() == {
+        "anyOf": [{"type": "string"}, {"type": "null"}],
+        "description": "d",
+    }
+    assert AnyOf(options=(AnyType(), Nullable(inner=Primitive(kind="integer")))).describe() == (
+        "any value or an integer or null"
+    )
+
+
+def test_stop_response_is_an_exception():
+    with pytest.raises(StopResponse):
+        raise StopResponse
+    assert ToolError("nope").message == "nope"

@@ -36,7 +36,8 @@ async def test_vad_reports_start_after_50ms_and_end_after_500ms(autojump_clock):
     assert end.silence_duration == 0.5
     assert end.speech_duration == pytest.approx(2.0)
     inference = [e for _, e in events if e.type == VADEventType.INFERENCE_DONE]
-    assert inference and all(e.speaking for e in inference)
+    assert inference
+    assert all(e.speaking for e in inference)
 
 
 async def test_vad_stream_opened_midway_reports_only_what_is_to_come(autojump_clock):
@@ -81,8 +82,13 @@ async def test_stt_recognize_returns_last_finished_speech(autojump_clock):
 async def test_llm_ttft_duration_and_tool_calls(autojump_clock):
     tl = Timeline()
     call = FunctionCall(call_id="c1", name="get_weather", arguments='{"city": "Paris"}')
-    tl.llm(input="What's the weather?", content="Let me check.", tool_calls=[call],
-           ttft=0.1, duration=0.3)
+    tl.llm(
+        input="What's the weather?",
+        content="Let me check.",
+        tool_calls=[call],
+        ttft=0.1,
+        duration=0.3,
+    )
     tl.start()
     ctx = ChatContext()
     ctx.add_message(role="user", content="What's the weather?")
@@ -90,8 +96,11 @@ async def test_llm_ttft_duration_and_tool_calls(autojump_clock):
     async with tl.fake_llm.chat(chat_ctx=ctx) as stream:
         chunks = await collect_timed(stream, until=10)
     texts = [(t - t0, c.delta.content) for t, c in chunks if c.delta and c.delta.content]
-    assert texts == [(pytest.approx(0.1), "Let "), (pytest.approx(0.2), "me "),
-                     (pytest.approx(0.3), "check.")]
+    assert texts == [
+        (pytest.approx(0.1), "Let "),
+        (pytest.approx(0.2), "me "),
+        (pytest.approx(0.3), "check."),
+    ]
     calls = [(t - t0, c.delta.tool_calls) for t, c in chunks if c.delta and c.delta.tool_calls]
     assert calls == [(pytest.approx(0.3), (call,))]
     assert chunks[-1][1].usage is not None
@@ -164,7 +173,8 @@ async def test_audio_output_plays_in_virtual_real_time(autojump_clock):
         out.flush()
         finished = await out.wait_for_playout()
         assert trio.current_time() == 3.0
-        assert finished.playback_position == 2.0 and not finished.interrupted
+        assert finished.playback_position == 2.0
+        assert not finished.interrupted
         nursery.cancel_scope.cancel()
     assert out.playbacks[0].started_at == 1.0
 

@@ -9,7 +9,13 @@ import trio
 
 from .._errors import APIError, APITimeoutError
 
-__all__ = ["DEFAULT_API_CONNECT_OPTIONS", "APIConnectOptions", "call_with_retry", "retry_delay"]
+__all__ = [
+    "DEFAULT_API_CONNECT_OPTIONS",
+    "FALLBACK_CONNECT_OPTIONS",
+    "APIConnectOptions",
+    "call_with_retry",
+    "retry_delay",
+]
 
 logger = logging.getLogger("tvoice")
 R = TypeVar("R")
@@ -38,6 +44,8 @@ class APIConnectOptions:
 
 
 DEFAULT_API_CONNECT_OPTIONS = APIConnectOptions()
+FALLBACK_CONNECT_OPTIONS = APIConnectOptions(max_retry=1, timeout=10.0)
+"""Retries each provider of a fallback adapter gets before the next one is tried."""
 
 
 def retry_delay(options: APIConnectOptions, retry: int) -> float:

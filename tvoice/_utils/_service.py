@@ -41,7 +41,8 @@ class BackgroundTasks:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        assert self._cm is not None and self._nursery is not None
+        assert self._cm is not None
+        assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
         cm, self._nursery = self._cm, None
         await cm.__aexit__(None, None, None)

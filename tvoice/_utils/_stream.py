@@ -3,7 +3,7 @@ from __future__ import annotations
 import logging
 import math
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar
 
 import trio
 
@@ -52,7 +52,7 @@ class OutputStream(Generic[T]):
         """The retry and timeout settings of this stream."""
         return self._conn_options
 
-    async def __aenter__(self) -> OutputStream[T]:
+    async def __aenter__(self) -> Self:
         if self._state != "new":
             raise RuntimeError(f"{type(self).__name__} can be entered only once")
         nursery = await self._tasks.__aenter__()
@@ -75,7 +75,7 @@ class OutputStream(Generic[T]):
             self._recv.close()
             await self._tasks.__aexit__(None, None, None)
 
-    def __aiter__(self) -> OutputStream[T]:
+    def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> T:

@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import APIError
-from .._utils import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, FallbackPool
+from .._utils import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    FALLBACK_CONNECT_OPTIONS,
+    APIConnectOptions,
+    FallbackPool,
+)
 from ._chat_context import ChatContext
 from ._llm import LLM, LLMStream, Tool, ToolChoice
 
@@ -26,7 +31,7 @@ class FallbackAdapter(LLM):
         llms: Sequence[LLM],
         *,
         recovery_interval: float = 30.0,
-        conn_options: APIConnectOptions = APIConnectOptions(max_retry=1, timeout=10.0),
+        conn_options: APIConnectOptions = FALLBACK_CONNECT_OPTIONS,
     ) -> None:
         super().__init__()
         self._pool = FallbackPool(list(llms), recovery_interval=recovery_interval, kind="LLM")

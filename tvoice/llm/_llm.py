@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, TypeAlias
 
 import attrs
 import trio
 
-from .._utils import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, EventEmitter, OutputStream
-from .._utils import short_id
+from .._utils import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    APIConnectOptions,
+    EventEmitter,
+    OutputStream,
+    short_id,
+)
 from ..metrics import LLMMetrics
 from ._chat_context import ChatContext, FunctionCall
 from ._tools import FunctionTool, RawFunctionTool
@@ -30,13 +35,18 @@ ToolChoice: TypeAlias = Literal["auto", "required", "none"] | str
 """``"auto"``, ``"required"``, ``"none"``, or the name of the one tool to call."""
 
 
+def function_calls(calls: Iterable[FunctionCall]) -> tuple[FunctionCall, ...]:
+    """Converter: any iterable of calls to a tuple."""
+    return tuple(calls)
+
+
 @attrs.frozen(kw_only=True)
 class ChoiceDelta:
     """New text and/or complete tool calls from the model."""
 
     role: Literal["assistant"] = "assistant"
     content: str | None = None
-    tool_calls: tuple[FunctionCall, ...] = attrs.field(default=(), converter=tuple)
+    tool_calls: tuple[FunctionCall, ...] = attrs.field(default=(), converter=function_calls)
 
 
 @attrs.frozen(kw_only=True)

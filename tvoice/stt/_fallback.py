@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._errors import APIError
-from .._utils import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, BackgroundTasks, FallbackPool
+from .._utils import (
+    DEFAULT_API_CONNECT_OPTIONS,
+    FALLBACK_CONNECT_OPTIONS,
+    APIConnectOptions,
+    BackgroundTasks,
+    FallbackPool,
+)
 from ..audio import AudioFrame
 from ..vad import VAD
 from ._stream_adapter import StreamAdapter
@@ -29,7 +35,7 @@ class FallbackAdapter(STT):
         *,
         vad: VAD | None = None,
         recovery_interval: float = 30.0,
-        conn_options: APIConnectOptions = APIConnectOptions(max_retry=1, timeout=10.0),
+        conn_options: APIConnectOptions = FALLBACK_CONNECT_OPTIONS,
     ) -> None:
         streaming = [s if s.capabilities.streaming else _adapt(s, vad) for s in stts]
         super().__init__(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import attrs
 import trio
 
-from ..audio import AudioFrame, combine_frames
 from .._utils import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectOptions,
@@ -19,6 +18,7 @@ from .._utils import (
     call_with_retry,
     short_id,
 )
+from ..audio import AudioFrame, combine_frames
 from ..metrics import STTMetrics
 
 __all__ = [
@@ -51,12 +51,16 @@ class SpeechData:
     end_time: float = 0.0
 
 
+def _alternatives(items: Iterable[SpeechData]) -> tuple[SpeechData, ...]:
+    return tuple(items)
+
+
 @attrs.frozen(kw_only=True)
 class SpeechEvent:
     """A recognition event; transcripts carry one or more ``alternatives``, best first."""
 
     type: SpeechEventType
-    alternatives: tuple[SpeechData, ...] = attrs.field(default=(), converter=tuple)
+    alternatives: tuple[SpeechData, ...] = attrs.field(default=(), converter=_alternatives)
     request_id: str = ""
 
     @property

@@ -45,20 +45,24 @@ async def _cancel_soon(scope: trio.CancelScope) -> None:
     scope.cancel()
 
 
-async def _expect_api_error(use: Callable[[], Awaitable[Any]], what: str, timeout: float) -> None:
+async def _expect_api_error(
+    use: Callable[[], Awaitable[Any]], what: str, time_limit: float
+) -> None:
     try:
-        with trio.fail_after(timeout):
+        with trio.fail_after(time_limit):
             await use()
     except APIError:
         return
     except trio.TooSlowError:
-        raise AssertionError(f"{what}: a failing provider hung instead of raising APIError") from None
+        raise AssertionError(
+            f"{what}: a failing provider hung instead of raising APIError"
+        ) from None
     raise AssertionError(f"{what}: a failing provider did not raise APIError")
 
 
-async def check_vad(vad: VAD, speech: AudioFrame, *, timeout: float = 60.0) -> None:
+async def check_vad(vad: VAD, speech: AudioFrame, *, time_limit: float = 60.0) -> None:
     """``speech``: audio holding speech (a second of silence is appended)."""
-    with trio.fail_after(timeout):
+    with trio.fail_after(time_limit):
         async with vad.stream() as stream:
             for frame in _frames(speech):
                 await stream.push_frame(frame)
@@ -96,20 +100,20 @@ async def check_stt(
     *,
     expected_words: Sequence[str] = (),
     broken: STT | None = None,
-    timeout: float = 120.0,
+    time_limit: float = 120.0,
 ) -> None:
     """``speech``: audio of an utterance whose transcript contains ``expected_words``.
 
     Streaming is checked when ``stt.capabilities.streaming`` (wrap batch STTs in a
     ``StreamAdapter`` to check their streaming). ``broken``: the same STT set up to fail.
     """
-    with trio.fail_after(timeout):
+    with trio.fail_after(time_limit):
         event = await stt.recognize(speech)
     assert event.type == SpeechEventType.FINAL_TRANSCRIPT, f"recognize gave {event.type}"
     _assert_words(event.text, expected_words, "recognize")
 
     if stt.capabilities.streaming:
-        with trio.fail_after(timeout):
+        with trio.fail_after(time_limit):
             async with stt.stream() as stream:
                 for frame in _frames(speech):
                     await stream.push_frame(frame)
@@ -128,7 +132,7 @@ async def check_stt(
         await _check_cancellation(push_forever, "STT stream")
 
     if broken is not None:
-        await _expect_api_error(lambda: broken.recognize(speech), "STT.recognize", timeout)
+        await _expect_api_error(lambda: broken.recognize(speech), "STT.recognize", time_limit)
 
 
 def _assert_words(text: str, words: Sequence[str], what: str) -> None:
@@ -142,16 +146,16 @@ async def check_tts(
     *,
     text: str = "Hello there. This is a test of speech synthesis.",
     broken: TTS | None = None,
-    timeout: float = 120.0,
+    time_limit: float = 120.0,
 ) -> None:
     """Synthesize ``text`` (and stream it, when the TTS streams) and check the audio."""
-    with trio.fail_after(timeout):
+    with trio.fail_after(time_limit):
         async with tts.synthesize(text) as chunked:
             items = await chunked.collect()
     _check_audio(tts, items, "synthesize")
 
     if tts.capabilities.streaming:
-        with trio.fail_after(timeout):
+        with trio.fail_after(time_limit):
             async with tts.stream() as stream:
                 for word in text.split(" "):
                     await stream.push_text(word + " ")
@@ -176,11 +180,12 @@ async def check_tts(
             async with broken.synthesize(text) as chunked:
                 await chunked.collect()
 
-        await _expect_api_error(use_broken, "TTS.synthesize", timeout)
+        await _expect_api_error(use_broken, "TTS.synthesize", time_limit)
 
 
 def _check_audio(tts: TTS, items: Sequence[Any], what: str) -> None:
-    assert items and items[-1].is_final, f"{what}: output does not end with an is_final item"
+    assert items, f"{what}: no output"
+    assert items[-1].is_final, f"{what}: output does not end with an is_final item"
     frames = [i.frame for i in items if not i.is_final]
     assert frames, f"{what}: no audio"
     for f in frames:
@@ -198,19 +203,19 @@ async def check_llm(
     prompt: str = "Say hello.",
     tools: Sequence[Tool] = (),
     broken: LLM | None = None,
-    timeout: float = 120.0,
+    time_limit: float = 120.0,
 ) -> None:
     """Ask ``prompt`` and check the streamed reply; with ``tools``, the model must call one."""
     chat_ctx = ChatContext()
     chat_ctx.add_message(role="user", content=prompt)
-    with trio.fail_after(timeout):
+    with trio.fail_after(time_limit):
         async with llm.chat(chat_ctx=chat_ctx) as stream:
             chunks = await stream.collect()
     text = "".join(c.delta.content or "" for c in chunks if c.delta)
     assert text.strip(), "the reply has no text"
 
     if tools:
-        with trio.fail_after(timeout):
+        with trio.fail_after(time_limit):
             async with llm.chat(chat_ctx=chat_ctx, tools=tools, tool_choice="required") as s:
                 chunks = await s.collect()
         calls = [c for ch in chunks if ch.delta for c in ch.delta.tool_calls]
@@ -231,4 +236,4 @@ async def check_llm(
             async with broken.chat(chat_ctx=chat_ctx) as stream:
                 await stream.collect()
 
-        await _expect_api_error(use_broken, "LLM.chat", timeout)
+        await _expect_api_error(use_broken, "LLM.chat", time_limit)

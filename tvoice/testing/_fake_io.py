@@ -129,8 +129,9 @@ class FakeAudioOutput(AudioOutput):
         self._resumed_at = None
         self._queued = Fraction(0)
         self._played = Fraction(0)
-        self.on_playback_finished(playback_position=self.playbacks[-1].position,
-                                  interrupted=interrupted)
+        self.on_playback_finished(
+            playback_position=self.playbacks[-1].position, interrupted=interrupted
+        )
 
     def _poke(self) -> None:
         self._advance()

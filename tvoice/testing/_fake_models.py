@@ -13,10 +13,17 @@ import trio
 from .._errors import APIStatusError
 from .._utils import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, BackgroundTasks
 from ..audio import AudioFrame
-from ..llm import LLM, ChatChunk, ChatContext, ChoiceDelta, CompletionUsage, LLMStream
-from ..llm import Tool, ToolChoice
-from ..stt import STT, RecognizeStream, SpeechData, SpeechEvent, SpeechEventType
-from ..stt import STTCapabilities
+from ..llm import (
+    LLM,
+    ChatChunk,
+    ChatContext,
+    ChoiceDelta,
+    CompletionUsage,
+    LLMStream,
+    Tool,
+    ToolChoice,
+)
+from ..stt import STT, RecognizeStream, SpeechData, SpeechEvent, SpeechEventType, STTCapabilities
 from ..tts import TTS, ChunkedStream, SynthesizeStream, TTSCapabilities
 from ..vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
 from ._script import Script, ScriptError, TTSReply, UserSpeech
@@ -144,7 +151,9 @@ class FakeSTT(STT):
 
 
 class _FakeRecognizeStream(RecognizeStream):
-    def __init__(self, stt: FakeSTT, *, language: str | None, conn_options: APIConnectOptions):
+    def __init__(
+        self, stt: FakeSTT, *, language: str | None, conn_options: APIConnectOptions
+    ) -> None:
         super().__init__(stt, language=language, conn_options=conn_options)
         self._script = stt.script
 
@@ -161,8 +170,15 @@ class _FakeRecognizeStream(RecognizeStream):
         done = speech.end + speech.stt_delay
         if trio.current_time() - self._script.origin > done:
             return
-        data = (SpeechData(text=speech.transcript, confidence=1.0, language="en",
-                           start_time=speech.start, end_time=speech.end),)
+        data = (
+            SpeechData(
+                text=speech.transcript,
+                confidence=1.0,
+                language="en",
+                start_time=speech.start,
+                end_time=speech.end,
+            ),
+        )
         await _sleep_until_timeline(self._script, speech.start + VAD_START_DELAY)
         await self._emit(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
         await _sleep_until_timeline(self._script, speech.end + speech.stt_delay / 2)
@@ -205,7 +221,11 @@ class FakeLLM(LLM):
         text = last_item_text(chat_ctx)
         self.requests.append(text)
         return _FakeLLMStream(
-            self, text, chat_ctx=chat_ctx, tools=tools, tool_choice=tool_choice,
+            self,
+            text,
+            chat_ctx=chat_ctx,
+            tools=tools,
+            tool_choice=tool_choice,
             conn_options=conn_options,
         )
 
@@ -236,9 +256,7 @@ class _FakeLLMStream(LLMStream):
         for i, piece in enumerate(words):
             at = reply.ttft + (reply.duration - reply.ttft) * (i / max(len(words) - 1, 1))
             await trio.sleep_until(start + at)
-            await self._emit_chunk(
-                ChatChunk(id=self.request_id, delta=ChoiceDelta(content=piece))
-            )
+            await self._emit_chunk(ChatChunk(id=self.request_id, delta=ChoiceDelta(content=piece)))
         await trio.sleep_until(start + reply.duration)
         if reply.tool_calls:
             await self._emit_chunk(

@@ -8,6 +8,7 @@ from typing import TypeVar
 import attrs
 
 from ..llm import FunctionCall
+from ..llm._llm import function_calls
 
 __all__ = ["LLMReply", "Script", "ScriptError", "TTSReply", "UserSpeech"]
 
@@ -43,13 +44,15 @@ class LLMReply:
 
     input: str
     content: str = ""
-    tool_calls: tuple[FunctionCall, ...] = attrs.field(default=(), converter=tuple)
+    tool_calls: tuple[FunctionCall, ...] = attrs.field(default=(), converter=function_calls)
     ttft: float = 0.1
     duration: float = 0.3
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.ttft <= self.duration:
-            raise ValueError(f"LLM reply needs 0 <= ttft <= duration, got {self.ttft}, {self.duration}")
+            raise ValueError(
+                f"LLM reply needs 0 <= ttft <= duration, got {self.ttft}, {self.duration}"
+            )
 
 
 @attrs.frozen(kw_only=True)
@@ -64,7 +67,9 @@ class TTSReply:
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.ttfb <= self.duration:
-            raise ValueError(f"TTS reply needs 0 <= ttfb <= duration, got {self.ttfb}, {self.duration}")
+            raise ValueError(
+                f"TTS reply needs 0 <= ttfb <= duration, got {self.ttfb}, {self.duration}"
+            )
         if self.audio_duration <= 0:
             raise ValueError("audio_duration must be > 0")
 

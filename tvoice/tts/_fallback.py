@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from .._errors import APIError
 from .._utils import (
     DEFAULT_API_CONNECT_OPTIONS,
+    FALLBACK_CONNECT_OPTIONS,
     APIConnectOptions,
     BackgroundTasks,
     FallbackPool,
@@ -32,7 +33,7 @@ class FallbackAdapter(TTS):
         tts: Sequence[TTS],
         *,
         recovery_interval: float = 30.0,
-        conn_options: APIConnectOptions = APIConnectOptions(max_retry=1, timeout=10.0),
+        conn_options: APIConnectOptions = FALLBACK_CONNECT_OPTIONS,
     ) -> None:
         if not tts:
             raise ValueError("a TTS FallbackAdapter needs at least one TTS")

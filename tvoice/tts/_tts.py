@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from typing import Literal
 
@@ -52,7 +53,9 @@ class TTS(ABC, EventEmitter[Literal["metrics_collected"]]):
     Batch ones implement :meth:`synthesize`; wrap them in ``tts.StreamAdapter`` to stream.
     """
 
-    def __init__(self, *, sample_rate: int, num_channels: int, capabilities: TTSCapabilities):
+    def __init__(
+        self, *, sample_rate: int, num_channels: int, capabilities: TTSCapabilities
+    ) -> None:
         super().__init__()
         self._sample_rate = sample_rate
         self._num_channels = num_channels
@@ -144,10 +147,8 @@ class ChunkedStream(OutputStream[SynthesizedAudio]):
             await self._send_final()
 
     async def _send_final(self) -> None:
-        try:
+        with contextlib.suppress(trio.BrokenResourceError):
             await self._send.send(self._tts.end_of_segment(self._request_id))
-        except trio.BrokenResourceError:
-            pass
 
     def _report(self, *, cancelled: bool) -> None:
         now = trio.current_time()

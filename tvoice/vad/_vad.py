@@ -8,8 +8,8 @@ from typing import Literal
 
 import attrs
 
-from ..audio import AudioFrame
 from .._utils import EventEmitter, InputStream
+from ..audio import AudioFrame
 
 __all__ = ["VAD", "VADCapabilities", "VADEvent", "VADEventType", "VADStream"]
 
