@@ -486,15 +486,7 @@ async def order(items: list[Item], size: Size = Size.SMALL, scale: float = 1.0) 
         ),
         ("nope", "arguments are not valid JSON (Expecting value: line 1 column 1)"),
         ({"location": None}, "argument 'location': expected a string, got None"),
-        (
-            {"location": "x" * 100},
-            "argument 'location': expected a string, got "
-            if False
-            else "missing required argument 'location'"
-            if False
-            else "",
-        ),
-    ][:-1],
+    ],
 )
 def test_each_kind_of_error_is_reported_exactly(raw, message):
     assert error_of(get_weather, raw) == f"get_weather: {message}"
@@ -532,7 +524,7 @@ def test_long_values_are_shortened_in_messages():
     message = error_of(get_weather, {"location": list(range(100))})
     assert message == (
         "get_weather: argument 'location': expected a string, got "
-        "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,..."
+        "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16..."
     )
 
 
@@ -583,16 +575,15 @@ def test_values_are_converted_to_python_types():
     ) -> None:
         pass
 
-    converted = f.parse_arguments(
-        {
-            "items": ({"name": "a", "size": "large", "tags": ["x"]},),
-            "at": {"x": 1},
-            "address": {"street": "Main"},
-            "level": 2,
-            "member": "large",
-            "maybe": None,
-        }
-    )
+    raw = {
+        "items": ({"name": "a", "size": "large", "tags": ["x"]},),
+        "at": {"x": 1},
+        "address": {"street": "Main"},
+        "level": 2,
+        "member": "large",
+        "maybe": None,
+    }
+    converted = f.parse_arguments(raw)
     assert converted == {
         "items": [Item(name="a", size="large", count=1, tags=["x"])],
         "at": Point(x=1.0),
@@ -601,8 +592,8 @@ def test_values_are_converted_to_python_types():
         "member": Size.LARGE,
         "maybe": None,
     }
-    assert error_of(f, {**converted, "level": True, "items": [], "at": {"x": 0}}).endswith(
-        "argument 'level': must be one of 1, 2, got True"
+    assert error_of(f, {**raw, "level": True}) == (
+        "f: argument 'level': must be one of 1, 2, got True"
     )
 
 

@@ -298,10 +298,14 @@ class Object(ArgType):
         for key, item in value.items():
             if key in names:
                 continue
-            where = f"{path}[{key!r}]" if path else str(key)
             if self.extra is None:
-                errors.append(f"unexpected argument '{where}'")
+                errors.append(
+                    f"unexpected argument '{path}.{key}'"
+                    if path
+                    else f"unexpected argument '{key}'"
+                )
             else:
+                where = f"{path}[{key!r}]" if path else str(key)
                 out[key] = self.extra.convert(item, where, errors)
         if self.build is None or len(errors) > errors_before:
             return out

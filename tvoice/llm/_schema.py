@@ -77,7 +77,10 @@ def type_from_annotation(annotation: Any, *, _seen: frozenset[Any] = frozenset()
         others = [arg for arg in args if arg is not type(None)]
         if len(others) != 1 or len(args) != 2:
             raise TypeError(f"unsupported type {annotation!r}: the only union allowed is T | None")
-        return Nullable(inner=type_from_annotation(others[0], _seen=_seen))
+        inner = type_from_annotation(others[0], _seen=_seen)
+        # Lift Annotated[T, "..."] | None's description, so it reads as the whole type's.
+        bare = attrs.evolve(inner, description=None)
+        return Nullable(inner=bare, description=inner.description)
     if origin is Literal:
         return _literal(annotation, args)
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
