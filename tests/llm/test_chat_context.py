@@ -3,7 +3,7 @@ import json
 import pytest
 import trio
 
-from tvoice.llm._chat_context import (
+from tvoice.llm import (
     AgentHandoff,
     ChatContext,
     ChatMessage,

@@ -299,11 +299,8 @@ class Object(ArgType):
             if key in names:
                 continue
             if self.extra is None:
-                errors.append(
-                    f"unexpected argument '{path}.{key}'"
-                    if path
-                    else f"unexpected argument '{key}'"
-                )
+                where = f"{path}.{key}" if path else str(key)
+                errors.append(f"unexpected argument '{where}'")
             else:
                 where = f"{path}[{key!r}]" if path else str(key)
                 out[key] = self.extra.convert(item, where, errors)

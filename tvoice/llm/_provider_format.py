@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ._chat_context import AgentHandoff, ChatContext, ChatMessage, FunctionCall, FunctionCallOutput
+from ._chat_context import AgentHandoff, ChatContext, FunctionCall, FunctionCallOutput
 from ._tools import FunctionTool, RawFunctionTool
 
 __all__ = ["to_openai_messages", "to_openai_tools"]
@@ -51,7 +51,7 @@ def to_openai_messages(chat_ctx: ChatContext) -> list[dict[str, Any]]:
         open_assistant = None
         if isinstance(item, FunctionCallOutput):
             messages.append({"role": "tool", "tool_call_id": item.call_id, "content": item.output})
-        elif isinstance(item, ChatMessage):
+        else:
             role = "system" if item.role == "developer" else item.role
             message = {"role": role, "content": item.text_content or ""}
             messages.append(message)

@@ -112,6 +112,8 @@ def _is_method(fn: Callable[..., Any], params: list[inspect.Parameter]) -> bool:
     # A function written in a class body has the class as the last part of its qualified name
     # before its own ("Agent.lookup", "test.<locals>.Agent.lookup"); that is the only way to
     # tell a method from a function at decoration time, before the class exists.
+    if inspect.ismethod(fn):  # already bound: its signature has no self
+        return False
     parts = _qualname(fn).split(".")
     in_class = len(parts) >= 2 and parts[-2] != "<locals>"
     return in_class and bool(params) and params[0].kind is not inspect.Parameter.KEYWORD_ONLY
@@ -204,7 +206,7 @@ class _Tool:
                     self._name, [f"arguments are not valid JSON ({problem})"]
                 ) from None
         if not isinstance(value, dict):
-            got = type(value).__name__
+            got = "None" if value is None else type(value).__name__
             raise ToolArgumentsError(self._name, [f"arguments must be a JSON object, got {got}"])
         errors: list[str] = []
         arguments: dict[str, Any] = self._arguments.convert(value, "", errors)
