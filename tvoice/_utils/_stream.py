@@ -132,11 +132,14 @@ class OutputStream(Generic[T]):
         self._started_at = trio.current_time()
         finished = False
         try:
-            async with self._send:
-                await self._attempts()
+            await self._attempts()
             finished = True
         finally:
+            # Report before the consumer can see the end of the output, and close without a
+            # checkpoint: a consumer that leaves as soon as the output ends cancels this task,
+            # which must not turn a finished stream into a cancelled one.
             self._report(cancelled=not finished or self._error is not None)
+            self._send.close()
 
     def _report(self, *, cancelled: bool) -> None:
         """Called once when the stream ends (also on cancellation): emit metrics here."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from typing import Any
+
 import trio
 
 from ..llm import FunctionCall
+from ..voice import AgentSession
 from ._fake_io import FakeAudioInput, FakeAudioOutput, FakeTextOutput
 from ._fake_models import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from ._script import LLMReply, Script, TTSReply, UserSpeech
+from ._session import TimelineSession, wait_done
 
 __all__ = ["Timeline"]
 
@@ -46,6 +50,7 @@ class Timeline:
         self.audio_output = FakeAudioOutput()
         self.text_output = FakeTextOutput()
         self._started = False
+        self._session: AgentSession[Any] | None = None
 
     # -- the script ---------------------------------------------------------------------------
 
@@ -110,3 +115,21 @@ class Timeline:
     def tts_requests(self) -> list[str]:
         """One entry per synthesized segment: its text."""
         return self.fake_tts.requests
+
+    def session(self, **options: Any) -> TimelineSession:
+        """An ``AgentSession`` wired to the fakes: ``async with tl.session() as session``.
+
+        ``options`` are AgentSession's; the models default to the fakes.
+        """
+        return TimelineSession(self, **options)
+
+    def attach(self, session: AgentSession[Any]) -> None:
+        """The session :meth:`wait_done` waits for (set by :meth:`session`)."""
+        self._session = session
+
+    async def wait_done(self) -> None:
+        """Return once every scripted event has happened and the session is idle: no speech
+        queued or playing, no tool running, no user turn pending."""
+        if self._session is None:
+            raise RuntimeError("wait_done needs a running `async with tl.session()`")
+        await wait_done(self, self._session)

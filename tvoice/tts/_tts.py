@@ -230,7 +230,11 @@ class SynthesizeStream(InputStream[str | _Flush, SynthesizedAudio]):
                 label=self._tts.label,
                 request_id=self._request_id,
                 timestamp=now,
-                ttfb=(first_out - first_in) if first_in is not None and first_out else -1.0,
+                ttfb=(
+                    (first_out - first_in)
+                    if first_in is not None and first_out is not None
+                    else -1.0
+                ),
                 duration=now - self._started_at,
                 audio_duration=self._audio_duration,
                 characters_count=self._characters,

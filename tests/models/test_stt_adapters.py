@@ -1,0 +1,436 @@
+"""stt.StreamAdapter (VAD-segmented batch STT) and stt.FallbackAdapter, on exact times."""
+
+import pytest
+import trio
+
+from tvoice import APIConnectionError, APIStatusError, APITimeoutError
+from tvoice._utils import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions
+from tvoice.audio import AudioFrame
+from tvoice.metrics import STTMetrics, UsageCollector
+from tvoice.stt import (
+    STT,
+    FallbackAdapter,
+    RecognizeStream,
+    SpeechData,
+    SpeechEvent,
+    SpeechEventType,
+    StreamAdapter,
+    StreamAdapterWrapper,
+    STTCapabilities,
+)
+from tvoice.testing import Timeline
+
+START, INTERIM, FINAL, END = (
+    SpeechEventType.START_OF_SPEECH,
+    SpeechEventType.INTERIM_TRANSCRIPT,
+    SpeechEventType.FINAL_TRANSCRIPT,
+    SpeechEventType.END_OF_SPEECH,
+)
+
+
+class BatchSTT(STT):
+    """Answers the scripted ``transcripts`` in order, each after ``delay`` s.
+
+    ``failures`` first calls raise ``error``; ``hang`` never answers. ``heard`` records the
+    audio duration of each call.
+    """
+
+    def __init__(
+        self,
+        transcripts=("hello",),
+        *,
+        delay: float = 0.0,
+        failures: int = 0,
+        error=None,
+        hang: bool = False,
+        name: str = "batch",
+    ) -> None:
+        super().__init__(capabilities=STTCapabilities(streaming=False))
+        self.transcripts = list(transcripts)
+        self.delay = delay
+        self.failures = failures
+        self.error = error or APIConnectionError(f"{name} is down")
+        self.hang = hang
+        self.name = name
+        self.calls: list[float] = []
+        self.heard: list[float] = []
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<STT {self.name}>"
+
+    async def _recognize_impl(self, frame, *, language, conn_options) -> SpeechEvent:
+        self.calls.append(trio.current_time())
+        if self.hang:
+            await trio.sleep_forever()
+        await trio.sleep(self.delay)
+        if len(self.calls) <= self.failures:
+            raise self.error
+        self.heard.append(frame.duration)
+        text = self.transcripts.pop(0) if len(self.transcripts) > 1 else self.transcripts[0]
+        return SpeechEvent(
+            type=FINAL, alternatives=[SpeechData(text=text, language=language or "")]
+        )
+
+
+class StreamingSTT(STT):
+    """Counts the frames it receives; a FINAL "<n> frames" at each flush and at the end.
+
+    With ``break_after`` it emits START_OF_SPEECH, a FINAL, then breaks after that many frames.
+    ``frames`` records the timestamp of every frame received.
+    """
+
+    def __init__(
+        self, name: str, *, break_after: int | None = None, error=None, fail_at_once=False
+    ) -> None:
+        super().__init__(capabilities=STTCapabilities(streaming=True, interim_results=True))
+        self.name = name
+        self.break_after = break_after
+        self.error = error or APIConnectionError(f"{name} stream broke")
+        self.fail_at_once = fail_at_once
+        self.frames: list[float] = []
+        self.streams = 0
+        self.cleanup: list[float] = []
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<STT {self.name}>"
+
+    async def _recognize_impl(self, frame, *, language, conn_options):
+        if self.fail_at_once:
+            raise self.error
+        return SpeechEvent(type=FINAL, alternatives=[SpeechData(text=self.name)])
+
+    def stream(self, *, language=None, conn_options=DEFAULT_API_CONNECT_OPTIONS):
+        self.streams += 1
+        return CountingStream(self, language=language, conn_options=conn_options)
+
+
+class CountingStream(RecognizeStream):
+    async def _run(self) -> None:
+        stt = self._stt
+        try:
+            if stt.fail_at_once:
+                raise stt.error
+            count = 0
+            async for item in self._input:
+                if not isinstance(item, AudioFrame):
+                    await self._final(count)
+                    count = 0
+                    continue
+                stt.frames.append(trio.current_time())
+                count += 1
+                if count == 1:
+                    await self._emit(SpeechEvent(type=START))
+                if stt.break_after is not None and len(stt.frames) == stt.break_after:
+                    await self._final(count)
+                    raise stt.error
+            await self._final(count)
+        finally:
+            stt.cleanup.append(trio.current_time())
+
+    async def _final(self, count: int) -> None:
+        data = SpeechData(text=f"{self._stt.name}: {count} frames")
+        await self._emit(SpeechEvent(type=FINAL, alternatives=[data]))
+
+
+async def push_audio(stream, audio_input, *, until: float) -> None:
+    """Push the timeline's microphone into ``stream`` in virtual real time, then end input."""
+    async for frame in audio_input:
+        await stream.push_frame(frame)
+        if trio.current_time() >= until:
+            break
+    stream.end_input()
+
+
+async def collect_timed(stream) -> list[tuple[float, SpeechEventType, str]]:
+    return [(trio.current_time(), e.type, e.text) async for e in stream]
+
+
+def frame(duration: float = 1.0) -> AudioFrame:
+    return AudioFrame.silence(duration, 16000)
+
+
+# -- StreamAdapter --------------------------------------------------------------------------
+
+
+async def test_stream_adapter_events_at_exact_times(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=2.5, transcript="ignored: the batch STT decides")
+    tl.user_speech(start=4.0, end=5.0, transcript="")
+    tl.start()
+    stt = BatchSTT(["Hello there.", "Bye."], delay=0.3)
+    adapter = StreamAdapter(stt=stt, vad=tl.fake_vad)
+    async with adapter.stream(language="en") as stream, trio.open_nursery() as nursery:
+        nursery.start_soon(push_audio, stream, tl.audio_input, 7.0)
+        events = await collect_timed(stream)
+    assert events == [
+        (0.55, START, ""),
+        # the VAD ends the speech 0.5 s after it ends; recognition takes 0.3 s more
+        (pytest.approx(3.3), FINAL, "Hello there."),
+        (pytest.approx(3.3), END, ""),
+        (4.05, START, ""),
+        (pytest.approx(5.8), FINAL, "Bye."),
+        (pytest.approx(5.8), END, ""),
+    ]
+    assert stt.calls == [3.0, 5.5]
+    # each utterance is sent with its audio (some padding before it, the silence after it)
+    assert stt.heard[0] >= 2.5
+    assert stt.heard[1] >= 1.5
+
+
+async def test_stream_adapter_sends_no_final_for_an_empty_transcript(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=1.0, transcript="")
+    tl.start()
+    stt = BatchSTT(["  "], delay=0.25)
+    async with StreamAdapter(stt=stt, vad=tl.fake_vad).stream() as stream:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(push_audio, stream, tl.audio_input, 3.0)
+            events = await collect_timed(stream)
+    assert events == [(0.55, START, ""), (1.75, END, "")]
+
+
+async def test_stream_adapter_skips_recognition_when_the_vad_gives_no_audio(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=1.0, transcript="")
+    tl.start()
+    stt = BatchSTT()
+    async with StreamAdapter(stt=stt, vad=tl.fake_vad).stream() as stream:
+        stream.end_input()  # no audio at all
+        events = await collect_timed(stream)
+    assert events == [(0.55, START, ""), (1.5, END, "")]
+    assert stt.calls == []
+
+
+async def test_stream_adapter_properties_and_recognize(autojump_clock):
+    tl = Timeline()
+    stt = BatchSTT(["one"], delay=0.5)
+    adapter = StreamAdapter(stt=stt, vad=tl.fake_vad)
+    assert adapter.wrapped_stt is stt
+    assert adapter.vad is tl.fake_vad
+    assert adapter.label == "StreamAdapter(batch)"
+    assert adapter.capabilities == STTCapabilities(streaming=True, interim_results=False)
+    assert isinstance(adapter.stream(), StreamAdapterWrapper)
+    metrics: list[STTMetrics] = []
+    adapter.on("metrics_collected", metrics.append)
+    event = await adapter.recognize(frame(2.0), language="de")
+    assert (event.text, event.alternatives[0].language) == ("one", "de")
+    assert trio.current_time() == 0.5
+    # one recognition, one record (the wrapped STT's)
+    assert [(m.label, m.duration, m.audio_duration) for m in metrics] == [("batch", 0.5, 2.0)]
+
+
+async def test_stream_adapter_recognize_retries_once_per_attempt(autojump_clock):
+    stt = BatchSTT(["ok"], failures=1)
+    adapter = StreamAdapter(stt=stt, vad=Timeline().fake_vad)
+    assert (await adapter.recognize(frame())).text == "ok"
+    assert stt.calls == [0.0, 0.5]
+
+
+async def test_stream_adapter_forwards_metrics_of_each_utterance(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=1.0, transcript="x")
+    tl.start()
+    stt = BatchSTT(["x"], delay=0.2)
+    adapter = StreamAdapter(stt=stt, vad=tl.fake_vad)
+    usage = UsageCollector()
+    adapter.on("metrics_collected", usage.collect)
+    async with adapter.stream() as stream, trio.open_nursery() as nursery:
+        nursery.start_soon(push_audio, stream, tl.audio_input, 2.0)
+        await stream.collect()
+    assert usage.get_summary().stt_audio_duration == pytest.approx(stt.heard[0])
+
+
+async def test_stream_adapter_raises_when_recognition_fails(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=1.0, transcript="x")
+    tl.start()
+    stt = BatchSTT(failures=100, error=APIStatusError("quota", status_code=429))
+    options = APIConnectOptions(max_retry=1)
+    async with StreamAdapter(stt=stt, vad=tl.fake_vad).stream(conn_options=options) as stream:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(push_audio, stream, tl.audio_input, 5.0)
+            with pytest.raises(APIStatusError, match="quota"):
+                await stream.collect()
+            nursery.cancel_scope.cancel()
+    assert stt.calls == [1.5, 2.0]
+
+
+async def test_cancelling_the_stream_adapter_leaves_nothing_running(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=1.0, transcript="x")
+    tl.start()
+    stt = BatchSTT(hang=True)
+    me = trio.lowlevel.current_task()
+    with trio.move_on_after(1.7) as scope:
+        async with StreamAdapter(stt=stt, vad=tl.fake_vad).stream() as stream:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(push_audio, stream, tl.audio_input, 100.0)
+                await stream.collect()
+    assert scope.cancelled_caught
+    assert stt.calls == [1.5]
+    assert tasks_below(me) == []
+
+
+def tasks_below(task: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
+    out = []
+    for nursery in task.child_nurseries:
+        for child in nursery.child_tasks:
+            out += [child, *tasks_below(child)]
+    return out
+
+
+# -- FallbackAdapter: recognize -------------------------------------------------------------
+
+
+async def test_recognize_falls_back_after_the_primary_retries(autojump_clock):
+    primary = BatchSTT(failures=100, name="primary")
+    backup = BatchSTT(["from backup"], delay=0.2, name="backup")
+    adapter = FallbackAdapter([primary, backup], vad=Timeline().fake_vad)
+    metrics: list[STTMetrics] = []
+    adapter.on("metrics_collected", metrics.append)
+    event = await adapter.recognize(frame(1.5))
+    assert event.text == "from backup"
+    assert primary.calls == [0.0, 0.5]
+    assert backup.calls == [0.5]
+    assert trio.current_time() == 0.7
+    assert [(m.label, m.audio_duration) for m in metrics] == [("backup", 1.5)]
+    assert adapter.pool.candidates() == adapter.stts[1:]
+
+
+async def test_recognize_falls_back_from_a_hanging_primary(autojump_clock):
+    primary = BatchSTT(hang=True, name="primary")
+    backup = BatchSTT(["ok"], name="backup")
+    options = APIConnectOptions(max_retry=0, timeout=3.0)
+    adapter = FallbackAdapter([primary, backup], vad=Timeline().fake_vad, conn_options=options)
+    assert (await adapter.recognize(frame())).text == "ok"
+    assert trio.current_time() == 3.0
+    assert primary.calls == [0.0]
+
+
+async def test_recognize_all_failing_names_each(autojump_clock):
+    primary = BatchSTT(failures=100, name="primary")
+    backup = StreamingSTT("backup", fail_at_once=True, error=APITimeoutError("backup slow"))
+    adapter = FallbackAdapter([primary, backup], vad=Timeline().fake_vad)
+    with pytest.raises(APIConnectionError, match=r"all STTs failed: primary is down.*backup slow"):
+        await adapter.recognize(frame())
+    # the backup's own retry came 0.5 s after its first attempt
+    assert trio.current_time() == 1.0
+
+
+async def test_recognize_tries_a_recovered_primary_first(autojump_clock):
+    primary = BatchSTT(["primary"], failures=2, name="primary")
+    backup = BatchSTT(["backup"], name="backup")
+    adapter = FallbackAdapter([primary, backup], vad=Timeline().fake_vad, recovery_interval=5.0)
+    assert (await adapter.recognize(frame())).text == "backup"
+    await trio.sleep(1.0)
+    assert (await adapter.recognize(frame())).text == "backup"
+    await trio.sleep(5.0)
+    assert (await adapter.recognize(frame())).text == "primary"
+    assert primary.calls == [0.0, 0.5, 6.5]
+
+
+def test_batch_stt_without_vad_is_refused():
+    with pytest.raises(ValueError, match="batch does not stream: pass vad="):
+        FallbackAdapter([StreamingSTT("ok"), BatchSTT(name="batch")])
+
+
+def test_fallback_wraps_batch_stts_and_reports_capabilities():
+    vad = Timeline().fake_vad
+    batch = BatchSTT()
+    streaming = StreamingSTT("s")
+    adapter = FallbackAdapter([streaming, batch], vad=vad)
+    wrapped = adapter.stts[1]
+    assert isinstance(wrapped, StreamAdapter)
+    assert wrapped.wrapped_stt is batch
+    assert adapter.stts[0] is streaming
+    assert adapter.capabilities == STTCapabilities(streaming=True, interim_results=False)
+    assert FallbackAdapter([streaming]).capabilities.interim_results is True
+    assert adapter.stt_conn_options == APIConnectOptions(max_retry=1, timeout=10.0)
+
+
+# -- FallbackAdapter: streams ---------------------------------------------------------------
+
+
+async def push_frames(stream, n: int, *, every: float = 0.1) -> None:
+    for _ in range(n):
+        await stream.push_frame(frame(every))
+        await trio.sleep(every)
+    stream.end_input()
+
+
+async def test_stream_falls_back_mid_stream_and_keeps_receiving_audio(autojump_clock):
+    primary = StreamingSTT("primary", break_after=3)
+    backup = StreamingSTT("backup")
+    adapter = FallbackAdapter([primary, backup])
+    async with adapter.stream() as stream, trio.open_nursery() as nursery:
+        nursery.start_soon(push_frames, stream, 10)
+        events = await collect_timed(stream)
+    assert events == [
+        (0.0, START, ""),
+        (pytest.approx(0.2), FINAL, "primary: 3 frames"),
+        (pytest.approx(0.3), START, ""),
+        (pytest.approx(1.0), FINAL, "backup: 7 frames"),
+    ]
+    assert len(primary.frames) == 3
+    assert backup.frames == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    assert primary.streams == 1  # it had emitted: no retry, straight to the backup
+    assert adapter.pool.candidates() == [backup]
+
+
+async def test_stream_forwards_flush_to_the_inner_stream(autojump_clock):
+    backup = StreamingSTT("only")
+    async with FallbackAdapter([backup]).stream() as stream:
+        await stream.push_frame(frame())
+        await stream.push_frame(frame())
+        await stream.flush()
+        await stream.push_frame(frame())
+        stream.end_input()
+        texts = [e.text for e in await stream.collect() if e.type == FINAL]
+    assert texts == ["only: 2 frames", "only: 1 frames"]
+
+
+async def test_stream_whose_providers_all_fail_raises(autojump_clock):
+    primary = StreamingSTT("primary", fail_at_once=True)
+    backup = StreamingSTT("backup", fail_at_once=True)
+    async with FallbackAdapter([primary, backup]).stream() as stream:
+        with pytest.raises(APIConnectionError, match="primary stream broke.*backup stream broke"):
+            await stream.collect()
+    # each stream retried once (0.5 s) before the next was tried
+    assert (primary.streams, backup.streams) == (1, 1)
+    assert trio.current_time() == 1.0
+
+
+async def test_stream_uses_a_batch_stt_through_the_vad(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=1.0, transcript="x")
+    tl.start()
+    primary = StreamingSTT("primary", fail_at_once=True, error=APIStatusError("401", status_code=401))
+    backup = BatchSTT(["from batch"], delay=0.1, name="backup")
+    adapter = FallbackAdapter([primary, backup], vad=tl.fake_vad)
+    async with adapter.stream() as stream, trio.open_nursery() as nursery:
+        nursery.start_soon(push_audio, stream, tl.audio_input, 2.0)
+        events = await collect_timed(stream)
+    assert events == [
+        (0.55, START, ""),
+        (pytest.approx(1.6), FINAL, "from batch"),
+        (pytest.approx(1.6), END, ""),
+    ]
+
+
+async def test_cancelling_a_fallback_stream_leaves_nothing_running(autojump_clock):
+    primary = StreamingSTT("primary")
+    me = trio.lowlevel.current_task()
+    with trio.move_on_after(0.55) as scope:
+        async with FallbackAdapter([primary]).stream() as stream:
+            await push_frames(stream, 100)
+    assert scope.cancelled_caught
+    assert primary.cleanup == [0.55]
+    assert tasks_below(me) == []

@@ -1,0 +1,723 @@
+"""`AgentActivity`: one running agent - its speech scheduler, replies, tools and interruptions."""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+import itertools
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..llm import (
+    LLM,
+    AgentHandoff,
+    ChatContext,
+    ChatMessage,
+    StopResponse,
+    Tool,
+    ToolChoice,
+)
+from ..metrics import EOUMetrics, TurnMetrics
+from ..stt import STT, SpeechEvent, SpeechEventType
+from ..tokenize import count_words
+from ..tts import TTS
+from ..vad import VAD, VADEvent
+from ._agent import Agent, ModelSettings
+from ._events import (
+    AgentFalseInterruptionEvent,
+    FunctionToolsExecutedEvent,
+    SpeechCreatedEvent,
+    SpeechSource,
+)
+from ._generation import Generation, heard_text
+from ._recognition import EndOfTurn
+from ._speech_handle import SPEECH_PRIORITY_NORMAL, SpeechHandle
+from ._tools import ToolExecution, run_tool
+
+if TYPE_CHECKING:
+    from ._session import AgentSession
+
+__all__ = ["AgentActivity", "current_activity"]
+
+logger = logging.getLogger("tvoice.voice")
+_current_activity: contextvars.ContextVar[AgentActivity] = contextvars.ContextVar(
+    "tvoice_activity"
+)
+
+
+def current_activity() -> AgentActivity:
+    """The activity whose task is running (tools and hooks run inside one)."""
+    try:
+        return _current_activity.get()
+    except LookupError:
+        raise RuntimeError(
+            "no agent is running here: await an AgentTask from a tool or a hook"
+        ) from None
+
+
+class _Preemptive:
+    def __init__(self, generation: Generation, transcript: str, fingerprint: object) -> None:
+        self.generation = generation
+        self.transcript = transcript
+        self.fingerprint = fingerprint
+
+
+class _Timer:
+    """A callback after a delay, cancellable; one pending at a time."""
+
+    def __init__(self) -> None:
+        self._scope: trio.CancelScope | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self._scope is not None
+
+    def start(self, nursery: trio.Nursery, delay: float, callback: Callable[[], None]) -> None:
+        self.cancel()
+        scope = self._scope = trio.CancelScope()
+
+        async def run() -> None:
+            with scope:
+                await trio.sleep(delay)
+                self._scope = None
+                callback()
+
+        nursery.start_soon(run)
+
+    def cancel(self) -> None:
+        if self._scope is not None:
+            self._scope.cancel()
+            self._scope = None
+
+
+class AgentActivity:
+    """Everything that runs for the current agent: started by the session, replaced on handoff.
+
+    Speeches run one at a time from a priority queue, each inside its handle's cancel scope;
+    tools run in the activity's tool nursery, so they outlive an interrupted speech.
+    """
+
+    def __init__(self, agent: Agent, session: AgentSession[Any]) -> None:
+        self.agent = agent
+        self.session = session
+        self._nursery: trio.Nursery | None = None
+        self._tool_nursery: trio.Nursery | None = None
+        self._queue: list[tuple[int, int, SpeechHandle, Callable[[SpeechHandle], Awaitable[None]]]] = []
+        self._seq = itertools.count()
+        self._queue_changed = trio.Event()
+        self.current_speech: SpeechHandle | None = None
+        self._current_generation: Generation | None = None
+        self._preemptive: _Preemptive | None = None
+        self._running_tools: set[ToolExecution] = set()
+        self._accepting = True
+        self._paused_speech: SpeechHandle | None = None
+        self._interruption_timer = _Timer()
+        self._false_interruption_timer = _Timer()
+        self._discard_turn = False
+        self._pending_turn: EndOfTurn | None = None
+        self._turn_tasks = 0
+
+    # -- models (the agent's own, else the session's) ----------------------------------------
+
+    @property
+    def llm(self) -> LLM | None:
+        """The LLM in use."""
+        return self.agent.llm or self.session.llm
+
+    @property
+    def stt(self) -> STT | None:
+        """The STT in use."""
+        return self.agent.stt or self.session.stt
+
+    @property
+    def tts(self) -> TTS | None:
+        """The TTS in use."""
+        return self.agent.tts or self.session.tts
+
+    @property
+    def vad(self) -> VAD | None:
+        """The VAD in use."""
+        return self.agent.vad or self.session.vad
+
+    @property
+    def allow_interruptions(self) -> bool:
+        """Whether speech is interruptible by default."""
+        if self.agent.allow_interruptions is not None:
+            return self.agent.allow_interruptions
+        return self.session.options.allow_interruptions
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, playing, running or pending."""
+        return (
+            self.current_speech is None
+            and not self._queue
+            and not self._running_tools
+            and self._preemptive is None
+            and self._turn_tasks == 0
+        )
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the activity until cancelled: scheduler and tool nursery, then ``on_enter``."""
+        _current_activity.set(self)
+        self.agent.attach(self)
+        try:
+            async with trio.open_nursery() as nursery, trio.open_nursery() as tools:
+                self._nursery, self._tool_nursery = nursery, tools
+                nursery.start_soon(self._schedule)
+                task_status.started()
+                await self._call_hook(self.agent.on_enter(), "on_enter")
+                await trio.sleep_forever()
+        finally:
+            self.agent.attach(None)
+
+    async def drain(self) -> None:
+        """Stop taking new speech and wait for what is queued and playing to finish."""
+        self._accepting = False
+        while self.current_speech is not None or self._queue:
+            await self.session.wait_changed()
+
+    async def _call_hook(self, coro: Awaitable[None], name: str) -> None:
+        try:
+            await coro
+        except Exception as e:
+            logger.exception("%s.%s failed", self.agent.label, name)
+            self.session.report_error(e, self.agent)
+
+    # -- the speech queue ---------------------------------------------------------------------
+
+    def schedule(
+        self,
+        handle: SpeechHandle,
+        run: Callable[[SpeechHandle], Awaitable[None]],
+        *,
+        source: SpeechSource,
+        user_initiated: bool,
+    ) -> SpeechHandle:
+        """Queue a speech; it runs when everything of higher (or equal, earlier) priority has."""
+        if not self._accepting:
+            raise RuntimeError(f"{self.agent!r} is being replaced: it takes no new speech")
+        heapq.heappush(self._queue, (-handle.priority, next(self._seq), handle, run))
+        self.session.emit(
+            "speech_created",
+            SpeechCreatedEvent(speech_handle=handle, source=source, user_initiated=user_initiated),
+        )
+        self._wake()
+        return handle
+
+    def wake(self) -> None:
+        """Re-check the queue (the activity may have become current again)."""
+        self._wake()
+
+    def _wake(self) -> None:
+        self._queue_changed.set()
+        self._queue_changed = trio.Event()
+        self.session.notify_changed()
+
+    async def _schedule(self) -> None:
+        while True:
+            while not self._queue or not self.session.is_current(self):
+                await self._queue_changed.wait()
+            _, _, handle, run = heapq.heappop(self._queue)
+            if handle.done():
+                continue
+            self.current_speech = handle
+            handle.mark_started()
+            try:
+                with handle.scope:
+                    await run(handle)
+            except Exception as e:
+                logger.exception("speech %s failed", handle.id)
+                self.session.report_error(e, self.agent)
+            finally:
+                self.current_speech = None
+                self._current_generation = None
+                if self._paused_speech is handle:
+                    self._release_pause()
+                handle.mark_done()
+                if not self._queue:
+                    self.session.set_agent_state("listening")
+                self._wake()
+
+    # -- say / reply --------------------------------------------------------------------------
+
+    def say(
+        self,
+        text: str | AsyncIterable[str],
+        *,
+        allow_interruptions: bool | None,
+        add_to_chat_ctx: bool,
+    ) -> SpeechHandle:
+        """Queue ``text`` to be spoken as is."""
+        handle = SpeechHandle(
+            allow_interruptions=self._interruptible(allow_interruptions),
+            priority=SPEECH_PRIORITY_NORMAL,
+        )
+
+        async def run(handle: SpeechHandle) -> None:
+            gen = self._new_generation(ModelSettings())
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(lambda: gen.produce(text=text))
+                    await self._play(gen, handle)
+            finally:
+                gen.cancel()
+                with trio.CancelScope(shield=True):
+                    if add_to_chat_ctx:
+                        self._record_message(handle, gen)
+
+        return self.schedule(handle, run, source="say", user_initiated=True)
+
+    def generate_reply(
+        self,
+        *,
+        user_message: ChatMessage | None = None,
+        instructions: str | None = None,
+        allow_interruptions: bool | None = None,
+        tool_choice: ToolChoice | None = None,
+        user_initiated: bool = True,
+        turn: EndOfTurn | None = None,
+        preemptive: Generation | None = None,
+    ) -> SpeechHandle:
+        """Queue a reply from the LLM (adding ``user_message`` to the chat first)."""
+        if user_message is not None:
+            self.session.add_item(user_message, agent=self.agent)
+        handle = SpeechHandle(allow_interruptions=self._interruptible(allow_interruptions))
+        settings = ModelSettings(tool_choice=tool_choice or "auto")
+
+        async def run(handle: SpeechHandle) -> None:
+            await self._reply(handle, settings, instructions, turn, preemptive)
+
+        return self.schedule(
+            handle, run, source="generate_reply", user_initiated=user_initiated
+        )
+
+    def _interruptible(self, allow: bool | None) -> bool:
+        return self.allow_interruptions if allow is None else allow
+
+    def _new_generation(self, settings: ModelSettings) -> Generation:
+        audio = self.session.audio_output is not None and self.tts is not None
+        return Generation(self.agent, settings, audio=audio, on_error=self.session.report_error)
+
+    def _llm_context(self, instructions: str | None) -> ChatContext:
+        ctx = self.agent.chat_ctx_ref().copy()
+        ctx.items.insert(0, ChatMessage(role="system", content=[self.agent.instructions]))
+        if instructions:
+            ctx.add_message(role="system", content=instructions)
+        return ctx
+
+    async def _reply(
+        self,
+        handle: SpeechHandle,
+        settings: ModelSettings,
+        instructions: str | None,
+        turn: EndOfTurn | None,
+        preemptive: Generation | None,
+    ) -> None:
+        max_steps = self.session.options.max_tool_steps
+        while True:
+            gen = preemptive or self._new_generation(settings)
+            preemptive = None
+            executions = await self._run_step(handle, gen, instructions, turn)
+            turn = None
+            if not executions or gen.failed:
+                return
+            new_agents = [e.new_agent for e in executions if e.new_agent is not None]
+            if new_agents:
+                self.session.request_handoff(new_agents[-1], from_activity=self)
+                return
+            if any(e.stop_response for e in executions):
+                return
+            if not any(e.reply_required for e in executions):
+                return
+            if handle.num_steps > max_steps:
+                logger.warning(
+                    "%s: max_tool_steps (%d) reached, not calling the LLM again",
+                    self.agent.label,
+                    max_steps,
+                )
+                return
+            handle.num_steps += 1
+            settings = ModelSettings(tool_choice="auto")
+            instructions = None
+
+    async def _run_step(
+        self,
+        handle: SpeechHandle,
+        gen: Generation,
+        instructions: str | None,
+        turn: EndOfTurn | None,
+    ) -> list[ToolExecution]:
+        executions: list[ToolExecution] = []
+        completed = False
+        self.session.set_agent_state("thinking")
+        try:
+            async with trio.open_nursery() as nursery:
+                if not gen.started:
+                    ctx = self._llm_context(instructions)
+                    tools = self.agent.tools
+                    nursery.start_soon(lambda: gen.produce(chat_ctx=ctx, tools=tools))
+                nursery.start_soon(self._start_tools, gen, handle, executions)
+                await self._play(gen, handle, turn=turn)
+                await gen.text.wait_closed()
+                while gen.calls_closed is False or len(executions) < len(gen.calls):
+                    await gen.calls_changed.wait()
+                if any(not e.done.is_set() for e in executions):
+                    self.session.set_agent_state("thinking")
+                for execution in executions:
+                    await execution.done.wait()
+            completed = True
+        finally:
+            gen.cancel()
+            with trio.CancelScope(shield=True):
+                self._record_message(handle, gen)
+                self._record_tools(executions, completed=completed)
+        return executions
+
+    async def _start_tools(
+        self, gen: Generation, handle: SpeechHandle, executions: list[ToolExecution]
+    ) -> None:
+        assert self._tool_nursery is not None
+        tools = {t.name: t for t in self.agent.tools}
+        index = 0
+        while await gen.wait_calls(index):
+            call = gen.calls[index]
+            index += 1
+            execution = ToolExecution(call=call)
+            executions.append(execution)
+            self._running_tools.add(execution)
+            self._tool_nursery.start_soon(self._execute, execution, tools.get(call.name), handle)
+            self._wake()
+
+    async def _execute(
+        self, execution: ToolExecution, tool: Tool | None, handle: SpeechHandle
+    ) -> None:
+        try:
+            await run_tool(execution, tool, session=self.session, speech_handle=handle)
+        finally:
+            self._running_tools.discard(execution)
+            if execution.orphaned and execution.output is not None:
+                # Its speech was interrupted: the result is still kept, exactly once.
+                self.session.add_item(execution.output, agent=self.agent)
+            self._wake()
+
+    # -- playing ------------------------------------------------------------------------------
+
+    async def _play(
+        self, gen: Generation, handle: SpeechHandle, *, turn: EndOfTurn | None = None
+    ) -> None:
+        """Play a generation's audio and text; on cancellation, cut the output and remember
+        what was heard (``gen.heard``)."""
+        self._current_generation = gen
+        output = self.session.audio_output
+        text_output = self.session.text_output
+        played = 0.0
+        started = False
+
+        def on_started(_: object) -> None:
+            nonlocal started
+            if started or self._current_generation is not gen:
+                return
+            started = True
+            self.session.set_agent_state("speaking")
+            if turn is not None and turn.stopped_speaking_at is not None:
+                self._report_turn(handle, gen, turn)
+
+        if output is not None and gen.audio:
+            output.on("playback_started", on_started)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._forward_text, gen, text_output, on_started)
+                if output is not None and gen.audio:
+                    async for frame in gen.frames:
+                        await output.capture_frame(frame)
+                        gen.audio_pushed += frame.duration
+                    output.flush()
+                    if gen.audio_pushed > 0:
+                        finished = await output.wait_for_playout()
+                        played = finished.playback_position
+                    gen.heard = heard_text(gen.text.text, played=played, pushed=gen.audio_pushed)
+                else:
+                    await gen.text.wait_closed()
+                    gen.heard = gen.text.text
+        finally:
+            if gen.heard is None:
+                with trio.CancelScope(shield=True):
+                    gen.heard = await self._cut(gen)
+            if output is not None and gen.audio:
+                output.off("playback_started", on_started)
+
+    async def _cut(self, gen: Generation) -> str:
+        output = self.session.audio_output
+        text_output = self.session.text_output
+        if text_output is not None:
+            text_output.flush()
+        if output is None or not gen.audio:
+            return gen.text.text
+        output.clear_buffer()
+        position = 0.0
+        with trio.move_on_after(1.0):
+            position = (await output.wait_for_playout()).playback_position
+        if output.can_pause:
+            output.resume()
+        return heard_text(gen.text.text, played=position, pushed=gen.audio_pushed)
+
+    async def _forward_text(
+        self, gen: Generation, text_output: Any, on_started: Callable[[object], None]
+    ) -> None:
+        node = self.agent.transcription_node(gen.text.reader(), gen.settings)
+        async with aclosing(node) as pieces:
+            async for piece in pieces:
+                if not gen.audio:
+                    on_started(None)
+                if text_output is not None:
+                    await text_output.capture_text(piece)
+        if text_output is not None:
+            text_output.flush()
+
+    def _record_message(self, handle: SpeechHandle, gen: Generation) -> None:
+        text = (gen.heard or "").strip()
+        if not text:
+            return
+        interrupted = handle.interrupted or gen.heard != gen.text.text
+        message = ChatMessage(role="assistant", content=[text], interrupted=interrupted)
+        handle.chat_items.append(message)
+        self.session.add_item(message, agent=self.agent)
+
+    def _record_tools(self, executions: Sequence[ToolExecution], *, completed: bool) -> None:
+        for e in executions:
+            self.session.add_item(e.call, agent=self.agent)
+            if e.output is not None:
+                self.session.add_item(e.output, agent=self.agent)
+            else:
+                e.orphaned = True
+        if completed and executions:
+            self.session.emit(
+                "function_tools_executed",
+                FunctionToolsExecutedEvent(
+                    function_calls=[e.call for e in executions],
+                    function_call_outputs=[e.output for e in executions if e.output is not None],
+                ),
+            )
+
+    def _report_turn(self, handle: SpeechHandle, gen: Generation, turn: EndOfTurn) -> None:
+        assert turn.stopped_speaking_at is not None
+        now = trio.current_time()
+        self.session.report_metrics(
+            TurnMetrics(
+                timestamp=now,
+                speech_id=handle.id,
+                e2e_latency=now - turn.stopped_speaking_at,
+                end_of_utterance_delay=turn.end_of_utterance_delay,
+                transcription_delay=turn.transcription_delay,
+                llm_ttft=(gen.first_token_at - gen.started_at) if gen.first_token_at else None,
+                tts_ttfb=(gen.first_frame_at - gen.first_token_at)
+                if gen.first_frame_at and gen.first_token_at
+                else None,
+            )
+        )
+
+    # -- interruptions ------------------------------------------------------------------------
+
+    def _interruptible_speech(self) -> SpeechHandle | None:
+        speech = self.current_speech
+        if speech is None or speech.done() or not speech.allow_interruptions:
+            return None
+        return speech
+
+    def _pause_mode(self) -> bool:
+        output = self.session.audio_output
+        return (
+            self.session.options.resume_false_interruption
+            and output is not None
+            and output.can_pause
+        )
+
+    def on_start_of_speech(self, event: VADEvent | None) -> None:
+        """The user started speaking: arm the interruption (or note the turn to discard)."""
+        self._cancel_preemptive()
+        self._false_interruption_timer.cancel()
+        speech = self.current_speech
+        if speech is not None and not speech.done() and not speech.allow_interruptions:
+            self._discard_turn = True
+            return
+        speech = self._interruptible_speech()
+        if speech is None or self.session.options.min_interruption_words > 0:
+            return
+        assert self._nursery is not None
+        playing = self.session.agent_state == "speaking"
+        if self._pause_mode() and not playing:
+            self._pause(speech)  # nothing heard yet: hold it while the user speaks
+        elif self._pause_mode():
+            self._interruption_timer.start(
+                self._nursery,
+                self.session.options.min_interruption_duration,
+                lambda: self._pause(speech),
+            )
+        else:
+            self._interruption_timer.start(
+                self._nursery,
+                self.session.options.min_interruption_duration,
+                lambda: self._interrupt(speech),
+            )
+
+    def on_end_of_speech(self, event: VADEvent | None) -> None:
+        """The user stopped: if the speech was paused and no words came, resume it later."""
+        self._interruption_timer.cancel()
+        if self._paused_speech is not None and self._nursery is not None:
+            self._false_interruption_timer.start(
+                self._nursery,
+                self.session.options.false_interruption_timeout,
+                self._false_interruption,
+            )
+
+    def on_transcript(self, event: SpeechEvent, *, turn_text: str) -> None:
+        """Words arrived: they interrupt a speech (``min_interruption_words`` of them)."""
+        speech = self._interruptible_speech()
+        if speech is None or event.type not in (
+            SpeechEventType.INTERIM_TRANSCRIPT,
+            SpeechEventType.FINAL_TRANSCRIPT,
+        ):
+            return
+        needed = max(1, self.session.options.min_interruption_words)
+        if count_words(turn_text) >= needed:
+            self._interrupt(speech)
+
+    def _pause(self, speech: SpeechHandle) -> None:
+        output = self.session.audio_output
+        if speech.done() or output is None:
+            return
+        self._paused_speech = speech
+        output.pause()
+
+    def _release_pause(self) -> None:
+        self._paused_speech = None
+        self._false_interruption_timer.cancel()
+        output = self.session.audio_output
+        if output is not None:
+            output.resume()
+
+    def _false_interruption(self) -> None:
+        speech = self._paused_speech
+        if speech is None:
+            return
+        self._release_pause()
+        self.session.emit("agent_false_interruption", AgentFalseInterruptionEvent(resumed=True))
+
+    def _interrupt(self, speech: SpeechHandle) -> None:
+        self._interruption_timer.cancel()
+        self._false_interruption_timer.cancel()
+        if not speech.done():
+            speech.interrupt()
+
+    def interrupt(self, *, force: bool = False) -> None:
+        """Interrupt the current speech and drop the queued ones."""
+        for _, _, handle, _ in self._queue:
+            if handle.allow_interruptions or force:
+                handle.interrupt(force=force)
+                handle.mark_done()
+        self._queue = [q for q in self._queue if not q[2].done()]
+        heapq.heapify(self._queue)
+        if self.current_speech is not None:
+            if self.current_speech.allow_interruptions or force:
+                self.current_speech.interrupt(force=force)
+        self._wake()
+
+    # -- user turns ---------------------------------------------------------------------------
+
+    def on_preemptive_generation(self, transcript: str) -> None:
+        """A final transcript exists: start the reply now, to adopt if the turn ends as is."""
+        self._cancel_preemptive()
+        if not self.session.options.preemptive_generation or self._nursery is None:
+            return
+        speech = self.current_speech
+        if speech is not None and not speech.allow_interruptions:
+            return
+        ctx = self._llm_context(None)
+        ctx.add_message(role="user", content=transcript)
+        gen = self._new_generation(ModelSettings())
+        self._preemptive = _Preemptive(gen, transcript, self._fingerprint())
+        tools = self.agent.tools
+        self._nursery.start_soon(lambda: gen.produce(chat_ctx=ctx, tools=tools))
+
+    def _fingerprint(self) -> object:
+        ctx = self.agent.chat_ctx_ref()
+        return (self.agent.instructions, tuple(t.name for t in self.agent.tools),
+                tuple(item.id for item in ctx.items))
+
+    def _cancel_preemptive(self) -> None:
+        if self._preemptive is not None:
+            self._preemptive.generation.cancel()
+            self._preemptive = None
+            self._wake()
+
+    def on_end_of_turn(self, turn: EndOfTurn) -> None:
+        """The user's turn is committed: reply (in a task, the hook may take time)."""
+        assert self._nursery is not None
+        discard, self._discard_turn = self._discard_turn, False
+        if discard:
+            logger.info("discarding %r, heard during uninterruptible speech", turn.transcript)
+            self._cancel_preemptive()
+            return
+        self._turn_tasks += 1
+        self._nursery.start_soon(self._user_turn_completed, turn)
+
+    async def _user_turn_completed(self, turn: EndOfTurn) -> None:
+        try:
+            speech = self._interruptible_speech()
+            if speech is not None:
+                self._interrupt(speech)
+            message = ChatMessage(role="user", content=[turn.transcript])
+            turn_ctx = self.agent.chat_ctx
+            fingerprint = self._fingerprint()
+            hook_start = trio.current_time()
+            try:
+                await self.agent.on_user_turn_completed(turn_ctx, message)
+            except StopResponse:
+                self._cancel_preemptive()
+                self.session.add_item(message, agent=self.agent)
+                return
+            except Exception as e:
+                logger.exception("%s.on_user_turn_completed failed", self.agent.label)
+                self.session.report_error(e, self.agent)
+            hook_delay = trio.current_time() - hook_start
+            self.session.report_metrics(
+                EOUMetrics(
+                    timestamp=trio.current_time(),
+                    end_of_utterance_delay=turn.end_of_utterance_delay,
+                    transcription_delay=turn.transcription_delay,
+                    on_user_turn_completed_delay=hook_delay,
+                )
+            )
+            added = [i for i in turn_ctx.items if self.agent.chat_ctx_ref().get_by_id(i.id) is None]
+            for item in added:
+                self.session.add_item(item, agent=self.agent)
+            preemptive = self._adopt_preemptive(message, fingerprint, unchanged=not added)
+            self.generate_reply(
+                user_message=message, user_initiated=False, turn=turn, preemptive=preemptive
+            )
+        finally:
+            self._turn_tasks -= 1
+            self._wake()
+
+    def _adopt_preemptive(
+        self, message: ChatMessage, fingerprint: object, *, unchanged: bool
+    ) -> Generation | None:
+        pre, self._preemptive = self._preemptive, None
+        if pre is None:
+            return None
+        if unchanged and pre.transcript == message.text_content and pre.fingerprint == fingerprint:
+            return pre.generation
+        pre.generation.cancel()
+        return None
+
+    def commit_handoff(self, old: Agent | None) -> None:
+        """Record the handoff into this agent and carry the chat over."""
+        item = AgentHandoff(old_agent_id=old.id if old else None, new_agent_id=self.agent.id)
+        self.session.add_item(item, agent=self.agent)

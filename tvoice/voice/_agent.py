@@ -1,0 +1,258 @@
+"""`Agent`: instructions, tools, models and the hooks and nodes a user overrides."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterable, Generator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import attrs
+import trio
+
+from .._utils import BackgroundTasks, short_id
+from ..audio import AudioFrame
+from ..llm import (
+    LLM,
+    ChatChunk,
+    ChatContext,
+    ChatMessage,
+    FunctionTool,
+    RawFunctionTool,
+    Tool,
+    ToolChoice,
+    find_function_tools,
+)
+from ..stt import STT, SpeechEvent
+from ..tts import TTS
+from ..vad import VAD
+from ._turn import TurnDetection
+
+if TYPE_CHECKING:
+    from ._activity import AgentActivity
+    from ._session import AgentSession
+
+__all__ = ["Agent", "AgentTask", "ModelSettings"]
+
+T = TypeVar("T")
+
+
+@attrs.frozen(kw_only=True)
+class ModelSettings:
+    """Settings passed to the nodes for one generation."""
+
+    tool_choice: ToolChoice = "auto"
+
+
+class Agent:
+    """What the agent is: its instructions, tools and (optionally) its own models.
+
+    Subclass it to add tools (``@function_tool`` methods), hooks (``on_enter``, ``on_exit``,
+    ``on_user_turn_completed``) or to replace a stage of the pipeline (the ``*_node`` methods,
+    async generators whose defaults call the models).
+    """
+
+    def __init__(
+        self,
+        *,
+        instructions: str,
+        tools: Sequence[Tool] = (),
+        chat_ctx: ChatContext | None = None,
+        stt: STT | None = None,
+        vad: VAD | None = None,
+        llm: LLM | None = None,
+        tts: TTS | None = None,
+        turn_detection: TurnDetection | None = None,
+        allow_interruptions: bool | None = None,
+        min_endpointing_delay: float | None = None,
+        max_endpointing_delay: float | None = None,
+    ) -> None:
+        self.id = short_id(type(self).__name__.lower())
+        self._instructions = instructions
+        self._tools: list[Tool] = [*tools, *find_function_tools(self)]
+        self._chat_ctx = chat_ctx.copy() if chat_ctx is not None else ChatContext()
+        self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
+        self.turn_detection = turn_detection
+        self.allow_interruptions = allow_interruptions
+        self.min_endpointing_delay = min_endpointing_delay
+        self.max_endpointing_delay = max_endpointing_delay
+        self._activity: AgentActivity | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id})"
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """The agent's class name, as shown in logs and handoffs."""
+        return type(self).__name__
+
+    @property
+    def instructions(self) -> str:
+        """The system instructions given to the LLM."""
+        return self._instructions
+
+    @property
+    def tools(self) -> list[Tool]:
+        """Tools offered to the LLM: those passed in and the ``@function_tool`` methods."""
+        return list(self._tools)
+
+    @property
+    def chat_ctx(self) -> ChatContext:
+        """The agent's conversation (a copy: change it with :meth:`update_chat_ctx`)."""
+        return self._chat_ctx.copy()
+
+    @property
+    def activity(self) -> AgentActivity:
+        """The running activity of this agent (only while it is active)."""
+        if self._activity is None:
+            raise RuntimeError(f"{self!r} is not running in a session")
+        return self._activity
+
+    @property
+    def session(self) -> AgentSession[Any]:
+        """The session this agent runs in."""
+        return self.activity.session
+
+    def activity_or_none(self) -> AgentActivity | None:
+        """The running activity, or None when the agent is not active (runtime use)."""
+        return self._activity
+
+    def attach(self, activity: AgentActivity | None) -> None:
+        """Bind the agent to its activity (runtime use)."""
+        self._activity = activity
+
+    def chat_ctx_ref(self) -> ChatContext:
+        """The live chat context, for the runtime to append to (runtime use)."""
+        return self._chat_ctx
+
+    async def update_instructions(self, instructions: str) -> None:
+        """Replace the instructions from the next LLM request on."""
+        self._instructions = instructions
+
+    async def update_tools(self, tools: Sequence[Tool]) -> None:
+        """Replace the tools from the next LLM request on."""
+        for tool in tools:
+            if not isinstance(tool, FunctionTool | RawFunctionTool):
+                raise TypeError(f"not a tool: {tool!r} (decorate it with @function_tool)")
+        self._tools = list(tools)
+
+    async def update_chat_ctx(self, chat_ctx: ChatContext) -> None:
+        """Replace the agent's conversation."""
+        self._chat_ctx = chat_ctx.copy()
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    async def on_enter(self) -> None:
+        """Called when the agent becomes active (``self.session.say`` works here)."""
+
+    async def on_exit(self) -> None:
+        """Called when the agent stops being active (handoff or session close)."""
+
+    async def on_user_turn_completed(self, turn_ctx: ChatContext, new_message: ChatMessage) -> None:
+        """The user finished a turn. Edit ``new_message``, add context to ``turn_ctx``, or raise
+        ``StopResponse`` to not reply."""
+
+    # -- nodes ------------------------------------------------------------------------------
+
+    async def stt_node(
+        self, audio: AsyncIterable[AudioFrame], model_settings: ModelSettings
+    ) -> AsyncGenerator[SpeechEvent, None]:
+        """Audio -> speech events. The default streams the audio through the STT."""
+        stt = self.activity.stt
+        if stt is None:
+            return
+        # Runs in a task of its own (the runtime drives every node that way), so yielding
+        # while the pushing task runs is safe.
+        async with stt.stream() as stream, BackgroundTasks() as nursery:
+
+            async def push() -> None:
+                async for frame in audio:
+                    await stream.push_frame(frame)
+                stream.end_input()
+
+            nursery.start_soon(push)
+            async for event in stream:
+                yield event  # noqa: ASYNC119
+
+    async def llm_node(
+        self, chat_ctx: ChatContext, tools: Sequence[Tool], model_settings: ModelSettings
+    ) -> AsyncGenerator[ChatChunk | str, None]:
+        """Chat -> reply chunks (or plain strings). The default asks the LLM."""
+        llm = self.activity.llm
+        if llm is None:
+            raise RuntimeError(f"{self!r} has no LLM: pass llm= to the Agent or the session")
+        async with llm.chat(
+            chat_ctx=chat_ctx, tools=tools, tool_choice=model_settings.tool_choice
+        ) as stream:
+            async for chunk in stream:
+                yield chunk  # noqa: ASYNC119
+
+    async def tts_node(
+        self, text: AsyncIterable[str], model_settings: ModelSettings
+    ) -> AsyncGenerator[AudioFrame, None]:
+        """Text -> audio. The default streams the text through the TTS."""
+        tts = self.activity.tts
+        if tts is None:
+            return
+        async with tts.stream() as stream, BackgroundTasks() as nursery:
+
+            async def push() -> None:
+                async for piece in text:
+                    await stream.push_text(piece)
+                stream.end_input()
+
+            nursery.start_soon(push)
+            async for audio in stream:
+                if not audio.is_final:
+                    yield audio.frame  # noqa: ASYNC119
+
+    async def transcription_node(
+        self, text: AsyncIterable[str], model_settings: ModelSettings
+    ) -> AsyncGenerator[str, None]:
+        """Text -> the transcript shown to the user. The default passes it through."""
+        async for piece in text:
+            yield piece
+
+
+class AgentTask(Agent, Generic[T]):
+    """An agent that runs until it has a result: ``value = await CollectEmail()`` in a tool or
+    hook makes it the active agent, and returns what it passes to :meth:`complete`; the
+    previous agent then takes over again."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._result: T | None = None
+        self._error: BaseException | None = None
+        self._completed = trio.Event()
+
+    def complete(self, result: T | BaseException) -> None:
+        """Finish the task with a value (or an exception, raised at the ``await``)."""
+        if self._completed.is_set():
+            raise RuntimeError(f"{self!r} is already complete")
+        if isinstance(result, BaseException):
+            self._error = result
+        else:
+            self._result = result
+        self._completed.set()
+
+    @property
+    def done(self) -> bool:
+        """:meth:`complete` was called."""
+        return self._completed.is_set()
+
+    async def wait_completed(self) -> None:
+        """Wait until :meth:`complete` is called (runtime use)."""
+        await self._completed.wait()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._run().__await__()
+
+    async def _run(self) -> T:
+        from ._activity import current_activity
+
+        activity = current_activity()
+        await activity.session.run_task(self, parent=activity)
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
+

@@ -1,0 +1,296 @@
+"""Listening: audio -> VAD and STT in parallel -> user state, transcripts, end of turn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+import trio
+
+from .._utils import BackgroundTasks
+from ..audio import AudioFrame
+from ..llm import ChatContext
+from ..stt import SpeechEvent, SpeechEventType
+from ..vad import VAD, VADEvent, VADEventType
+from ._turn import TurnDetection, TurnDetector, endpointing_delay
+
+if TYPE_CHECKING:
+    from ._agent import Agent, ModelSettings
+
+__all__ = ["AudioRecognition", "EndOfTurn", "RecognitionHooks"]
+
+logger = logging.getLogger("tvoice.voice")
+
+
+@attrs.frozen(kw_only=True)
+class EndOfTurn:
+    """A committed user turn and how long deciding it took."""
+
+    transcript: str
+    started_speaking_at: float | None
+    stopped_speaking_at: float | None
+    transcription_delay: float
+    end_of_utterance_delay: float
+    committed_at: float
+
+
+class RecognitionHooks(Protocol):
+    """What recognition tells the session (synchronous: start tasks for async work)."""
+
+    def on_start_of_speech(self, event: VADEvent | None) -> None: ...
+    def on_end_of_speech(self, event: VADEvent | None) -> None: ...
+    def on_transcript(self, event: SpeechEvent, *, turn_text: str) -> None: ...
+    def on_preemptive_generation(self, transcript: str) -> None: ...
+    def on_end_of_turn(self, turn: EndOfTurn) -> None: ...
+    def chat_ctx_for_turn_detection(self) -> ChatContext: ...
+
+
+class AudioRecognition:
+    """Owns the VAD stream, the STT node and the endpointing timer of a session.
+
+    Frames come in through :meth:`push_frame`. A turn is committed ``endpointing delay``
+    seconds after the user stopped speaking (counted from the end of speech, not from when the
+    VAD noticed), once a final transcript exists; speech that resumes in the meantime cancels
+    the commit and the turn goes on.
+    """
+
+    def __init__(
+        self,
+        hooks: RecognitionHooks,
+        *,
+        vad: VAD | None,
+        turn_detection: TurnDetection,
+        min_endpointing_delay: float,
+        max_endpointing_delay: float,
+        stt_enabled: bool,
+    ) -> None:
+        self._hooks = hooks
+        self._vad = vad
+        self.turn_detection = turn_detection
+        self.min_endpointing_delay = min_endpointing_delay
+        self.max_endpointing_delay = max_endpointing_delay
+        self._stt_enabled = stt_enabled
+        self._vad_send, self._vad_receive = trio.open_memory_channel[AudioFrame](256)
+        self._stt_send: trio.MemorySendChannel[AudioFrame] | None = None
+        self._stt_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._endpointing: trio.CancelScope | None = None
+        # The turn being heard.
+        self.speaking = False
+        self._finals: list[str] = []
+        self._interim = ""
+        self._speech_started_at: float | None = None
+        self._speech_ended_at: float | None = None
+        self._final_at: float | None = None
+        self._last_preemptive: str | None = None
+
+    # -- state --------------------------------------------------------------------------------
+
+    @property
+    def transcript(self) -> str:
+        """Final transcripts of the turn so far."""
+        return " ".join(self._finals)
+
+    @property
+    def turn_pending(self) -> bool:
+        """Something was heard that is not committed yet (speech, transcript, endpointing)."""
+        return self.speaking or bool(self._finals) or self._endpointing is not None
+
+    # -- running ------------------------------------------------------------------------------
+
+    async def run(
+        self,
+        agent: Agent,
+        settings: ModelSettings,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the VAD and STT pipelines until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if self._vad is not None:
+                nursery.start_soon(self._run_vad, self._vad)
+            self.restart_stt(agent, settings)
+            task_status.started()
+
+    def restart_stt(self, agent: Agent, settings: ModelSettings) -> None:
+        """Start (or restart, for a new agent) the STT node with the current agent."""
+        if self._stt_scope is not None:
+            self._stt_scope.cancel()
+        if not self._stt_enabled or self._nursery is None:
+            return
+        send, receive = trio.open_memory_channel[AudioFrame](256)
+        self._stt_send = send
+        scope = self._stt_scope = trio.CancelScope()
+        self._nursery.start_soon(self._run_stt, agent, settings, receive, scope)
+
+    async def push_frame(self, frame: AudioFrame) -> None:
+        """Feed one frame of the user's audio to the VAD and the STT."""
+        if self._vad is not None:
+            await self._vad_send.send(frame)
+        if self._stt_send is not None:
+            try:
+                await self._stt_send.send(frame)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._stt_send = None  # the STT ended (an error was reported): go on with VAD
+
+    async def _run_vad(self, vad: VAD) -> None:
+        async with vad.stream() as stream, BackgroundTasks() as nursery:
+
+            async def forward() -> None:
+                async for frame in self._vad_receive:
+                    await stream.push_frame(frame)
+
+            nursery.start_soon(forward)
+            async for event in stream:
+                self._on_vad_event(event)
+
+    async def _run_stt(
+        self,
+        agent: Agent,
+        settings: ModelSettings,
+        frames: trio.MemoryReceiveChannel[AudioFrame],
+        scope: trio.CancelScope,
+    ) -> None:
+        with scope:
+            async with aclosing(agent.stt_node(_iterate(frames), settings)) as events:
+                async for event in events:
+                    self._on_stt_event(event)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _on_vad_event(self, event: VADEvent) -> None:
+        if event.type == VADEventType.START_OF_SPEECH:
+            self.start_of_speech(event)
+        elif event.type == VADEventType.END_OF_SPEECH:
+            self.end_of_speech(event, ended_at=event.timestamp - event.silence_duration)
+
+    def start_of_speech(self, event: VADEvent | None) -> None:
+        """The user started speaking (from the VAD, or the STT when there is no VAD)."""
+        if self.speaking:
+            return
+        self.speaking = True
+        if self._speech_started_at is None:
+            self._speech_started_at = trio.current_time()
+        self._cancel_endpointing()
+        self._hooks.on_start_of_speech(event)
+
+    def end_of_speech(self, event: VADEvent | None, *, ended_at: float) -> None:
+        """The user stopped speaking at ``ended_at``."""
+        if not self.speaking:
+            return
+        self.speaking = False
+        self._speech_ended_at = ended_at
+        self._hooks.on_end_of_speech(event)
+        if self.turn_detection != "manual" and self.turn_detection != "stt":
+            self._start_endpointing()
+
+    def _on_stt_event(self, event: SpeechEvent) -> None:
+        if event.type == SpeechEventType.START_OF_SPEECH and self._vad is None:
+            self.start_of_speech(None)
+        elif event.type == SpeechEventType.INTERIM_TRANSCRIPT:
+            self._interim = event.text
+            turn = " ".join([*self._finals, event.text]).strip()
+            self._hooks.on_transcript(event, turn_text=turn)
+        elif event.type == SpeechEventType.FINAL_TRANSCRIPT:
+            self._on_final(event)
+        elif event.type == SpeechEventType.END_OF_SPEECH:
+            if self._vad is None:
+                self.end_of_speech(None, ended_at=trio.current_time())
+            if self.turn_detection == "stt":
+                self._speech_ended_at = trio.current_time()
+                self._start_endpointing()
+
+    def _on_final(self, event: SpeechEvent) -> None:
+        text = event.text.strip()
+        self._interim = ""
+        if not text:
+            return
+        self._finals.append(text)
+        self._final_at = trio.current_time()
+        self._hooks.on_transcript(event, turn_text=self.transcript)
+        if self.transcript != self._last_preemptive:
+            self._last_preemptive = self.transcript
+            self._hooks.on_preemptive_generation(self.transcript)
+        if not self.speaking and self.turn_detection not in ("manual", "stt"):
+            self._start_endpointing()
+
+    # -- end of turn --------------------------------------------------------------------------
+
+    def _cancel_endpointing(self) -> None:
+        if self._endpointing is not None:
+            self._endpointing.cancel()
+            self._endpointing = None
+
+    def _start_endpointing(self) -> None:
+        self._cancel_endpointing()
+        if self._nursery is None or not self._finals:
+            return
+        scope = self._endpointing = trio.CancelScope()
+        self._nursery.start_soon(self._endpoint, scope)
+
+    async def _endpoint(self, scope: trio.CancelScope) -> None:
+        with scope:
+            delay = self.min_endpointing_delay
+            if isinstance(self.turn_detection, TurnDetector):
+                ctx = self._hooks.chat_ctx_for_turn_detection()
+                ctx.add_message(role="user", content=self.transcript)
+                probability = await self.turn_detection.predict_end_of_turn(ctx)
+                delay = endpointing_delay(
+                    probability,
+                    min_delay=self.min_endpointing_delay,
+                    max_delay=self.max_endpointing_delay,
+                )
+            ended = self._speech_ended_at if self._speech_ended_at is not None else 0.0
+            await trio.sleep_until(ended + delay)
+            self._endpointing = None
+            self.commit()
+
+    def commit(self) -> EndOfTurn | None:
+        """End the user's turn now with what was transcribed (interim text if no final)."""
+        self._cancel_endpointing()
+        text = self.transcript or self._interim.strip()
+        now = trio.current_time()
+        ended = self._speech_ended_at
+        turn = EndOfTurn(
+            transcript=text,
+            started_speaking_at=self._speech_started_at,
+            stopped_speaking_at=ended,
+            transcription_delay=max(0.0, (self._final_at or now) - ended) if ended else 0.0,
+            end_of_utterance_delay=(now - ended) if ended is not None else 0.0,
+            committed_at=now,
+        )
+        self.clear()
+        if text:
+            self._hooks.on_end_of_turn(turn)
+            return turn
+        return None
+
+    def clear(self) -> None:
+        """Forget the turn being heard."""
+        self._cancel_endpointing()
+        self._finals = []
+        self._interim = ""
+        self._final_at = None
+        self._last_preemptive = None
+        self._speech_started_at = trio.current_time() if self.speaking else None
+        self._speech_ended_at = None
+
+
+class _iterate:  # noqa: N801 - reads as a function at the call site
+    """Frames of a channel as an async iterator (a class, so nothing needs finalizing)."""
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[AudioFrame]) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> AsyncIterator[AudioFrame]:
+        return self
+
+    async def __anext__(self) -> AudioFrame:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None

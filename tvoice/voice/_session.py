@@ -1,0 +1,529 @@
+"""`AgentSession`: the nursery tree of one conversation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import attrs
+import trio
+
+from .._utils import BackgroundTasks, EventEmitter
+from ..io import AudioInput, AudioOutput, TextOutput
+from ..llm import LLM, ChatContext, ChatItem, ChatMessage, ToolChoice
+from ..metrics import AgentMetrics
+from ..stt import STT, SpeechEvent
+from ..tts import TTS
+from ..vad import VAD, VADEvent
+from ._activity import AgentActivity
+from ._agent import Agent, AgentTask, ModelSettings
+from ._events import (
+    AgentState,
+    AgentStateChangedEvent,
+    CloseEvent,
+    CloseReason,
+    ConversationItemAddedEvent,
+    ErrorEvent,
+    EventName,
+    MetricsCollectedEvent,
+    UserInputTranscribedEvent,
+    UserState,
+    UserStateChangedEvent,
+)
+from ._recognition import AudioRecognition, EndOfTurn
+from ._run_result import RunResult
+from ._speech_handle import SpeechHandle
+from ._turn import TurnDetection
+
+__all__ = ["AgentSession", "SessionOptions"]
+
+logger = logging.getLogger("tvoice.voice")
+Userdata = TypeVar("Userdata")
+
+
+@attrs.frozen(kw_only=True)
+class SessionOptions:
+    """The conversation settings of a session (see ``AgentSession`` for their meaning)."""
+
+    turn_detection: TurnDetection | None = None
+    min_endpointing_delay: float = 0.5
+    max_endpointing_delay: float = 3.0
+    allow_interruptions: bool = True
+    min_interruption_duration: float = 0.5
+    min_interruption_words: int = 0
+    false_interruption_timeout: float = 2.0
+    resume_false_interruption: bool = True
+    preemptive_generation: bool = False
+    max_tool_steps: int = 3
+    user_away_timeout: float | None = 15.0
+    close_timeout: float = 10.0
+
+
+class AgentSession(EventEmitter[EventName], Generic[Userdata]):
+    """One conversation between a user and agents. ``async with`` owns its nursery tree::
+
+        async with AgentSession(stt=..., vad=..., llm=..., tts=...) as session:
+            await session.start(MyAgent(), audio_input=..., audio_output=...)
+            await session.wait_closed()
+
+    Leaving the block closes the session within ``close_timeout`` seconds, whatever the models
+    are doing: the pending user transcript is committed, the agent's ``on_exit`` runs, and the
+    ``close`` event fires once.
+    """
+
+    def __init__(
+        self,
+        *,
+        stt: STT | None = None,
+        vad: VAD | None = None,
+        llm: LLM | None = None,
+        tts: TTS | None = None,
+        turn_detection: TurnDetection | None = None,
+        min_endpointing_delay: float = 0.5,
+        max_endpointing_delay: float = 3.0,
+        allow_interruptions: bool = True,
+        min_interruption_duration: float = 0.5,
+        min_interruption_words: int = 0,
+        false_interruption_timeout: float = 2.0,
+        resume_false_interruption: bool = True,
+        preemptive_generation: bool = False,
+        max_tool_steps: int = 3,
+        user_away_timeout: float | None = 15.0,
+        close_timeout: float = 10.0,
+        userdata: Userdata | None = None,
+    ) -> None:
+        super().__init__()
+        self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
+        self.options = SessionOptions(
+            turn_detection=turn_detection,
+            min_endpointing_delay=min_endpointing_delay,
+            max_endpointing_delay=max_endpointing_delay,
+            allow_interruptions=allow_interruptions,
+            min_interruption_duration=min_interruption_duration,
+            min_interruption_words=min_interruption_words,
+            false_interruption_timeout=false_interruption_timeout,
+            resume_false_interruption=resume_false_interruption,
+            preemptive_generation=preemptive_generation,
+            max_tool_steps=max_tool_steps,
+            user_away_timeout=user_away_timeout,
+            close_timeout=close_timeout,
+        )
+        self._userdata = userdata
+        self.history = ChatContext()
+        self.agent_state: AgentState = "initializing"
+        self.user_state: UserState = "listening"
+        self.audio_input: AudioInput | None = None
+        self.audio_output: AudioOutput | None = None
+        self.text_output: TextOutput | None = None
+        self._tasks = BackgroundTasks()
+        self._nursery: trio.Nursery | None = None
+        self._activities: list[tuple[AgentActivity, trio.CancelScope]] = []
+        self._recognition: AudioRecognition | None = None
+        self._changed = trio.Event()
+        self._closed = trio.Event()
+        self._close_requested = trio.Event()
+        self._close_reason: CloseReason = "user_initiated"
+        self._close_error: BaseException | None = None
+        self._handoffs = 0
+        self._watched: set[int] = set()
+        self._started = False
+        self._state_since = 0.0
+        self._agents: dict[str, Agent] = {}
+
+    # -- public state -------------------------------------------------------------------------
+
+    @property
+    def userdata(self) -> Userdata:
+        """What you passed as ``userdata`` (shared by agents and tools)."""
+        if self._userdata is None:
+            raise ValueError("this session has no userdata (pass userdata= to AgentSession)")
+        return self._userdata
+
+    @userdata.setter
+    def userdata(self, value: Userdata) -> None:
+        self._userdata = value
+
+    @property
+    def current_agent(self) -> Agent:
+        """The agent the user is talking to."""
+        return self._activity.agent
+
+    @property
+    def current_speech(self) -> SpeechHandle | None:
+        """The speech being played (or generated), if any."""
+        return self._activities[-1][0].current_speech if self._activities else None
+
+    @property
+    def _activity(self) -> AgentActivity:
+        if not self._activities:
+            raise RuntimeError("the session has not started: await session.start(agent)")
+        return self._activities[-1][0]
+
+    def agent_by_id(self, agent_id: str) -> Agent | None:
+        """An agent that ran in this session."""
+        return self._agents.get(agent_id)
+
+    def is_current(self, activity: AgentActivity) -> bool:
+        """Whether ``activity`` is the one the user is talking to (runtime use)."""
+        return bool(self._activities) and self._activities[-1][0] is activity
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AgentSession[Userdata]:
+        self._nursery = await self._tasks.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, trio.Cancelled | KeyboardInterrupt):
+            self._close_reason, self._close_error = "error", exc
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + self.options.close_timeout
+                await self._close_gracefully()
+            if scope.cancelled_caught:
+                logger.warning("session close took over %s s: cancelled", self.options.close_timeout)
+        finally:
+            await self._tasks.__aexit__(exc_type, exc, tb)
+            self._finish_close()
+
+    async def _close_gracefully(self) -> None:
+        recognition = self._recognition
+        if recognition is not None and recognition.transcript and self._activities:
+            message = ChatMessage(role="user", content=[recognition.transcript])
+            recognition.clear()
+            self.add_item(message, agent=self._activity.agent)
+        for activity, _ in reversed(self._activities):
+            activity.interrupt(force=True)
+        for activity, scope in reversed(self._activities):
+            await activity.agent.on_exit()
+            scope.cancel()
+
+    def _finish_close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.notify_changed()
+        self.emit("close", CloseEvent(reason=self._close_reason, error=self._close_error))
+
+    def shutdown(self, reason: CloseReason = "user_initiated") -> None:
+        """Ask the session to end: :meth:`wait_closed` returns, leaving the block closes it."""
+        self._close_reason = reason
+        self._close_requested.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the session is asked to end (``shutdown``, the participant left...)."""
+        await self._close_requested.wait()
+
+    async def start(
+        self,
+        agent: Agent,
+        *,
+        room: object = None,
+        audio_input: AudioInput | None = None,
+        audio_output: AudioOutput | None = None,
+        text_output: TextOutput | None = None,
+    ) -> None:
+        """Start listening and the first agent (its ``on_enter`` runs in the background)."""
+        if self._nursery is None:
+            raise RuntimeError("use `async with AgentSession(...) as session:` first")
+        if self._started:
+            raise RuntimeError("the session is already started")
+        if room is not None:
+            raise TypeError(
+                "room I/O needs the LiveKit bridge: start the session from a JobContext"
+            )
+        self._started = True
+        self.audio_input, self.audio_output, self.text_output = (
+            audio_input,
+            audio_output,
+            text_output,
+        )
+        for model in (self.stt, self.vad, self.llm, self.tts):
+            self._watch(model)
+        activity = await self._start_activity(agent)
+        activity.commit_handoff(None)
+        self.set_agent_state("listening")
+        if audio_input is not None:
+            self._recognition = self._make_recognition(agent)
+            await self._nursery.start(
+                self._recognition.run, agent, ModelSettings()
+            )
+            self._nursery.start_soon(self._pump_audio, audio_input, self._recognition)
+        if self.options.user_away_timeout is not None:
+            self._nursery.start_soon(self._watch_away, self.options.user_away_timeout)
+
+    def _make_recognition(self, agent: Agent) -> AudioRecognition:
+        vad = agent.vad or self.vad
+        stt = agent.stt or self.stt
+        mode = agent.turn_detection or self.options.turn_detection
+        if mode is None:
+            mode = "vad" if vad is not None else ("stt" if stt is not None else "manual")
+        if mode == "vad" and vad is None:
+            raise ValueError("turn_detection='vad' needs a VAD")
+        if mode == "stt" and stt is None:
+            raise ValueError("turn_detection='stt' needs an STT")
+        return AudioRecognition(
+            _Hooks(self),
+            vad=vad,
+            turn_detection=mode,
+            min_endpointing_delay=agent.min_endpointing_delay or self.options.min_endpointing_delay,
+            max_endpointing_delay=agent.max_endpointing_delay or self.options.max_endpointing_delay,
+            stt_enabled=stt is not None,
+        )
+
+    async def _pump_audio(self, audio_input: AudioInput, recognition: AudioRecognition) -> None:
+        async for frame in audio_input:
+            await recognition.push_frame(frame)
+
+    async def _start_activity(self, agent: Agent) -> AgentActivity:
+        assert self._nursery is not None
+        if agent.activity_or_none() is not None:
+            raise RuntimeError(f"{agent!r} is already running")
+        activity = AgentActivity(agent, self)
+        self._agents[agent.id] = agent
+        scope = trio.CancelScope()
+        for model in (agent.stt, agent.vad, agent.llm, agent.tts):
+            self._watch(model)
+
+        async def run(task_status: trio.TaskStatus[None]) -> None:
+            with scope:
+                await activity.run(task_status=task_status)
+
+        self._activities.append((activity, scope))
+        await self._nursery.start(run)
+        self.notify_changed()
+        return activity
+
+    def _watch(self, model: STT | VAD | LLM | TTS | None) -> None:
+        if model is None or id(model) in self._watched:
+            return
+        self._watched.add(id(model))
+        model.on("metrics_collected", self.report_metrics)
+
+    # -- handoffs -----------------------------------------------------------------------------
+
+    def update_agent(self, agent: Agent) -> None:
+        """Hand the conversation to ``agent`` (after the current speech)."""
+        self.request_handoff(agent, from_activity=self._activity)
+
+    def request_handoff(self, agent: Agent, *, from_activity: AgentActivity) -> None:
+        """Replace ``from_activity``'s agent with ``agent`` once its speech is done."""
+        assert self._nursery is not None
+        self._handoffs += 1
+        self._nursery.start_soon(self._handoff, agent, from_activity)
+
+    async def _handoff(self, agent: Agent, old: AgentActivity) -> None:
+        try:
+            await old.drain()
+            await old.agent.on_exit()
+            index = next(i for i, (a, _) in enumerate(self._activities) if a is old)
+            _, scope = self._activities.pop(index)
+            scope.cancel()
+            await agent.update_chat_ctx(
+                agent.chat_ctx.merge(old.agent.chat_ctx_ref(), exclude_instructions=True)
+            )
+            new = await self._start_activity(agent)
+            new.commit_handoff(old.agent)
+            if self._recognition is not None:
+                self._recognition.restart_stt(agent, ModelSettings())
+        finally:
+            self._handoffs -= 1
+            self.notify_changed()
+
+    async def run_task(self, task: AgentTask[Any], *, parent: AgentActivity) -> None:
+        """Make ``task`` the current agent until it completes, then give the turn back to
+        ``parent`` (runtime use: ``await SomeTask()``)."""
+        await task.update_chat_ctx(
+            task.chat_ctx.merge(parent.agent.chat_ctx_ref(), exclude_instructions=True)
+        )
+        activity = await self._start_activity(task)
+        activity.commit_handoff(parent.agent)
+        try:
+            await task.wait_completed()
+        finally:
+            with trio.CancelScope(shield=True):
+                await activity.drain()
+                await task.on_exit()
+                index = next(i for i, (a, _) in enumerate(self._activities) if a is activity)
+                _, scope = self._activities.pop(index)
+                scope.cancel()
+                await parent.agent.update_chat_ctx(
+                    parent.agent.chat_ctx.merge(task.chat_ctx_ref(), exclude_instructions=True)
+                )
+                parent.commit_handoff(task)
+                parent.wake()
+
+    # -- speaking -----------------------------------------------------------------------------
+
+    def say(
+        self,
+        text: str | AsyncIterable[str],
+        *,
+        allow_interruptions: bool | None = None,
+        add_to_chat_ctx: bool = True,
+    ) -> SpeechHandle:
+        """Speak ``text`` as is (queued after the current speech)."""
+        return self._activity.say(
+            text, allow_interruptions=allow_interruptions, add_to_chat_ctx=add_to_chat_ctx
+        )
+
+    def generate_reply(
+        self,
+        *,
+        user_input: str | None = None,
+        instructions: str | None = None,
+        allow_interruptions: bool | None = None,
+        tool_choice: ToolChoice | None = None,
+    ) -> SpeechHandle:
+        """Have the LLM reply now (to ``user_input``, or with extra ``instructions``)."""
+        message = ChatMessage(role="user", content=[user_input]) if user_input else None
+        return self._activity.generate_reply(
+            user_message=message,
+            instructions=instructions,
+            allow_interruptions=allow_interruptions,
+            tool_choice=tool_choice,
+        )
+
+    def interrupt(self, *, force: bool = False) -> None:
+        """Stop the current speech and drop the queued ones."""
+        self._activity.interrupt(force=force)
+
+    def commit_user_turn(self) -> None:
+        """End the user's turn now (for ``turn_detection="manual"``, push-to-talk)."""
+        if self._recognition is not None:
+            self._recognition.commit()
+
+    def clear_user_turn(self) -> None:
+        """Forget what the user said in the current turn."""
+        if self._recognition is not None:
+            self._recognition.clear()
+
+    async def run(self, *, user_input: str) -> RunResult:
+        """Send ``user_input`` as a user message and collect everything the agent does until
+        it is idle again (for tests, in text mode)."""
+        result = RunResult(self, user_input)
+        async with result.recording():
+            handle = self.generate_reply(user_input=user_input)
+            await handle
+            await self.wait_for_idle()
+        return result
+
+    # -- idle / change notification -----------------------------------------------------------
+
+    def notify_changed(self) -> None:
+        """Something the idle state depends on changed (runtime use)."""
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        """Wait for the next change of state (runtime use)."""
+        await self._changed.wait()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, playing, generating, running or pending, and the user is silent."""
+        recognition = self._recognition
+        return (
+            self._handoffs == 0
+            and all(a.idle for a, _ in self._activities)
+            and (recognition is None or not recognition.turn_pending)
+        )
+
+    async def wait_for_idle(self) -> None:
+        """Wait until the session is :attr:`idle` (or closed)."""
+        while not self.idle and not self._closed.is_set():
+            await self._changed.wait()
+
+    # -- runtime hooks ------------------------------------------------------------------------
+
+    def set_agent_state(self, state: AgentState) -> None:
+        """Change the agent state, emitting ``agent_state_changed`` (runtime use)."""
+        if state == self.agent_state:
+            return
+        old, self.agent_state = self.agent_state, state
+        self._state_since = trio.current_time()
+        self.emit("agent_state_changed", AgentStateChangedEvent(old_state=old, new_state=state))
+        self.notify_changed()
+
+    def set_user_state(self, state: UserState) -> None:
+        """Change the user state, emitting ``user_state_changed`` (runtime use)."""
+        if state == self.user_state:
+            return
+        old, self.user_state = self.user_state, state
+        self._state_since = trio.current_time()
+        self.emit("user_state_changed", UserStateChangedEvent(old_state=old, new_state=state))
+        self.notify_changed()
+
+    def add_item(self, item: ChatItem, *, agent: Agent) -> None:
+        """Append an item to the history and to ``agent``'s chat (runtime use)."""
+        self.history.items.append(item)
+        agent_ctx = agent.chat_ctx_ref()
+        if agent_ctx.get_by_id(item.id) is None:
+            agent_ctx.items.append(item)
+        self.emit("conversation_item_added", ConversationItemAddedEvent(item=item))
+        self.notify_changed()
+
+    def report_error(self, error: BaseException, source: Any) -> None:
+        """Emit ``error``; the session goes on (runtime use)."""
+        logger.warning("error from %r: %s", source, error)
+        self.emit("error", ErrorEvent(error=error, source=source))
+
+    def report_metrics(self, metrics: AgentMetrics) -> None:
+        """Emit ``metrics_collected`` (runtime use)."""
+        self.emit("metrics_collected", MetricsCollectedEvent(metrics=metrics))
+
+    async def _watch_away(self, timeout: float) -> None:
+        while True:
+            if self.user_state == "listening" and self.agent_state == "listening" and self.idle:
+                with trio.move_on_at(self._state_since + timeout):
+                    await self.wait_changed()
+                    continue
+                self.set_user_state("away")
+            else:
+                await self.wait_changed()
+
+
+class _Hooks:
+    """Routes recognition events to the session and its current activity."""
+
+    def __init__(self, session: AgentSession[Any]) -> None:
+        self._session = session
+
+    def on_start_of_speech(self, event: VADEvent | None) -> None:
+        self._session.set_user_state("speaking")
+        self._session._activity.on_start_of_speech(event)
+
+    def on_end_of_speech(self, event: VADEvent | None) -> None:
+        self._session.set_user_state("listening")
+        self._session._activity.on_end_of_speech(event)
+
+    def on_transcript(self, event: SpeechEvent, *, turn_text: str) -> None:
+        from ..stt import SpeechEventType
+
+        self._session.emit(
+            "user_input_transcribed",
+            UserInputTranscribedEvent(
+                transcript=event.text,
+                is_final=event.type == SpeechEventType.FINAL_TRANSCRIPT,
+                language=event.alternatives[0].language or None if event.alternatives else None,
+            ),
+        )
+        self._session._activity.on_transcript(event, turn_text=turn_text)
+
+    def on_preemptive_generation(self, transcript: str) -> None:
+        self._session._activity.on_preemptive_generation(transcript)
+
+    def on_end_of_turn(self, turn: EndOfTurn) -> None:
+        self._session._activity.on_end_of_turn(turn)
+        self._session.notify_changed()
+
+    def chat_ctx_for_turn_detection(self) -> ChatContext:
+        return self._session._activity.agent.chat_ctx
+
