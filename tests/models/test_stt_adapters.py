@@ -140,7 +140,7 @@ class CountingStream(RecognizeStream):
         await self._emit(SpeechEvent(type=FINAL, alternatives=[data]))
 
 
-async def push_audio(stream, audio_input, *, until: float) -> None:
+async def push_audio(stream, audio_input, until: float) -> None:
     """Push the timeline's microphone into ``stream`` in virtual real time, then end input."""
     async for frame in audio_input:
         await stream.push_frame(frame)

@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import trio
+import trio.testing
 
 from .._utils import BackgroundTasks
 from ..io import AudioInput, AudioOutput, TextOutput
@@ -83,4 +84,6 @@ class TimelineSession(AgentSession[Any]):
 async def wait_done(timeline: Timeline, session: AgentSession[Any]) -> None:
     """Until every scripted event has happened and the session is idle."""
     await trio.sleep_until(timeline.origin + timeline.end_of_script)
+    # Let everything due at that very instant run before judging idleness.
+    await trio.testing.wait_all_tasks_blocked()
     await session.wait_for_idle()

@@ -665,6 +665,12 @@ class AgentActivity:
             logger.info("discarding %r, heard during uninterruptible speech", turn.transcript)
             self._cancel_preemptive()
             return
+        needed = self.session.options.min_interruption_words
+        if self._interruptible_speech() is not None and count_words(turn.transcript) < needed:
+            # Too few words to interrupt ("uh-huh", "ok"): the agent goes on, as people do.
+            logger.info("ignoring %r: fewer than %d words while speaking", turn.transcript, needed)
+            self._cancel_preemptive()
+            return
         self._turn_tasks += 1
         self._nursery.start_soon(self._user_turn_completed, turn)
 
