@@ -315,6 +315,20 @@ async def test_recognize_falls_back_from_a_hanging_primary(autojump_clock):
     assert primary.calls == [0.0]
 
 
+async def test_recognize_gives_a_hanging_primary_its_full_retries(autojump_clock):
+    # Default per-STT options: 10 s timeout, one retry 0.5 s later. Nothing outside them may
+    # cut the primary off earlier (the caller's own conn_options are not a second timeout).
+    primary = BatchSTT(hang=True, name="primary")
+    backup = BatchSTT(["ok"], name="backup")
+    adapter = FallbackAdapter([primary, backup], vad=Timeline().fake_vad)
+    metrics = []
+    adapter.on("metrics_collected", metrics.append)
+    assert (await adapter.recognize(frame())).text == "ok"
+    assert primary.calls == [0.0, 10.5]
+    assert trio.current_time() == 20.5
+    assert [m.label for m in metrics] == ["backup"]
+
+
 async def test_recognize_all_failing_names_each(autojump_clock):
     primary = BatchSTT(failures=100, name="primary")
     backup = StreamingSTT("backup", fail_at_once=True, error=APITimeoutError("backup slow"))

@@ -12,7 +12,7 @@ from .._utils import (
     BackgroundTasks,
     FallbackPool,
 )
-from ..audio import AudioFrame
+from ..audio import AudioFrame, combine_frames
 from ..vad import VAD
 from ._stream_adapter import StreamAdapter
 from ._stt import STT, RecognizeStream, SpeechEvent, STTCapabilities
@@ -52,6 +52,19 @@ class FallbackAdapter(STT):
     def stts(self) -> list[STT]:
         """The STTs in order of preference (batch ones wrapped in a StreamAdapter)."""
         return self._pool.models
+
+    async def recognize(
+        self,
+        frames: AudioFrame | Sequence[AudioFrame],
+        *,
+        language: str | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> SpeechEvent:
+        """Ask each STT in turn. Each has its own retries and timeout (``stt_conn_options``)
+        and reports its own metrics; an outer retry or timeout here would cut a slow STT off
+        before its turn was over and count the audio twice."""
+        frame = frames if isinstance(frames, AudioFrame) else combine_frames(list(frames))
+        return await self._recognize_impl(frame, language=language, conn_options=conn_options)
 
     async def _recognize_impl(
         self, frame: AudioFrame, *, language: str | None, conn_options: APIConnectOptions

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .._utils import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, BackgroundTasks
-from ..audio import AudioFrame
+from ..audio import AudioFrame, combine_frames
 from ..vad import VAD, VADEventType, VADStream
 from ._stt import STT, RecognizeStream, SpeechEvent, SpeechEventType, STTCapabilities
 
@@ -37,6 +39,17 @@ class StreamAdapter(STT):
     @property
     def label(self) -> str:
         return f"StreamAdapter({self._stt.label})"
+
+    async def recognize(
+        self,
+        frames: AudioFrame | Sequence[AudioFrame],
+        *,
+        language: str | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> SpeechEvent:
+        """The wrapped STT's ``recognize``: its retries and its metrics, not a second layer."""
+        frame = frames if isinstance(frames, AudioFrame) else combine_frames(list(frames))
+        return await self._recognize_impl(frame, language=language, conn_options=conn_options)
 
     async def _recognize_impl(
         self, frame: AudioFrame, *, language: str | None, conn_options: APIConnectOptions

@@ -32,22 +32,28 @@ __all__ = ["FakeLLM", "FakeSTT", "FakeTTS", "FakeVAD"]
 
 VAD_START_DELAY = 0.05
 VAD_END_DELAY = 0.5
+VAD_PREFIX_PADDING = 0.5
 
 
 async def _sleep_until_timeline(script: Script, t: float) -> None:
     await trio.sleep_until(script.origin + t)
 
 
-async def _drain(receive: trio.MemoryReceiveChannel[Any]) -> None:
+async def _drain(receive: trio.MemoryReceiveChannel[Any], done: trio.Event) -> None:
     # The fakes follow the script, not the audio; still read it so pushers never block.
     async for _ in receive:
         pass
+    done.set()
 
 
 class FakeVAD(VAD):
     """Reports each scripted user speech: START_OF_SPEECH at ``start + 0.05``, END_OF_SPEECH at
     ``end + 0.5`` with a silence duration of 0.5, and INFERENCE_DONE every ``update_interval``
-    while speech lasts. A stream opened mid-timeline reports only what is still to come."""
+    while speech lasts. A stream opened mid-timeline reports only what is still to come.
+
+    END_OF_SPEECH carries the audio pushed since START_OF_SPEECH, with up to 0.5 s pushed just
+    before it as padding (what a batch STT behind ``stt.StreamAdapter`` transcribes). A stream
+    ends once the script has been told and its input has ended."""
 
     def __init__(self, script: Script, *, update_interval: float = 0.1) -> None:
         super().__init__(capabilities=VADCapabilities(update_interval=update_interval))
@@ -67,13 +73,25 @@ class _FakeVADStream(VADStream):
         super().__init__(vad)
         self._script = vad.script
         self._interval = vad.capabilities.update_interval
+        self._heard: list[AudioFrame] = []
+        self._speaking = False
 
     async def _run(self) -> None:
+        input_ended = trio.Event()
         async with BackgroundTasks() as nursery:
-            nursery.start_soon(_drain, self._input)
+            nursery.start_soon(self._listen, input_ended)
             for speech in self._script.speech_sorted():
                 await self._report_speech(speech)
-            await trio.sleep_forever()
+            await input_ended.wait()
+
+    async def _listen(self, input_ended: trio.Event) -> None:
+        async for frame in self._input:
+            self._heard.append(frame)
+            if not self._speaking:
+                # Outside speech keep only the padding that will precede the next one.
+                while sum(f.duration for f in self._heard[1:]) >= VAD_PREFIX_PADDING:
+                    self._heard.pop(0)
+        input_ended.set()
 
     def _now(self) -> float:
         return trio.current_time() - self._script.origin
@@ -84,6 +102,7 @@ class _FakeVADStream(VADStream):
             return
         await _sleep_until_timeline(self._script, start)
         now = self._now()
+        self._speaking = True
         await self._emit(
             VADEvent(
                 type=VADEventType.START_OF_SPEECH,
@@ -106,12 +125,14 @@ class _FakeVADStream(VADStream):
             )
             t += self._interval
         await _sleep_until_timeline(self._script, end)
+        frames, self._heard, self._speaking = tuple(self._heard), [], False
         await self._emit(
             VADEvent(
                 type=VADEventType.END_OF_SPEECH,
                 timestamp=trio.current_time(),
                 speech_duration=speech.end - speech.start,
                 silence_duration=VAD_END_DELAY,
+                frames=frames,
             )
         )
 
@@ -119,7 +140,8 @@ class _FakeVADStream(VADStream):
 class FakeSTT(STT):
     """Streams each scripted transcript: START_OF_SPEECH at ``start + 0.05``, an interim
     transcript at ``end + stt_delay/2``, the final one at ``end + stt_delay``, then
-    END_OF_SPEECH. Noise (empty transcript) gives no transcript at all."""
+    END_OF_SPEECH. Noise (empty transcript) gives no transcript at all. A stream ends once the
+    script has been told and its input has ended."""
 
     def __init__(self, script: Script) -> None:
         super().__init__(capabilities=STTCapabilities(streaming=True, interim_results=True))
@@ -158,11 +180,12 @@ class _FakeRecognizeStream(RecognizeStream):
         self._script = stt.script
 
     async def _run(self) -> None:
+        input_ended = trio.Event()
         async with BackgroundTasks() as nursery:
-            nursery.start_soon(_drain, self._input)
+            nursery.start_soon(_drain, self._input, input_ended)
             for speech in self._script.speech_sorted():
                 await self._report_speech(speech)
-            await trio.sleep_forever()
+            await input_ended.wait()
 
     async def _report_speech(self, speech: UserSpeech) -> None:
         if not speech.transcript:

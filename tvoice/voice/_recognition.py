@@ -46,6 +46,7 @@ class RecognitionHooks(Protocol):
     def on_preemptive_generation(self, transcript: str) -> None: ...
     def on_end_of_turn(self, turn: EndOfTurn) -> None: ...
     def chat_ctx_for_turn_detection(self) -> ChatContext: ...
+    def on_error(self, error: BaseException, source: object) -> None: ...
 
 
 class AudioRecognition:
@@ -130,7 +131,10 @@ class AudioRecognition:
     async def push_frame(self, frame: AudioFrame) -> None:
         """Feed one frame of the user's audio to the VAD and the STT."""
         if self._vad is not None:
-            await self._vad_send.send(frame)
+            try:
+                await self._vad_send.send(frame)
+            except trio.BrokenResourceError:
+                self._vad = None
         if self._stt_send is not None:
             try:
                 await self._stt_send.send(frame)
@@ -138,15 +142,21 @@ class AudioRecognition:
                 self._stt_send = None  # the STT ended (an error was reported): go on with VAD
 
     async def _run_vad(self, vad: VAD) -> None:
-        async with vad.stream() as stream, BackgroundTasks() as nursery:
+        try:
+            async with vad.stream() as stream, BackgroundTasks() as nursery:
 
-            async def forward() -> None:
-                async for frame in self._vad_receive:
-                    await stream.push_frame(frame)
+                async def forward() -> None:
+                    async for frame in self._vad_receive:
+                        await stream.push_frame(frame)
 
-            nursery.start_soon(forward)
-            async for event in stream:
-                self._on_vad_event(event)
+                nursery.start_soon(forward)
+                async for event in stream:
+                    self._on_vad_event(event)
+        except Exception as e:
+            # Listening goes on with speech-to-text alone.
+            self._vad = None
+            self._vad_receive.close()
+            self._hooks.on_error(e, vad)
 
     async def _run_stt(
         self,
@@ -156,9 +166,15 @@ class AudioRecognition:
         scope: trio.CancelScope,
     ) -> None:
         with scope:
-            async with aclosing(agent.stt_node(_iterate(frames), settings)) as events:
-                async for event in events:
-                    self._on_stt_event(event)
+            try:
+                async with aclosing(agent.stt_node(_iterate(frames), settings)) as events:
+                    async for event in events:
+                        self._on_stt_event(event)
+            except Exception as e:
+                # The session goes on (text input, a later agent's STT); pushes are dropped.
+                self._hooks.on_error(e, agent.activity.stt)
+            finally:
+                frames.close()
 
     # -- events -------------------------------------------------------------------------------
 

@@ -527,3 +527,6 @@ class _Hooks:
     def chat_ctx_for_turn_detection(self) -> ChatContext:
         return self._session._activity.agent.chat_ctx
 
+    def on_error(self, error: BaseException, source: object) -> None:
+        self._session.report_error(error, source)
+
