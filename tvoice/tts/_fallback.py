@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
+import trio
+
 from .._errors import APIError
 from .._utils import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -11,6 +14,7 @@ from .._utils import (
     APIConnectOptions,
     BackgroundTasks,
     FallbackPool,
+    retry_delay,
 )
 from ..audio import AudioFrame, AudioResampler
 from ._stream_adapter import StreamAdapter
@@ -82,6 +86,8 @@ def _convert(resampler: AudioResampler | None, frame: AudioFrame) -> list[AudioF
 
 
 class _FallbackChunkedStream(ChunkedStream):
+    _idle_timeout = False  # each inner synthesis has its own; ours would cut it short
+
     def __init__(self, adapter: FallbackAdapter, text: str) -> None:
         super().__init__(adapter, text, conn_options=APIConnectOptions(max_retry=0))
         self._adapter = adapter
@@ -128,24 +134,36 @@ class _FallbackSynthesizeStream(SynthesizeStream):
 
     async def _run(self) -> None:
         pool = self._adapter.pool
+        options = self._adapter.tts_conn_options
         errors: list[APIError] = []
         for tts in pool.candidates():
-            try:
-                await self._run_one(tts)
-            except APIError as e:
-                if self._segment_audio:
-                    raise
-                errors.append(e)
-                pool.mark_failed(tts, e)
-            else:
-                pool.mark_ok(tts)
-                return
+            retries = 0
+            while True:
+                try:
+                    await self._run_one(tts)
+                except APIError as e:
+                    if self._segment_audio:
+                        raise
+                    if e.retryable and retries < options.max_retry:
+                        retries += 1
+                        await trio.sleep(retry_delay(options, retries))
+                        continue
+                    errors.append(e)
+                    pool.mark_failed(tts, e)
+                    break
+                else:
+                    pool.mark_ok(tts)
+                    return
         raise pool.all_failed(errors)
 
     async def _run_one(self, tts: TTS) -> None:
         resampler = self._adapter.resampler_for(tts)
+        # The retries of each TTS are made here, where the unfinished segments are replayed:
+        # a stream retrying by itself would go on with the text it has not read yet and drop
+        # the words of the segment that failed.
+        options = attrs.evolve(self._adapter.tts_conn_options, max_retry=0)
         async with (
-            tts.stream(conn_options=self._adapter.tts_conn_options) as inner,
+            tts.stream(conn_options=options) as inner,
             BackgroundTasks() as nursery,
         ):
 

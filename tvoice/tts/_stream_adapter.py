@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import trio
 
 from .._utils import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, BackgroundTasks
@@ -57,8 +58,11 @@ class StreamAdapterWrapper(SynthesizeStream):
     """The stream of a :class:`StreamAdapter`."""
 
     def __init__(self, adapter: StreamAdapter, *, conn_options: APIConnectOptions) -> None:
-        super().__init__(adapter, conn_options=conn_options)
+        # Each sentence's synthesize() makes the retries; retrying the stream as well would go
+        # on with the text not yet read and silently drop the sentence that failed.
+        super().__init__(adapter, conn_options=attrs.evolve(conn_options, max_retry=0))
         self._adapter = adapter
+        self._sentence_options = conn_options
 
     def _report(self, *, cancelled: bool) -> None:
         # Each sentence's synthesize() reports itself through the wrapped TTS.
@@ -76,7 +80,7 @@ class StreamAdapterWrapper(SynthesizeStream):
                     segment += 1
                     continue
                 async with self._adapter.wrapped_tts.synthesize(
-                    sentence, conn_options=self._conn_options
+                    sentence, conn_options=self._sentence_options
                 ) as chunked:
                     async for audio in chunked:
                         if not audio.is_final:

@@ -253,11 +253,11 @@ class AgentActivity:
         *,
         allow_interruptions: bool | None,
         add_to_chat_ctx: bool,
+        priority: int = SPEECH_PRIORITY_NORMAL,
     ) -> SpeechHandle:
         """Queue ``text`` to be spoken as is."""
         handle = SpeechHandle(
-            allow_interruptions=self._interruptible(allow_interruptions),
-            priority=SPEECH_PRIORITY_NORMAL,
+            allow_interruptions=self._interruptible(allow_interruptions), priority=priority
         )
 
         async def run(handle: SpeechHandle) -> None:

@@ -148,7 +148,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
     @property
     def current_agent(self) -> Agent:
         """The agent the user is talking to."""
-        return self._activity.agent
+        return self.activity.agent
 
     @property
     def current_speech(self) -> SpeechHandle | None:
@@ -156,7 +156,8 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         return self._activities[-1][0].current_speech if self._activities else None
 
     @property
-    def _activity(self) -> AgentActivity:
+    def activity(self) -> AgentActivity:
+        """The activity of the current agent (its speech queue, tools and interruptions)."""
         if not self._activities:
             raise RuntimeError("the session has not started: await session.start(agent)")
         return self._activities[-1][0]
@@ -198,7 +199,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         if recognition is not None and recognition.transcript and self._activities:
             message = ChatMessage(role="user", content=[recognition.transcript])
             recognition.clear()
-            self.add_item(message, agent=self._activity.agent)
+            self.add_item(message, agent=self.activity.agent)
         for activity, _ in reversed(self._activities):
             activity.interrupt(force=True)
         for activity, scope in reversed(self._activities):
@@ -311,7 +312,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
 
     def update_agent(self, agent: Agent) -> None:
         """Hand the conversation to ``agent`` (after the current speech)."""
-        self.request_handoff(agent, from_activity=self._activity)
+        self.request_handoff(agent, from_activity=self.activity)
 
     def request_handoff(self, agent: Agent, *, from_activity: AgentActivity) -> None:
         """Replace ``from_activity``'s agent with ``agent`` once its speech is done."""
@@ -370,7 +371,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         add_to_chat_ctx: bool = True,
     ) -> SpeechHandle:
         """Speak ``text`` as is (queued after the current speech)."""
-        return self._activity.say(
+        return self.activity.say(
             text, allow_interruptions=allow_interruptions, add_to_chat_ctx=add_to_chat_ctx
         )
 
@@ -384,7 +385,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
     ) -> SpeechHandle:
         """Have the LLM reply now (to ``user_input``, or with extra ``instructions``)."""
         message = ChatMessage(role="user", content=[user_input]) if user_input else None
-        return self._activity.generate_reply(
+        return self.activity.generate_reply(
             user_message=message,
             instructions=instructions,
             allow_interruptions=allow_interruptions,
@@ -393,7 +394,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
 
     def interrupt(self, *, force: bool = False) -> None:
         """Stop the current speech and drop the queued ones."""
-        self._activity.interrupt(force=force)
+        self.activity.interrupt(force=force)
 
     def commit_user_turn(self) -> None:
         """End the user's turn now (for ``turn_detection="manual"``, push-to-talk)."""
@@ -498,11 +499,11 @@ class _Hooks:
 
     def on_start_of_speech(self, event: VADEvent | None) -> None:
         self._session.set_user_state("speaking")
-        self._session._activity.on_start_of_speech(event)
+        self._session.activity.on_start_of_speech(event)
 
     def on_end_of_speech(self, event: VADEvent | None) -> None:
         self._session.set_user_state("listening")
-        self._session._activity.on_end_of_speech(event)
+        self._session.activity.on_end_of_speech(event)
 
     def on_transcript(self, event: SpeechEvent, *, turn_text: str) -> None:
         from ..stt import SpeechEventType
@@ -515,17 +516,17 @@ class _Hooks:
                 language=event.alternatives[0].language or None if event.alternatives else None,
             ),
         )
-        self._session._activity.on_transcript(event, turn_text=turn_text)
+        self._session.activity.on_transcript(event, turn_text=turn_text)
 
     def on_preemptive_generation(self, transcript: str) -> None:
-        self._session._activity.on_preemptive_generation(transcript)
+        self._session.activity.on_preemptive_generation(transcript)
 
     def on_end_of_turn(self, turn: EndOfTurn) -> None:
-        self._session._activity.on_end_of_turn(turn)
+        self._session.activity.on_end_of_turn(turn)
         self._session.notify_changed()
 
     def chat_ctx_for_turn_detection(self) -> ChatContext:
-        return self._session._activity.agent.chat_ctx
+        return self._session.activity.agent.chat_ctx
 
     def on_error(self, error: BaseException, source: object) -> None:
         self._session.report_error(error, source)

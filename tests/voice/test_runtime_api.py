@@ -1,0 +1,231 @@
+"""Turn detection modes, the speech queue, nodes, errors and RunResult."""
+
+import pytest
+import trio
+
+from tests.voice.conftest import Assistant, Recorder
+from tvoice import APIError, function_tool
+from tvoice.llm import FunctionCall
+from tvoice.testing import Timeline
+from tvoice.voice import SPEECH_PRIORITY_HIGH, Agent, SpeechHandle
+
+
+def hello_timeline(stt_delay=0.2):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=2.5, transcript="Hello", stt_delay=stt_delay)
+    tl.llm(input="Hello", content="Hi!")
+    tl.tts(input="Hi!", audio_duration=1.0)
+    return tl
+
+
+async def thinking_at(tl, **options):
+    async with tl.session(**options) as session:
+        rec = Recorder(session)
+        await session.start(Assistant())
+        await tl.wait_done()
+    return [t for s, t in rec.agent_states if s == "thinking"]
+
+
+async def test_turn_detection_stt_ends_at_stt_end_of_speech(autojump_clock):
+    # FakeSTT sends END_OF_SPEECH with the final transcript (2.7): + min delay 0.5.
+    assert await thinking_at(hello_timeline(), turn_detection="stt") == [pytest.approx(3.2)]
+
+
+async def test_turn_detection_vad_is_the_default(autojump_clock):
+    assert await thinking_at(hello_timeline()) == [pytest.approx(3.0)]
+
+
+async def test_turn_detector_stretches_the_delay(autojump_clock):
+    class Unsure:
+        def __init__(self):
+            self.seen = []
+
+        async def predict_end_of_turn(self, chat_ctx):
+            self.seen.append(chat_ctx.items[-1].text_content)
+            return 0.25
+
+    detector = Unsure()
+    at = await thinking_at(
+        hello_timeline(), turn_detection=detector, min_endpointing_delay=0.5,
+        max_endpointing_delay=2.5,
+    )
+    # 0.5 + (2.5 - 0.5) * (1 - 0.25) = 2.0 after the end of speech (2.5).
+    assert at == [pytest.approx(4.5)]
+    assert detector.seen == ["Hello"]
+
+
+async def test_manual_turns_commit_and_clear(autojump_clock):
+    tl = hello_timeline()
+    tl.user_speech(start=5.0, end=6.0, transcript="Forget this")
+    async with tl.session(turn_detection="manual") as session:
+        rec = Recorder(session)
+        await session.start(Assistant())
+        await trio.sleep(4.0)
+        assert tl.llm_requests == []
+        session.commit_user_turn()
+        await trio.sleep(3.0)
+        session.clear_user_turn()
+        await tl.wait_done()
+    assert tl.llm_requests == ["Hello"]
+    assert [t for s, t in rec.agent_states if s == "thinking"] == [4.0]
+    assert [m.text_content for m in session.history.messages()] == ["Hello", "Hi!"]
+
+
+async def test_say_generate_reply_and_priority(autojump_clock):
+    tl = Timeline()
+    for text, seconds in (("First.", 1.0), ("Urgent.", 1.0), ("Second.", 1.0), ("Sure.", 1.0)):
+        tl.tts(input=text, audio_duration=seconds)
+    tl.llm(input="Be brief.", content="Sure.")
+    async with tl.session() as session:
+        created = []
+        session.on("speech_created", lambda e: created.append((e.source, e.user_initiated)))
+        await session.start(Assistant())
+        first = session.say("First.")
+        second = session.say("Second.", allow_interruptions=False)
+        reply = session.generate_reply(instructions="Be brief.")
+        urgent = session.activity.say(
+            "Urgent.", allow_interruptions=None, add_to_chat_ctx=True,
+            priority=SPEECH_PRIORITY_HIGH,
+        )
+        assert isinstance(first, SpeechHandle)
+        with pytest.raises(RuntimeError, match="does not allow interruptions"):
+            second.interrupt()
+        await reply
+        assert all(h.done() for h in (first, second, urgent))
+    texts = [m.text_content for m in session.history.messages()]
+    # Queued before the scheduler ran: the high priority one goes first, then in order.
+    assert texts == ["Urgent.", "First.", "Second.", "Sure."]
+    assert created == [("say", True), ("say", True), ("generate_reply", True), ("say", True)]
+    assert tl.llm_requests == ["Be brief."]
+
+
+async def test_interrupt_drops_queued_speech(autojump_clock):
+    tl = Timeline()
+    tl.tts(input="One.", audio_duration=5.0)
+    tl.tts(input="Two.", audio_duration=5.0)
+    async with tl.session() as session:
+        await session.start(Assistant())
+        one, two = session.say("One."), session.say("Two.")
+        await trio.sleep(1.0)
+        session.interrupt()
+        await two
+        assert one.interrupted
+        assert two.interrupted
+    assert [(p.position, p.interrupted) for p in tl.audio_output.playbacks] == [
+        (pytest.approx(0.8), True)
+    ]
+
+
+async def test_llm_error_is_reported_and_the_session_goes_on(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=2.5, transcript="Unscripted")
+    tl.user_speech(start=4.0, end=5.0, transcript="Hello")
+    tl.llm(input="Hello", content="Hi!")
+    tl.tts(input="Hi!", audio_duration=1.0)
+    async with tl.session() as session:
+        rec = Recorder(session)
+        await session.start(Assistant())
+        await tl.wait_done()
+    [error] = rec.of("error")
+    assert isinstance(error.error, APIError)
+    assert "no LLM reply scripted for 'Unscripted'" in str(error.error)
+    assert [m.text_content for m in session.history.messages()] == ["Unscripted", "Hello", "Hi!"]
+
+
+async def test_tts_error_keeps_the_text(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=2.5, transcript="Hello")
+    tl.llm(input="Hello", content="No audio for this.")
+    async with tl.session() as session:
+        rec = Recorder(session)
+        await session.start(Assistant())
+        await tl.wait_done()
+    assert [type(e.error).__name__ for e in rec.of("error")] == ["APIStatusError"]
+    assert tl.audio_output.playbacks == []
+
+
+async def test_nodes_can_be_overridden(autojump_clock):
+    class Shouty(Assistant):
+        async def llm_node(self, chat_ctx, tools, model_settings):
+            async for chunk in Agent.llm_node(self, chat_ctx, tools, model_settings):
+                yield chunk.delta.content.upper() if chunk.delta and chunk.delta.content else chunk
+
+        async def transcription_node(self, text, model_settings):
+            async for piece in text:
+                yield f"[{piece}]"
+
+    tl = hello_timeline()
+    tl.tts(input="HI!", audio_duration=1.0)
+    async with tl.session() as session:
+        await session.start(Shouty())
+        await tl.wait_done()
+    assert session.history.messages()[-1].text_content == "HI!"
+    assert tl.text_output.segments == ["[HI!]"]
+
+
+async def test_update_agent_from_outside(autojump_clock):
+    class Second(Agent):
+        def __init__(self):
+            super().__init__(instructions="Second.")
+
+    tl = hello_timeline()
+    async with tl.session() as session:
+        await session.start(Assistant())
+        second = Second()
+        session.update_agent(second)
+        await tl.wait_done()
+        assert session.current_agent is second
+    assert tl.llm_requests == ["Hello"]
+    assert [i.type for i in second.chat_ctx.items][-3:] == ["agent_handoff", "message", "message"]
+
+
+class Shop(Assistant):
+    @function_tool
+    async def order(self, item: str, quantity: int = 1) -> str:
+        """Order an item."""
+        return f"Ordered {quantity} {item}."
+
+
+async def test_run_result_expectations(autojump_clock):
+    tl = Timeline()
+    order = FunctionCall(call_id="c1", name="order", arguments='{"item": "pizza"}')
+    tl.llm(input="One pizza please.", content="Ordering.", tool_calls=[order])
+    tl.llm(input="Ordered 1 pizza.", content="Your pizza is ordered.")
+    tl.llm(input="Intent: confirms the order\n\nMessage: Your pizza is ordered.",
+           tool_calls=[FunctionCall(call_id="j", name="check_intent",
+                                    arguments='{"success": true, "reason": "ok"}')])
+    tl.llm(input="Intent: talks about the weather\n\nMessage: Your pizza is ordered.",
+           tool_calls=[FunctionCall(call_id="j", name="check_intent",
+                                    arguments='{"success": false, "reason": "it does not"}')])
+    async with tl.session(stt=None, vad=None, tts=None) as session:
+        await session.start(Shop(), text_only=True)
+        result = await session.run(user_input="One pizza please.")
+    result.expect.next_event().is_message(role="assistant")
+    expect = result.expect
+    expect.skip_next_event_if(type="message", role="assistant")
+    expect.next_event().is_function_call(name="order", arguments={"item": "pizza"})
+    expect.next_event().is_function_call_output(output="Ordered 1 pizza.", is_error=False)
+    message = expect.next_event().is_message(role="assistant")
+    await message.judge(tl.fake_llm, intent="confirms the order")
+    with pytest.raises(AssertionError, match="it does not"):
+        await message.judge(tl.fake_llm, intent="talks about the weather")
+    expect.no_more_events()
+    assert result.final_output == "Your pizza is ordered."
+    with pytest.raises(AssertionError, match=r"expected a function call, got message"):
+        result.expect.next_event().is_function_call()
+
+
+async def test_session_guards(autojump_clock):
+    session_factory = Timeline().session
+    async with session_factory() as session:
+        with pytest.raises(RuntimeError, match="has not started"):
+            session.say("x")
+        await session.start(Assistant())
+        with pytest.raises(RuntimeError, match="already started"):
+            await session.start(Assistant())
+        with pytest.raises(ValueError, match="no userdata"):
+            _ = session.userdata
+    from tvoice.voice import AgentSession
+
+    with pytest.raises(RuntimeError, match="async with"):
+        await AgentSession().start(Assistant())
