@@ -15,6 +15,7 @@ from . import stt as stt
 from . import tokenize as tokenize
 from . import tts as tts
 from . import vad as vad
+from . import voice as voice
 from ._errors import APIConnectionError as APIConnectionError
 from ._errors import APIError as APIError
 from ._errors import APIStatusError as APIStatusError
@@ -29,5 +30,10 @@ from .llm import FunctionCallOutput as FunctionCallOutput
 from .llm import StopResponse as StopResponse
 from .llm import ToolError as ToolError
 from .llm import function_tool as function_tool
+from .voice import Agent as Agent
+from .voice import AgentSession as AgentSession
+from .voice import AgentTask as AgentTask
+from .voice import RunContext as RunContext
+from .voice import SpeechHandle as SpeechHandle
 
 __version__ = "0.1.0"

@@ -5,8 +5,15 @@ import trio
 
 from tvoice import APIConnectionError, APIError, APIStatusError, APITimeoutError
 from tvoice._utils import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, FallbackPool
-from tvoice.llm import LLM, ChatChunk, ChatContext, ChoiceDelta, CompletionUsage, FallbackAdapter
-from tvoice.llm import LLMStream
+from tvoice.llm import (
+    LLM,
+    ChatChunk,
+    ChatContext,
+    ChoiceDelta,
+    CompletionUsage,
+    FallbackAdapter,
+    LLMStream,
+)
 from tvoice.metrics import LLMMetrics
 
 

@@ -23,8 +23,14 @@ from tvoice._utils import (
 from tvoice.audio import AudioFrame
 from tvoice.llm import LLM, ChatChunk, ChatContext, ChoiceDelta, CompletionUsage, LLMStream
 from tvoice.metrics import LLMMetrics, STTMetrics, TTSMetrics
-from tvoice.stt import STT, RecognizeStream, SpeechData, SpeechEvent, SpeechEventType
-from tvoice.stt import STTCapabilities
+from tvoice.stt import (
+    STT,
+    RecognizeStream,
+    SpeechData,
+    SpeechEvent,
+    SpeechEventType,
+    STTCapabilities,
+)
 from tvoice.tts import TTS, ChunkedStream, SynthesizeStream, TTSCapabilities
 from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
 

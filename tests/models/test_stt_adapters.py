@@ -426,7 +426,9 @@ async def test_stream_uses_a_batch_stt_through_the_vad(autojump_clock):
     tl = Timeline()
     tl.user_speech(start=0.5, end=1.0, transcript="x")
     tl.start()
-    primary = StreamingSTT("primary", fail_at_once=True, error=APIStatusError("401", status_code=401))
+    primary = StreamingSTT(
+        "primary", fail_at_once=True, error=APIStatusError("401", status_code=401)
+    )
     backup = BatchSTT(["from batch"], delay=0.1, name="backup")
     adapter = FallbackAdapter([primary, backup], vad=tl.fake_vad)
     async with adapter.stream() as stream, trio.open_nursery() as nursery:

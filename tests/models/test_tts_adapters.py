@@ -96,6 +96,7 @@ class StreamTTS(TTS):
         sample_rate: int = 16000,
         delay: float = 0.1,
         fail_segment: int | None = None,
+        fail_always: bool = False,
         fail_after_audio: bool = False,
         error=None,
     ) -> None:
@@ -105,6 +106,7 @@ class StreamTTS(TTS):
         self.name = name
         self.delay = delay
         self.fail_segment = fail_segment
+        self.fail_always = fail_always
         self.fail_after_audio = fail_after_audio
         self.error = error or APIConnectionError(f"{name} broke")
         self.segments: list[tuple[float, str]] = []
@@ -152,7 +154,7 @@ class SegmentStream(SynthesizeStream):
         segment_id = f"{tts.name}{len(tts.segments) - 1}"
         await trio.sleep(tts.delay)
         audio = tone(SECONDS_PER_CHAR * len(text), tts.sample_rate)
-        if len(tts.segments) - 1 == tts.fail_segment:
+        if tts.fail_always or len(tts.segments) - 1 == tts.fail_segment:
             if tts.fail_after_audio:
                 await self._emit_frame(audio, segment_id=segment_id)
             raise tts.error
@@ -199,7 +201,9 @@ async def test_stream_adapter_synthesizes_one_sentence_at_a_time(autojump_clock)
     assert first_audio < last_push
     assert [i.is_final for _, i in timed] == [False, False, False, True]
     assert {i.segment_id for _, i in timed} == {"seg_0"}
-    assert audio_of(i for _, i in timed) == pytest.approx(SECONDS_PER_CHAR * sum(map(len, SENTENCES)))
+    assert audio_of(i for _, i in timed) == pytest.approx(
+        SECONDS_PER_CHAR * sum(map(len, SENTENCES))
+    )
 
 
 async def test_stream_adapter_one_is_final_per_flushed_segment(autojump_clock):
@@ -359,7 +363,9 @@ async def test_synthesize_falls_back_from_a_hanging_primary(autojump_clock):
 
 async def test_synthesize_all_failing_names_each(autojump_clock):
     primary = BatchTTS("primary", failures=100, delay=0.0)
-    backup = BatchTTS("backup", failures=100, delay=0.0, error=APIStatusError("401", status_code=401))
+    backup = BatchTTS(
+        "backup", failures=100, delay=0.0, error=APIStatusError("401", status_code=401)
+    )
     async with FallbackAdapter([primary, backup]).synthesize("Hi.") as chunked:
         with pytest.raises(APIConnectionError, match="all TTSs failed: primary is down.*401"):
             await chunked.collect()
@@ -397,7 +403,7 @@ def test_fallback_construction():
 
 
 async def test_stream_replays_the_unfinished_segment_to_the_backup(autojump_clock):
-    primary = StreamTTS("primary", fail_segment=1)
+    primary = StreamTTS("primary", fail_segment=1, error=APIStatusError("401", status_code=401))
     backup = StreamTTS("backup")
     adapter = FallbackAdapter([primary, backup])
     async with adapter.stream() as stream:
@@ -411,10 +417,12 @@ async def test_stream_replays_the_unfinished_segment_to_the_backup(autojump_cloc
         items = await stream.collect()
     assert primary.texts == ["Segment one.", "Segment two."]
     # only what was not yet spoken goes to the backup: segment two, then three
-    assert backup.segments == [(0.2, "Segment two."), (0.3, "Three.")]
+    assert backup.segments == [(0.2, "Segment two."), (pytest.approx(0.3), "Three.")]
     finals = [i.segment_id for i in items if i.is_final]
     assert finals == ["primary0", "backup0", "backup1"]
-    assert audio_of(items) == pytest.approx(SECONDS_PER_CHAR * len("Segment one.Segment two.Three."))
+    assert audio_of(items) == pytest.approx(
+        SECONDS_PER_CHAR * len("Segment one.Segment two.Three.")
+    )
     assert adapter.pool.candidates() == [backup]
 
 
@@ -446,6 +454,25 @@ async def test_stream_retries_the_same_tts_with_the_segment_replayed(autojump_cl
     assert [i.is_final for i in items] == [False, True]
 
 
+async def test_stream_falls_back_after_the_retries_of_the_primary(autojump_clock):
+    primary = StreamTTS("primary", fail_always=True)
+    backup = StreamTTS("backup")
+    adapter = FallbackAdapter([primary, backup])
+    timed = []
+    async with adapter.stream() as stream:
+        await stream.push_text("Hi.")
+        stream.end_input()
+        async for item in stream:
+            timed.append((trio.current_time(), item.is_final))
+    # primary fails 0.1 s into each try; its retry comes 0.5 s later; then the backup
+    assert primary.segments == [(0.0, "Hi."), (pytest.approx(0.6), "Hi.")]
+    assert backup.segments == [(pytest.approx(0.7), "Hi.")]
+    assert timed == [(pytest.approx(0.8), False), (pytest.approx(0.8), True)]
+    # inner streams do not retry by themselves: the adapter does, replaying the text
+    assert [o.max_retry for o in primary.options] == [0, 0]
+    assert primary.options[0].timeout == adapter.tts_conn_options.timeout
+
+
 async def test_stream_raises_a_failure_after_audio_of_the_segment(autojump_clock):
     primary = StreamTTS("primary", fail_segment=0, fail_after_audio=True)
     backup = StreamTTS("backup")
@@ -461,7 +488,9 @@ async def test_stream_raises_a_failure_after_audio_of_the_segment(autojump_clock
 
 
 async def test_stream_resamples_the_backup_to_the_first_tts_rate(autojump_clock):
-    primary = StreamTTS("primary", sample_rate=48000, fail_segment=0, error=APIStatusError("x"))
+    primary = StreamTTS(
+        "primary", sample_rate=48000, fail_segment=0, error=APIStatusError("x", status_code=403)
+    )
     backup = StreamTTS("backup", sample_rate=22050)
     adapter = FallbackAdapter([primary, backup])
     async with adapter.stream() as stream:

@@ -46,7 +46,9 @@ async def test_turn_detector_stretches_the_delay(autojump_clock):
 
     detector = Unsure()
     at = await thinking_at(
-        hello_timeline(), turn_detection=detector, min_endpointing_delay=0.5,
+        hello_timeline(),
+        turn_detection=detector,
+        min_endpointing_delay=0.5,
         max_endpointing_delay=2.5,
     )
     # 0.5 + (2.5 - 0.5) * (1 - 0.25) = 2.0 after the end of speech (2.5).
@@ -84,7 +86,9 @@ async def test_say_generate_reply_and_priority(autojump_clock):
         second = session.say("Second.", allow_interruptions=False)
         reply = session.generate_reply(instructions="Be brief.")
         urgent = session.activity.say(
-            "Urgent.", allow_interruptions=None, add_to_chat_ctx=True,
+            "Urgent.",
+            allow_interruptions=None,
+            add_to_chat_ctx=True,
             priority=SPEECH_PRIORITY_HIGH,
         )
         assert isinstance(first, SpeechHandle)
@@ -191,12 +195,24 @@ async def test_run_result_expectations(autojump_clock):
     order = FunctionCall(call_id="c1", name="order", arguments='{"item": "pizza"}')
     tl.llm(input="One pizza please.", content="Ordering.", tool_calls=[order])
     tl.llm(input="Ordered 1 pizza.", content="Your pizza is ordered.")
-    tl.llm(input="Intent: confirms the order\n\nMessage: Your pizza is ordered.",
-           tool_calls=[FunctionCall(call_id="j", name="check_intent",
-                                    arguments='{"success": true, "reason": "ok"}')])
-    tl.llm(input="Intent: talks about the weather\n\nMessage: Your pizza is ordered.",
-           tool_calls=[FunctionCall(call_id="j", name="check_intent",
-                                    arguments='{"success": false, "reason": "it does not"}')])
+    tl.llm(
+        input="Intent: confirms the order\n\nMessage: Your pizza is ordered.",
+        tool_calls=[
+            FunctionCall(
+                call_id="j", name="check_intent", arguments='{"success": true, "reason": "ok"}'
+            )
+        ],
+    )
+    tl.llm(
+        input="Intent: talks about the weather\n\nMessage: Your pizza is ordered.",
+        tool_calls=[
+            FunctionCall(
+                call_id="j",
+                name="check_intent",
+                arguments='{"success": false, "reason": "it does not"}',
+            )
+        ],
+    )
     async with tl.session(stt=None, vad=None, tts=None) as session:
         await session.start(Shop(), text_only=True)
         result = await session.run(user_input="One pizza please.")

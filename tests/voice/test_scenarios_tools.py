@@ -33,8 +33,11 @@ class Weather(Assistant):
 def weather_timeline(*, check_audio=1.0):
     tl = Timeline()
     tl.user_speech(start=0.5, end=2.5, transcript="Weather in Paris?")
-    tl.llm(input="Weather in Paris?", content="Let me check.",
-           tool_calls=[call("get_weather", city="Paris")])
+    tl.llm(
+        input="Weather in Paris?",
+        content="Let me check.",
+        tool_calls=[call("get_weather", city="Paris")],
+    )
     tl.tts(input="Let me check.", audio_duration=check_audio)
     tl.llm(input="Sunny in Paris.", content="It is sunny.")
     tl.tts(input="It is sunny.", audio_duration=1.0)

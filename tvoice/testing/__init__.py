@@ -20,5 +20,5 @@ from ._script import Script as Script
 from ._script import ScriptError as ScriptError
 from ._script import TTSReply as TTSReply
 from ._script import UserSpeech as UserSpeech
-from ._timeline import Timeline as Timeline
 from ._session import TimelineSession as TimelineSession
+from ._timeline import Timeline as Timeline

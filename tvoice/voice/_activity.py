@@ -44,9 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["AgentActivity", "current_activity"]
 
 logger = logging.getLogger("tvoice.voice")
-_current_activity: contextvars.ContextVar[AgentActivity] = contextvars.ContextVar(
-    "tvoice_activity"
-)
+_current_activity: contextvars.ContextVar[AgentActivity] = contextvars.ContextVar("tvoice_activity")
 
 
 def current_activity() -> AgentActivity:
@@ -57,6 +55,9 @@ def current_activity() -> AgentActivity:
         raise RuntimeError(
             "no agent is running here: await an AgentTask from a tool or a hook"
         ) from None
+
+
+SpeechRun = Callable[[SpeechHandle], Awaitable[None]]
 
 
 class _Preemptive:
@@ -106,7 +107,9 @@ class AgentActivity:
         self.session = session
         self._nursery: trio.Nursery | None = None
         self._tool_nursery: trio.Nursery | None = None
-        self._queue: list[tuple[int, int, SpeechHandle, Callable[[SpeechHandle], Awaitable[None]]]] = []
+        self._queue: list[
+            tuple[int, int, SpeechHandle, Callable[[SpeechHandle], Awaitable[None]]]
+        ] = []
         self._seq = itertools.count()
         self._queue_changed = trio.Event()
         self.current_speech: SpeechHandle | None = None
@@ -268,9 +271,8 @@ class AgentActivity:
                     await self._play(gen, handle)
             finally:
                 gen.cancel()
-                with trio.CancelScope(shield=True):
-                    if add_to_chat_ctx:
-                        self._record_message(handle, gen)
+                if add_to_chat_ctx:
+                    self._record_message(handle, gen)
 
         return self.schedule(handle, run, source="say", user_initiated=True)
 
@@ -294,9 +296,7 @@ class AgentActivity:
         async def run(handle: SpeechHandle) -> None:
             await self._reply(handle, settings, instructions, turn, preemptive)
 
-        return self.schedule(
-            handle, run, source="generate_reply", user_initiated=user_initiated
-        )
+        return self.schedule(handle, run, source="generate_reply", user_initiated=user_initiated)
 
     def _interruptible(self, allow: bool | None) -> bool:
         return self.allow_interruptions if allow is None else allow
@@ -374,10 +374,10 @@ class AgentActivity:
                     await execution.done.wait()
             completed = True
         finally:
+            # Synchronous: it happens even when the speech was cancelled.
             gen.cancel()
-            with trio.CancelScope(shield=True):
-                self._record_message(handle, gen)
-                self._record_tools(executions, completed=completed)
+            self._record_message(handle, gen)
+            self._record_tools(executions, completed=completed)
         return executions
 
     async def _start_tools(
@@ -624,9 +624,9 @@ class AgentActivity:
                 handle.mark_done()
         self._queue = [q for q in self._queue if not q[2].done()]
         heapq.heapify(self._queue)
-        if self.current_speech is not None:
-            if self.current_speech.allow_interruptions or force:
-                self.current_speech.interrupt(force=force)
+        speech = self.current_speech
+        if speech is not None and (speech.allow_interruptions or force):
+            speech.interrupt(force=force)
         self._wake()
 
     # -- user turns ---------------------------------------------------------------------------
@@ -648,8 +648,11 @@ class AgentActivity:
 
     def _fingerprint(self) -> object:
         ctx = self.agent.chat_ctx_ref()
-        return (self.agent.instructions, tuple(t.name for t in self.agent.tools),
-                tuple(item.id for item in ctx.items))
+        return (
+            self.agent.instructions,
+            tuple(t.name for t in self.agent.tools),
+            tuple(item.id for item in ctx.items),
+        )
 
     def _cancel_preemptive(self) -> None:
         if self._preemptive is not None:

@@ -172,7 +172,7 @@ class Agent:
 
             nursery.start_soon(push)
             async for event in stream:
-                yield event  # noqa: ASYNC119
+                yield event
 
     async def llm_node(
         self, chat_ctx: ChatContext, tools: Sequence[Tool], model_settings: ModelSettings
@@ -185,7 +185,7 @@ class Agent:
             chat_ctx=chat_ctx, tools=tools, tool_choice=model_settings.tool_choice
         ) as stream:
             async for chunk in stream:
-                yield chunk  # noqa: ASYNC119
+                yield chunk
 
     async def tts_node(
         self, text: AsyncIterable[str], model_settings: ModelSettings
@@ -204,7 +204,7 @@ class Agent:
             nursery.start_soon(push)
             async for audio in stream:
                 if not audio.is_final:
-                    yield audio.frame  # noqa: ASYNC119
+                    yield audio.frame
 
     async def transcription_node(
         self, text: AsyncIterable[str], model_settings: ModelSettings
@@ -255,4 +255,3 @@ class AgentTask(Agent, Generic[T]):
         if self._error is not None:
             raise self._error
         return self._result  # type: ignore[return-value]
-

@@ -296,7 +296,7 @@ class AudioRecognition:
         self._speech_ended_at = None
 
 
-class _iterate:  # noqa: N801 - reads as a function at the call site
+class _iterate:
     """Frames of a channel as an async iterator (a class, so nothing needs finalizing)."""
 
     def __init__(self, receive: trio.MemoryReceiveChannel[AudioFrame]) -> None:

@@ -302,5 +302,3 @@ def _verdict_from_text(reply: str) -> dict[str, Any]:
     lowered = reply.strip().lower()
     success = lowered.startswith(("yes", "pass", "true", "success"))
     return {"success": success, "reason": reply.strip()}
-
-

@@ -189,7 +189,9 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
                 scope.deadline = trio.current_time() + self.options.close_timeout
                 await self._close_gracefully()
             if scope.cancelled_caught:
-                logger.warning("session close took over %s s: cancelled", self.options.close_timeout)
+                logger.warning(
+                    "session close took over %s s: cancelled", self.options.close_timeout
+                )
         finally:
             await self._tasks.__aexit__(exc_type, exc, tb)
             self._finish_close()
@@ -253,9 +255,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         self.set_agent_state("listening")
         if audio_input is not None:
             self._recognition = self._make_recognition(agent)
-            await self._nursery.start(
-                self._recognition.run, agent, ModelSettings()
-            )
+            await self._nursery.start(self._recognition.run, agent, ModelSettings())
             self._nursery.start_soon(self._pump_audio, audio_input, self._recognition)
         if self.options.user_away_timeout is not None:
             self._nursery.start_soon(self._watch_away, self.options.user_away_timeout)
@@ -480,10 +480,10 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         """Emit ``metrics_collected`` (runtime use)."""
         self.emit("metrics_collected", MetricsCollectedEvent(metrics=metrics))
 
-    async def _watch_away(self, timeout: float) -> None:
+    async def _watch_away(self, after: float) -> None:
         while True:
             if self.user_state == "listening" and self.agent_state == "listening" and self.idle:
-                with trio.move_on_at(self._state_since + timeout):
+                with trio.move_on_at(self._state_since + after):
                     await self.wait_changed()
                     continue
                 self.set_user_state("away")
@@ -530,4 +530,3 @@ class _Hooks:
 
     def on_error(self, error: BaseException, source: object) -> None:
         self._session.report_error(error, source)
-

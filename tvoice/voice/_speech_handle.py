@@ -30,7 +30,9 @@ class SpeechHandle:
     uninterruptible speech ignores ``interrupt()`` unless ``force=True``.
     """
 
-    def __init__(self, *, allow_interruptions: bool, priority: int = SPEECH_PRIORITY_NORMAL):
+    def __init__(
+        self, *, allow_interruptions: bool, priority: int = SPEECH_PRIORITY_NORMAL
+    ) -> None:
         self.id = short_id("speech")
         self._allow_interruptions = allow_interruptions
         self.priority = priority

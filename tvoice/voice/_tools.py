@@ -97,4 +97,3 @@ async def run_tool(
             output(_format(result), is_error=False)
     finally:
         execution.done.set()
-
