@@ -211,3 +211,20 @@ async def test_audio_input_follows_the_script(autojump_clock):
         if trio.current_time() >= 0.3:
             break
     assert [t for t, speaking in loud if speaking] == [0.12, 0.14, 0.16, 0.18, 0.2]
+
+
+async def test_vad_merges_speech_closer_than_its_silence_window(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=2.5, transcript="Hello")
+    tl.user_speech(start=2.8, end=4.0, transcript="how are you")  # 2.85 < 2.5 + 0.5
+    tl.user_speech(start=6.0, end=7.0, transcript="bye")
+    tl.start()
+    async with tl.fake_vad.stream() as stream:
+        events = await collect_timed(stream, until=10)
+    key = [(t, e.type) for t, e in events if e.type != VADEventType.INFERENCE_DONE]
+    assert key == [
+        (pytest.approx(0.55), VADEventType.START_OF_SPEECH),
+        (pytest.approx(4.5), VADEventType.END_OF_SPEECH),
+        (pytest.approx(6.05), VADEventType.START_OF_SPEECH),
+        (pytest.approx(7.5), VADEventType.END_OF_SPEECH),
+    ]

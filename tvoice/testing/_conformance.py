@@ -8,7 +8,8 @@ failing provider raises an ``APIError`` (never a hang).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import trio
@@ -22,6 +23,9 @@ from ..vad import VAD, VADEventType
 
 __all__ = ["check_llm", "check_stt", "check_tts", "check_vad"]
 
+# How long a cancelled stream may take to stop: its cleanup must not wait on the provider.
+_STOP_LIMIT = 2.0
+
 
 def _frames(audio: AudioFrame, *, tail_silence: float = 1.0) -> list[AudioFrame]:
     chunker = AudioChunker(audio.sample_rate, audio.num_channels, frame_duration=0.02)
@@ -30,18 +34,34 @@ def _frames(audio: AudioFrame, *, tail_silence: float = 1.0) -> list[AudioFrame]
     return frames + chunker.flush(pad=True)
 
 
+@contextlib.contextmanager
+def _within(time_limit: float, what: str) -> Iterator[None]:
+    """``trio.fail_after``, where a hang is reported as a failed check (an AssertionError)."""
+    try:
+        with trio.fail_after(time_limit):
+            yield
+    except trio.TooSlowError:
+        raise AssertionError(f"{what}: no result within {time_limit} s") from None
+
+
 async def _check_cancellation(open_and_use: Callable[[], Awaitable[Any]], what: str) -> None:
-    """Cancel ``open_and_use`` mid-flight: it must stop at once and leave no task behind."""
+    """Cancel ``open_and_use`` mid-flight: it must stop promptly and leave no task behind."""
+    cancelled_at: list[float] = []
     async with trio.open_nursery() as nursery:
         with trio.CancelScope() as scope:
-            nursery.start_soon(_cancel_soon, scope)
+            nursery.start_soon(_cancel_soon, scope, cancelled_at)
             await open_and_use()
-        assert scope.cancelled_caught, f"{what}: finished before it could be cancelled"
+        stopped_at = trio.current_time()
+    # Checked outside the nursery, so that a failure is an AssertionError, not a group.
+    assert scope.cancelled_caught, f"{what}: finished before it could be cancelled"
+    took = stopped_at - cancelled_at[0]
+    assert took <= _STOP_LIMIT, f"{what}: took {took:.2f} s to stop after cancellation"
     assert not nursery.child_tasks, f"{what}: tasks still running after cancellation"
 
 
-async def _cancel_soon(scope: trio.CancelScope) -> None:
+async def _cancel_soon(scope: trio.CancelScope, cancelled_at: list[float]) -> None:
     await trio.sleep(0.01)
+    cancelled_at.append(trio.current_time())
     scope.cancel()
 
 
@@ -62,7 +82,7 @@ async def _expect_api_error(
 
 async def check_vad(vad: VAD, speech: AudioFrame, *, time_limit: float = 60.0) -> None:
     """``speech``: audio holding speech (a second of silence is appended)."""
-    with trio.fail_after(time_limit):
+    with _within(time_limit, "VAD stream"):
         async with vad.stream() as stream:
             for frame in _frames(speech):
                 await stream.push_frame(frame)
@@ -71,7 +91,9 @@ async def check_vad(vad: VAD, speech: AudioFrame, *, time_limit: float = 60.0) -
     types = [e.type for e in events]
     assert VADEventType.START_OF_SPEECH in types, f"no START_OF_SPEECH in {types}"
     assert VADEventType.END_OF_SPEECH in types, f"no END_OF_SPEECH after the speech: {types}"
-    assert types.index(VADEventType.START_OF_SPEECH) < types.index(VADEventType.END_OF_SPEECH)
+    assert types.index(VADEventType.START_OF_SPEECH) < types.index(VADEventType.END_OF_SPEECH), (
+        f"END_OF_SPEECH before START_OF_SPEECH: {types}"
+    )
     times = [e.timestamp for e in events]
     assert times == sorted(times), "event timestamps go backwards"
     end = next(e for e in events if e.type == VADEventType.END_OF_SPEECH)
@@ -107,13 +129,13 @@ async def check_stt(
     Streaming is checked when ``stt.capabilities.streaming`` (wrap batch STTs in a
     ``StreamAdapter`` to check their streaming). ``broken``: the same STT set up to fail.
     """
-    with trio.fail_after(time_limit):
+    with _within(time_limit, "STT.recognize"):
         event = await stt.recognize(speech)
     assert event.type == SpeechEventType.FINAL_TRANSCRIPT, f"recognize gave {event.type}"
     _assert_words(event.text, expected_words, "recognize")
 
     if stt.capabilities.streaming:
-        with trio.fail_after(time_limit):
+        with _within(time_limit, "STT stream"):
             async with stt.stream() as stream:
                 for frame in _frames(speech):
                     await stream.push_frame(frame)
@@ -149,13 +171,13 @@ async def check_tts(
     time_limit: float = 120.0,
 ) -> None:
     """Synthesize ``text`` (and stream it, when the TTS streams) and check the audio."""
-    with trio.fail_after(time_limit):
+    with _within(time_limit, "TTS.synthesize"):
         async with tts.synthesize(text) as chunked:
             items = await chunked.collect()
     _check_audio(tts, items, "synthesize")
 
     if tts.capabilities.streaming:
-        with trio.fail_after(time_limit):
+        with _within(time_limit, "TTS stream"):
             async with tts.stream() as stream:
                 for word in text.split(" "):
                     await stream.push_text(word + " ")
@@ -208,14 +230,14 @@ async def check_llm(
     """Ask ``prompt`` and check the streamed reply; with ``tools``, the model must call one."""
     chat_ctx = ChatContext()
     chat_ctx.add_message(role="user", content=prompt)
-    with trio.fail_after(time_limit):
+    with _within(time_limit, "LLM.chat"):
         async with llm.chat(chat_ctx=chat_ctx) as stream:
             chunks = await stream.collect()
     text = "".join(c.delta.content or "" for c in chunks if c.delta)
     assert text.strip(), "the reply has no text"
 
     if tools:
-        with trio.fail_after(time_limit):
+        with _within(time_limit, "LLM.chat with tools"):
             async with llm.chat(chat_ctx=chat_ctx, tools=tools, tool_choice="required") as s:
                 chunks = await s.collect()
         calls = [c for ch in chunks if ch.delta for c in ch.delta.tool_calls]

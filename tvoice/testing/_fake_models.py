@@ -80,8 +80,11 @@ class _FakeVADStream(VADStream):
         input_ended = trio.Event()
         async with BackgroundTasks() as nursery:
             nursery.start_soon(self._listen, input_ended)
-            for speech in self._script.speech_sorted():
-                await self._report_speech(speech)
+            segments = self._script.vad_segments(
+                start_delay=VAD_START_DELAY, end_delay=VAD_END_DELAY
+            )
+            for start, end in segments:
+                await self._report_speech(start, end)
             await input_ended.wait()
 
     async def _listen(self, input_ended: trio.Event) -> None:
@@ -96,8 +99,8 @@ class _FakeVADStream(VADStream):
     def _now(self) -> float:
         return trio.current_time() - self._script.origin
 
-    async def _report_speech(self, speech: UserSpeech) -> None:
-        start, end = speech.start + VAD_START_DELAY, speech.end + VAD_END_DELAY
+    async def _report_speech(self, speech_start: float, speech_end: float) -> None:
+        start, end = speech_start + VAD_START_DELAY, speech_end + VAD_END_DELAY
         if self._now() > end:
             return
         await _sleep_until_timeline(self._script, start)
@@ -107,18 +110,18 @@ class _FakeVADStream(VADStream):
             VADEvent(
                 type=VADEventType.START_OF_SPEECH,
                 timestamp=trio.current_time(),
-                speech_duration=now - speech.start,
+                speech_duration=now - speech_start,
                 speaking=True,
             )
         )
         t = now + self._interval
-        while t < speech.end:
+        while t < speech_end:
             await _sleep_until_timeline(self._script, t)
             await self._emit(
                 VADEvent(
                     type=VADEventType.INFERENCE_DONE,
                     timestamp=trio.current_time(),
-                    speech_duration=t - speech.start,
+                    speech_duration=t - speech_start,
                     speaking=True,
                     probability=1.0,
                 )
@@ -130,7 +133,7 @@ class _FakeVADStream(VADStream):
             VADEvent(
                 type=VADEventType.END_OF_SPEECH,
                 timestamp=trio.current_time(),
-                speech_duration=speech.end - speech.start,
+                speech_duration=speech_end - speech_start,
                 silence_duration=VAD_END_DELAY,
                 frames=frames,
             )

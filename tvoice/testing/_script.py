@@ -100,6 +100,17 @@ class Script:
         """User speech in time order."""
         return sorted(self.speech, key=lambda s: s.start)
 
+    def vad_segments(self, *, start_delay: float, end_delay: float) -> list[tuple[float, float]]:
+        """(start, end) of what a VAD hears as one speech: bursts closer than its silence
+        window (``end_delay``) merge, as they do for a real VAD."""
+        segments: list[tuple[float, float]] = []
+        for s in self.speech_sorted():
+            if segments and s.start + start_delay <= segments[-1][1] + end_delay:
+                segments[-1] = (segments[-1][0], max(segments[-1][1], s.end))
+            else:
+                segments.append((s.start, s.end))
+        return segments
+
 
 def _take(table: dict[str, list[T]], key: str, what: str) -> T:
     entries = table.get(key)

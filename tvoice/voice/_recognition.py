@@ -245,6 +245,14 @@ class AudioRecognition:
         self._cancel_endpointing()
         if self._nursery is None or not self._finals:
             return
+        ended = self._speech_ended_at if self._speech_ended_at is not None else 0.0
+        if not isinstance(self.turn_detection, TurnDetector) and (
+            trio.current_time() >= ended + self.min_endpointing_delay
+        ):
+            # Already due: commit now rather than in a task that would race whatever else
+            # happens at this instant (a new start of speech, say).
+            self.commit()
+            return
         scope = self._endpointing = trio.CancelScope()
         self._nursery.start_soon(self._endpoint, scope)
 
