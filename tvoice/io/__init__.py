@@ -1,5 +1,9 @@
 """Audio and text inputs and outputs of a session."""
 
+from ._clocked import ClockedAudioOutput as ClockedAudioOutput
+from ._clocked import HeardSpan as HeardSpan
+from ._clocked import Playback as Playback
+from ._clocked import render_playbacks as render_playbacks
 from ._io import AudioInput as AudioInput
 from ._io import AudioOutput as AudioOutput
 from ._io import ChannelAudioInput as ChannelAudioInput

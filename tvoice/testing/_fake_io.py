@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
-
-import attrs
 import numpy as np
 import trio
 
 from ..audio import AudioFrame
-from ..io import AudioInput, AudioOutput, TextOutput
+from ..io import AudioInput, ClockedAudioOutput, Playback, TextOutput
 from ._script import Script
 
 __all__ = ["FakeAudioInput", "FakeAudioOutput", "FakeTextOutput", "Playback"]
@@ -47,128 +44,13 @@ class FakeAudioInput(AudioInput):
         return self._voice if self._speaking((k - 0.5) * d) else self._silence
 
 
-@attrs.frozen
-class Playback:
-    """One segment of agent audio as the user heard it: when it started, how many seconds of
-    it were heard, and whether it was cut by an interruption."""
+class FakeAudioOutput(ClockedAudioOutput):
+    """Plays in virtual real time and records every segment in ``playbacks``
+    (a :class:`tvoice.io.ClockedAudioOutput`). Run it with ``await nursery.start(output.run)``;
+    ``tl.session()`` does."""
 
-    started_at: float
-    position: float
-    interrupted: bool
-
-
-class FakeAudioOutput(AudioOutput):
-    """Plays in virtual real time and records every segment in ``playbacks``.
-
-    Playback is exact: durations are kept as fractions of samples, so a 2 s reply that starts
-    at 3.5 ends at exactly 5.5. Run it with ``await nursery.start(output.run)``.
-    """
-
-    def __init__(self, *, sample_rate: int | None = None) -> None:
-        super().__init__(sample_rate=sample_rate, label="fake_audio_output")
-        self.playbacks: list[Playback] = []
-        self.paused_periods: list[tuple[float, float]] = []
-        self._active = False
-        self._flushed = False
-        self._paused = False
-        self._paused_at = 0.0
-        self._started_at: float | None = None
-        self._queued = Fraction(0)
-        self._played = Fraction(0)
-        self._resumed_at: float | None = None
-        self._changed = trio.Event()
-
-    @property
-    def playing(self) -> bool:
-        """Audio is being heard right now."""
-        return self._resumed_at is not None
-
-    def position(self) -> float:
-        """Seconds of the current segment heard so far."""
-        self._advance()
-        return float(self._played)
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The playout clock: fires the moment queued audio runs out."""
-        task_status.started()
-        while True:
-            self._changed = trio.Event()
-            run_out = (
-                self._resumed_at + float(self._queued) if self._resumed_at is not None else None
-            )
-            if run_out is None:
-                await self._changed.wait()
-            else:
-                with trio.move_on_at(run_out):
-                    await self._changed.wait()
-            self._advance()
-
-    def _advance(self) -> None:
-        now = trio.current_time()
-        if self._resumed_at is not None:
-            heard = min(Fraction(now - self._resumed_at), self._queued)
-            if heard == self._queued or self._queued - heard < Fraction(1, 10**9):
-                heard = self._queued
-            self._played += heard
-            self._queued -= heard
-            self._resumed_at = now if self._queued else None
-        if self._active and not self._queued and self._flushed:
-            self._finish(interrupted=False)
-        elif self._active and self._queued and not self._paused and self._resumed_at is None:
-            if self._started_at is None:
-                self._started_at = now
-                self.on_playback_started(created_at=now)
-            self._resumed_at = now
-
-    def _finish(self, *, interrupted: bool) -> None:
-        assert self._started_at is not None or interrupted
-        started = self._started_at if self._started_at is not None else trio.current_time()
-        self.playbacks.append(Playback(started, float(self._played), interrupted))
-        self._active = False
-        self._started_at = None
-        self._resumed_at = None
-        self._queued = Fraction(0)
-        self._played = Fraction(0)
-        self.on_playback_finished(
-            playback_position=self.playbacks[-1].position, interrupted=interrupted
-        )
-
-    def _poke(self) -> None:
-        self._advance()
-        self._changed.set()
-
-    async def capture_frame(self, frame: AudioFrame) -> None:
-        await super().capture_frame(frame)
-        self._advance()
-        if not self._active:
-            self._active, self._flushed = True, False
-        self._queued += Fraction(frame.samples_per_channel, frame.sample_rate)
-        self._poke()
-
-    def flush(self) -> None:
-        super().flush()
-        if self._active:
-            self._flushed = True
-        self._poke()
-
-    def clear_buffer(self) -> None:
-        self._advance()
-        if self._active:
-            self._finish(interrupted=True)
-        self._changed.set()
-
-    def pause(self) -> None:
-        self._advance()
-        if not self._paused:
-            self._paused, self._paused_at = True, trio.current_time()
-            self._resumed_at = None
-        self._changed.set()
-
-    def resume(self) -> None:
-        if self._paused:
-            self.paused_periods.append((self._paused_at, trio.current_time()))
-            self._paused = False
-        self._poke()
+    def __init__(self, *, sample_rate: int | None = None, keep_audio: bool = False) -> None:
+        super().__init__(sample_rate=sample_rate, keep_audio=keep_audio, label="fake_audio_output")
 
 
 class FakeTextOutput(TextOutput):
