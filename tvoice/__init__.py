@@ -22,6 +22,11 @@ from ._errors import APIStatusError as APIStatusError
 from ._errors import APITimeoutError as APITimeoutError
 from ._utils import APIConnectOptions as APIConnectOptions
 from .audio import AudioFrame as AudioFrame
+from .cli import run_app as run_app
+from .job import JobContext as JobContext
+from .job import JobProcess as JobProcess
+from .job import JobRequest as JobRequest
+from .job import WorkerOptions as WorkerOptions
 from .llm import AgentHandoff as AgentHandoff
 from .llm import ChatContext as ChatContext
 from .llm import ChatMessage as ChatMessage

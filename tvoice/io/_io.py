@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import trio
@@ -17,6 +17,8 @@ __all__ = [
     "ChannelAudioInput",
     "PlaybackFinished",
     "PlaybackStarted",
+    "RoomIO",
+    "SessionRoom",
     "TextOutput",
 ]
 
@@ -179,3 +181,28 @@ class TextOutput(ABC):
     @abstractmethod
     def flush(self) -> None:
         """End of the current segment's text."""
+
+
+@attrs.frozen(kw_only=True)
+class RoomIO:
+    """The inputs and outputs a room gives a session."""
+
+    audio_input: AudioInput | None = None
+    audio_output: AudioOutput | None = None
+    text_output: TextOutput | None = None
+
+
+class SessionRoom(ABC):
+    """Something a session can be started in (``session.start(agent, room=room)``): a LiveKit
+    room, the console's simulated call.
+
+    :meth:`run_session_io` runs in the session's nursery for the session's lifetime: it
+    reports the session's I/O through ``task_status.started(RoomIO(...))``, then keeps its
+    tasks going (playout, text input, ending the session when the other side leaves).
+    """
+
+    @abstractmethod
+    async def run_session_io(
+        self, session: Any, *, task_status: trio.TaskStatus[RoomIO] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Provide the session's I/O until cancelled."""

@@ -9,7 +9,7 @@ import trio
 import trio.testing
 
 from .._utils import BackgroundTasks
-from ..io import AudioInput, AudioOutput, TextOutput
+from ..io import AudioInput, AudioOutput, SessionRoom, TextOutput
 from ..voice import Agent, AgentSession
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class TimelineSession(AgentSession[Any]):
         self,
         agent: Agent,
         *,
-        room: object = None,
+        room: SessionRoom | None = None,
         audio_input: AudioInput | None = None,
         audio_output: AudioOutput | None = None,
         text_output: TextOutput | None = None,

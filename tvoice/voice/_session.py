@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from .._utils import BackgroundTasks, EventEmitter
-from ..io import AudioInput, AudioOutput, TextOutput
+from ..io import AudioInput, AudioOutput, RoomIO, SessionRoom, TextOutput
 from ..llm import LLM, ChatContext, ChatItem, ChatMessage, ToolChoice
 from ..metrics import AgentMetrics
 from ..stt import STT, SpeechEvent
@@ -228,21 +228,26 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         self,
         agent: Agent,
         *,
-        room: object = None,
+        room: SessionRoom | None = None,
         audio_input: AudioInput | None = None,
         audio_output: AudioOutput | None = None,
         text_output: TextOutput | None = None,
     ) -> None:
-        """Start listening and the first agent (its ``on_enter`` runs in the background)."""
+        """Start listening and the first agent (its ``on_enter`` runs in the background).
+
+        ``room`` (``ctx.room`` in an entrypoint) supplies the audio and text I/O; the
+        ``audio_input``/``audio_output``/``text_output`` given here take precedence.
+        """
         if self._nursery is None:
             raise RuntimeError("use `async with AgentSession(...) as session:` first")
         if self._started:
             raise RuntimeError("the session is already started")
-        if room is not None:
-            raise TypeError(
-                "room I/O needs the LiveKit bridge: start the session from a JobContext"
-            )
         self._started = True
+        if room is not None:
+            io: RoomIO = await self._nursery.start(room.run_session_io, self)
+            audio_input = audio_input or io.audio_input
+            audio_output = audio_output or io.audio_output
+            text_output = text_output or io.text_output
         self.audio_input, self.audio_output, self.text_output = (
             audio_input,
             audio_output,

@@ -1,0 +1,63 @@
+"""``tvoice console``: run an agent file locally, on a WAV file or the keyboard."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import trio
+
+from ..job import ConsoleRoom, JobContext, JobInfo, JobProcess, Participant, WorkerOptions
+
+__all__ = ["run_console"]
+
+logger = logging.getLogger("tvoice.console")
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_console(
+    options: WorkerOptions,
+    *,
+    input_wav: Path | None,
+    output_wav: Path | None,
+    text: bool,
+) -> int:
+    """Run the call; print the conversation and the latency table. Returns an exit code."""
+    proc = JobProcess(progress=lambda line: _say(f"[{line}]"))
+    if options.prewarm_fnc is not None:
+        options.prewarm_fnc(proc)
+    room = ConsoleRoom(input_wav=input_wav, text=text, printer=_say)
+    ctx = JobContext(
+        proc=proc,
+        job=JobInfo(id="console", room_name="console", agent_name=options.agent_name),
+        room=room,
+        participant=Participant(identity="console-user", name="You"),
+    )
+    trio.run(_run_job, options, ctx)
+    if not text:
+        _say("")
+        _say(room.latency_table())
+    if output_wav is not None:
+        heard = room.write_recording(output_wav)
+        _say(f"\nwrote {output_wav} ({heard:.1f} s of agent audio)")
+    return 0
+
+
+async def _run_job(options: WorkerOptions, ctx: JobContext) -> None:
+    async with trio.open_nursery() as nursery:
+
+        async def entrypoint() -> None:
+            await options.entrypoint_fnc(ctx)
+            ctx.shutdown("entrypoint returned")
+
+        nursery.start_soon(entrypoint)
+        await ctx.wait_for_shutdown()
+        nursery.cancel_scope.cancel()
+    await ctx.run_shutdown_callbacks(timeout_s=options.shutdown_timeout)
+    if ctx.shutdown_reason not in ("entrypoint returned", ""):
+        logger.info("job ended: %s", ctx.shutdown_reason)
+    sys.stdout.flush()

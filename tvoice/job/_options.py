@@ -1,0 +1,59 @@
+"""`WorkerOptions` and `run_app`: how an agent file describes itself to the command line."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from ._context import JobContext, JobProcess
+
+__all__ = ["JobRequest", "WorkerOptions"]
+
+
+@attrs.define(kw_only=True)
+class JobRequest:
+    """A job offered to the worker; ``request_fnc`` accepts or rejects it."""
+
+    job_id: str
+    room_name: str
+    agent_name: str = ""
+    metadata: str = ""
+    accepted: bool | None = None
+    identity: str = ""
+    name: str = ""
+
+    async def accept(self, *, identity: str = "", name: str = "") -> None:
+        """Take the job (optionally with the agent participant's identity and name)."""
+        self.accepted, self.identity, self.name = True, identity, name
+
+    async def reject(self) -> None:
+        """Leave the job to another worker."""
+        self.accepted = False
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+@attrs.frozen(kw_only=True)
+class WorkerOptions:
+    """An agent file's entrypoint, prewarm and worker settings (LiveKit Agents' names)."""
+
+    entrypoint_fnc: Callable[[JobContext], Awaitable[None]]
+    prewarm_fnc: Callable[[JobProcess], Any] | None = None
+    request_fnc: Callable[[JobRequest], Awaitable[None]] | None = None
+    agent_name: str = ""
+    num_idle_processes: int = 2
+    load_threshold: float = 0.7
+    job_memory_warn_mb: float = 500.0
+    job_memory_limit_mb: float = 0.0
+    drain_timeout: float = 1800.0
+    shutdown_timeout: float = 10.0
+    host: str = "127.0.0.1"
+    port: int = 8081
+    ws_url: str = attrs.field(factory=lambda: _env("LIVEKIT_URL", "ws://127.0.0.1:7880"))
+    api_key: str = attrs.field(factory=lambda: _env("LIVEKIT_API_KEY"))
+    api_secret: str = attrs.field(factory=lambda: _env("LIVEKIT_API_SECRET"))
