@@ -1,0 +1,166 @@
+"""The Silero VAD ONNX model: finding the file, one shared session, and per-window inference.
+
+The model (v5/v6) is recurrent. Each call takes one window of float audio in [-1, 1] preceded by
+the last samples of the window before it (its "context"), the recurrent ``state`` and the rate
+``sr``, and returns the speech probability and the next state::
+
+    input  float32 (1, context + window)     512 + 64 samples at 16 kHz, 256 + 32 at 8 kHz
+    state  float32 (2, 1, 128)               zeros at the start of a stream
+    sr     int64   ()                        8000 or 16000
+    ->  output (1, 1) probability, stateN (2, 1, 128)
+
+The session holds only weights, so one serves every stream of the process; each stream keeps
+its own state and context in a :class:`WindowInference`.
+
+Every onnxruntime failure is translated here, the plugin's one error boundary, into
+``tvoice.APIError(retryable=False)``: running the same window again would fail the same way.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime
+
+from tvoice import APIError
+
+__all__ = ["SUPPORTED_RATES", "SileroModel", "WindowInference", "default_model_path", "load_model"]
+
+SUPPORTED_RATES = (8000, 16000)
+_WINDOW = {8000: 256, 16000: 512}
+_CONTEXT = {8000: 32, 16000: 64}
+_MISSING = "silero_vad.onnx not found: pip install --no-deps silero-vad"
+
+FloatArray = npt.NDArray[np.float32]
+
+_lock = threading.Lock()
+_models: dict[str, SileroModel] = {}
+
+
+def default_model_path() -> Path:
+    """Where the ``silero-vad`` package keeps ``silero_vad.onnx``.
+
+    The package is located, never imported: importing it imports torch, which tvoice does not
+    need. Raises ``APIError(retryable=False)`` when the package or the file is missing.
+    """
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise APIError(_MISSING, retryable=False)
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "data" / "silero_vad.onnx"
+        if path.is_file():
+            return path
+    raise APIError(_MISSING, retryable=False)
+
+
+def load_model(path: str | os.PathLike[str] | None = None) -> SileroModel:
+    """The process's :class:`SileroModel` for ``path`` (default: :func:`default_model_path`).
+
+    The first call for a file loads it (tens of milliseconds, blocking); later calls return the
+    same object. Thread-safe. Raises ``APIError(retryable=False)`` if the file is missing or is
+    not a model onnxruntime can load.
+    """
+    resolved = default_model_path() if path is None else Path(path)
+    key = os.path.realpath(resolved)
+    with _lock:
+        model = _models.get(key)
+        if model is None:
+            model = _models[key] = SileroModel(_new_session(key), key)
+    return model
+
+
+def _new_session(path: str) -> onnxruntime.InferenceSession:
+    if not os.path.isfile(path):
+        raise APIError(f"Silero VAD model not found: {path}", retryable=False)
+    opts = onnxruntime.SessionOptions()
+    # One core per session: the model is tiny (a window costs a fraction of a millisecond), so
+    # a thread pool would only add hand-offs, and a worker runs many sessions' streams side by
+    # side. No spinning: idle pool threads must not burn the cores other jobs need.
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3  # the graph optimiser's notes are not the user's concern
+    try:
+        return onnxruntime.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise APIError(f"cannot load the Silero VAD model {path}: {e}", retryable=False) from e
+
+
+class SileroModel:
+    """A loaded Silero VAD model: one ``onnxruntime.InferenceSession``, shared by all streams.
+
+    Get it from :func:`load_model`, which keeps one per model file in the process.
+    """
+
+    __slots__ = ("_path", "_session")
+
+    def __init__(self, session: onnxruntime.InferenceSession, path: str) -> None:
+        self._session = session
+        self._path = path
+
+    @property
+    def session(self) -> onnxruntime.InferenceSession:
+        """The onnxruntime session (stateless; safe to share)."""
+        return self._session
+
+    @property
+    def path(self) -> str:
+        """The model file, with symbolic links resolved."""
+        return self._path
+
+    def inference(self, sample_rate: int) -> WindowInference:
+        """Fresh recurrent state for one stream at ``sample_rate`` (8000 or 16000)."""
+        return WindowInference(self._session, sample_rate)
+
+    def __repr__(self) -> str:
+        return f"SileroModel({self._path!r})"
+
+
+class WindowInference:
+    """One stream's use of the model: its recurrent state and the context between windows.
+
+    :meth:`run` takes the float samples received since the last call and returns one speech
+    probability per complete window; a partial window waits for the next call.
+    """
+
+    __slots__ = ("_feed", "_pending", "_session", "context", "window")
+
+    def __init__(self, session: onnxruntime.InferenceSession, sample_rate: int) -> None:
+        if sample_rate not in SUPPORTED_RATES:
+            raise ValueError(f"Silero VAD runs at 8000 or 16000 Hz, not {sample_rate}")
+        self._session = session
+        self.window = _WINDOW[sample_rate]
+        self.context = _CONTEXT[sample_rate]
+        # Starts with the context (silence at first), then the samples not yet run. Window i
+        # with its context is then the contiguous slice [i*window, i*window + context + window).
+        self._pending: FloatArray = np.zeros(self.context, np.float32)
+        self._feed: dict[str, Any] = {
+            "state": np.zeros((2, 1, 128), np.float32),
+            "sr": np.array(sample_rate, np.int64),
+        }
+
+    def run(self, samples: FloatArray) -> list[float]:
+        """Speech probability of each window completed by ``samples`` (float32 in [-1, 1])."""
+        pending = np.concatenate((self._pending, samples)) if len(samples) else self._pending
+        count = (len(pending) - self.context) // self.window
+        probabilities: list[float] = []
+        feed, run, size = self._feed, self._session.run, self.context + self.window
+        try:
+            for i in range(count):
+                start = i * self.window
+                feed["input"] = pending[start : start + size].reshape(1, size)
+                output, feed["state"] = run(("output", "stateN"), feed)
+                probabilities.append(float(output[0, 0]))
+        except Exception as e:
+            raise APIError(f"Silero VAD inference failed: {e}", retryable=False) from e
+        self._pending = pending[count * self.window :]
+        return probabilities
