@@ -10,6 +10,5 @@
 
 from ._tts import TTS as TTS
 from ._tts import ChunkedStream as ChunkedStream
-from ._tts import SynthesizeStream as SynthesizeStream
 
-__all__ = ["TTS", "ChunkedStream", "SynthesizeStream"]
+__all__ = ["TTS", "ChunkedStream"]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
-import trio
 from piper import SynthesisConfig
 
 from tvoice import APIConnectOptions, APIError
 from tvoice import tts as tts_
-from tvoice.tokenize import SentenceTokenizer
 
 from ._voice import Synthesizer, default_voice, read_sample_rate
 
@@ -66,7 +63,8 @@ class TTS(tts_.TTS):
         self._synthesizer = Synthesizer(
             model=model, use_cuda=use_cuda, config=config, sample_rate=sample_rate
         )
-        self._sentences = SentenceTokenizer()
+        # Streaming = sentence by sentence over synthesize(): tvoice's StreamAdapter does it.
+        self._adapter = tts_.StreamAdapter(tts=self)
 
     @classmethod
     def load(
@@ -109,7 +107,7 @@ class TTS(tts_.TTS):
     def stream(
         self, *, conn_options: APIConnectOptions = _DEFAULT_OPTIONS
     ) -> tts_.SynthesizeStream:
-        return SynthesizeStream(self, self._synthesizer, self._sentences, conn_options=conn_options)
+        return self._adapter.stream(conn_options=conn_options)
 
 
 class ChunkedStream(tts_.ChunkedStream):
@@ -128,67 +126,3 @@ class ChunkedStream(tts_.ChunkedStream):
 
     async def _run(self) -> None:
         await self._synthesizer.speak(self.input_text, self._emit_frame)
-
-
-class SynthesizeStream(tts_.SynthesizeStream):
-    """A ``piper.TTS.stream()``: each sentence is spoken as soon as it is complete."""
-
-    def __init__(
-        self,
-        tts: TTS,
-        synthesizer: Synthesizer,
-        sentences: SentenceTokenizer,
-        *,
-        conn_options: APIConnectOptions,
-    ) -> None:
-        super().__init__(tts, conn_options=conn_options)
-        self._synthesizer = synthesizer
-        self._sentences = sentences
-
-    async def _run(self) -> None:
-        # Text is cut into sentences in a task of its own, so that whoever pushes text never
-        # waits for synthesis (the queue of sentences is what absorbs it).
-        send, receive = trio.open_memory_channel[str | None](256)
-        failure: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._split, send)
-            try:
-                await self._speak(receive)
-            except Exception as e:
-                # Raised below, outside the nursery: callers (and retries) see the error
-                # itself, not an ExceptionGroup around it.
-                failure = e
-                nursery.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
-
-    async def _speak(self, sentences: trio.MemoryReceiveChannel[str | None]) -> None:
-        segment = 0
-        async for sentence in sentences:
-            segment_id = f"seg_{segment}"
-            if sentence is None:
-                await self._end_segment(segment_id)
-                segment += 1
-            else:
-                emit = functools.partial(self._emit_frame, segment_id=segment_id)
-                await self._synthesizer.speak(sentence, emit)
-
-    async def _split(self, send: trio.MemorySendChannel[str | None]) -> None:
-        """Sentences of the input as they end; ``None`` at each flush (end of a segment)."""
-        async with send:
-            stream = self._sentences.stream()
-            pending = False
-            async for item in self._input:
-                if isinstance(item, str):
-                    pending = True
-                    for sentence in stream.push_text(item):
-                        await send.send(sentence)
-                else:
-                    for sentence in stream.flush():
-                        await send.send(sentence)
-                    await send.send(None)
-                    pending = False
-            for sentence in stream.flush():
-                await send.send(sentence)
-            if pending:
-                await send.send(None)
