@@ -245,3 +245,24 @@ async def test_session_guards(autojump_clock):
 
     with pytest.raises(RuntimeError, match="async with"):
         await AgentSession().start(Assistant())
+
+
+async def test_a_batch_stt_is_streamed_through_the_vad(autojump_clock):
+    from tvoice.stt import STT, STTCapabilities
+
+    class BatchOnly(STT):
+        def __init__(self, fake):
+            super().__init__(capabilities=STTCapabilities(streaming=False))
+            self.fake = fake
+
+        async def _recognize_impl(self, frame, *, language, conn_options):
+            return await self.fake.recognize(frame)
+
+    tl = hello_timeline()
+    async with tl.session(stt=BatchOnly(tl.fake_stt)) as session:
+        rec = Recorder(session)
+        await session.start(Assistant())
+        await tl.wait_done()
+    # The VAD ends the utterance at 3.0; recognition is instant; the turn commits at once.
+    assert [t for s, t in rec.agent_states if s == "thinking"] == [3.0]
+    assert [m.text_content for m in session.history.messages()] == ["Hello", "Hi!"]

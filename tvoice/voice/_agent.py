@@ -21,7 +21,7 @@ from ..llm import (
     ToolChoice,
     find_function_tools,
 )
-from ..stt import STT, SpeechEvent
+from ..stt import STT, SpeechEvent, StreamAdapter
 from ..tts import TTS
 from ..vad import VAD
 from ._turn import TurnDetection
@@ -157,10 +157,16 @@ class Agent:
     async def stt_node(
         self, audio: AsyncIterable[AudioFrame], model_settings: ModelSettings
     ) -> AsyncGenerator[SpeechEvent, None]:
-        """Audio -> speech events. The default streams the audio through the STT."""
+        """Audio -> speech events. The default streams the audio through the STT (a batch
+        STT through ``stt.StreamAdapter`` with the VAD, which cuts the audio into utterances)."""
         stt = self.activity.stt
         if stt is None:
             return
+        if not stt.capabilities.streaming:
+            vad = self.activity.vad
+            if vad is None:
+                raise RuntimeError(f"{stt.label} does not stream: give the session a VAD")
+            stt = StreamAdapter(stt=stt, vad=vad)
         # Runs in a task of its own (the runtime drives every node that way), so yielding
         # while the pushing task runs is safe.
         async with stt.stream() as stream, BackgroundTasks() as nursery:
