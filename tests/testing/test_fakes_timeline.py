@@ -64,6 +64,9 @@ async def test_stt_interim_at_half_delay_final_at_delay(autojump_clock):
         (pytest.approx(2.6), SpeechEventType.INTERIM_TRANSCRIPT, "Hello, how are you?"),
         (pytest.approx(2.7), SpeechEventType.FINAL_TRANSCRIPT, "Hello, how are you?"),
         (pytest.approx(2.7), SpeechEventType.END_OF_SPEECH, ""),
+        # Noise: heard, no words.
+        (pytest.approx(3.05), SpeechEventType.START_OF_SPEECH, ""),
+        (pytest.approx(3.5), SpeechEventType.END_OF_SPEECH, ""),
     ]
 
 

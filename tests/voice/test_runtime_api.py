@@ -266,3 +266,14 @@ async def test_a_batch_stt_is_streamed_through_the_vad(autojump_clock):
     # The VAD ends the utterance at 3.0; recognition is instant; the turn commits at once.
     assert [t for s, t in rec.agent_states if s == "thinking"] == [3.0]
     assert [m.text_content for m in session.history.messages()] == ["Hello", "Hi!"]
+
+
+async def test_a_slow_transcript_keeps_the_turn_pending(autojump_clock):
+    tl = hello_timeline(stt_delay=3.0)  # the final arrives 2.5 s after the VAD's end (3.0)
+    async with tl.session() as session:
+        await session.start(Assistant())
+        await trio.sleep(4.0)
+        assert not session.idle  # the recognizer has not answered yet
+        await session.wait_for_idle()
+        assert trio.current_time() == 7.0  # final 5.5 + LLM 0.3 + TTS 0.2 + 1.0 s of audio
+    assert tl.llm_requests == ["Hello"]

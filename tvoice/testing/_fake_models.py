@@ -191,10 +191,15 @@ class _FakeRecognizeStream(RecognizeStream):
             await input_ended.wait()
 
     async def _report_speech(self, speech: UserSpeech) -> None:
-        if not speech.transcript:
-            return
         done = speech.end + speech.stt_delay
         if trio.current_time() - self._script.origin > done:
+            return
+        if not speech.transcript:
+            # Noise: the recognizer hears something and finds no words in it.
+            await _sleep_until_timeline(self._script, speech.start + VAD_START_DELAY)
+            await self._emit(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
+            await _sleep_until_timeline(self._script, done)
+            await self._emit(SpeechEvent(type=SpeechEventType.END_OF_SPEECH))
             return
         data = (
             SpeechData(

@@ -47,6 +47,7 @@ class RecognitionHooks(Protocol):
     def on_end_of_turn(self, turn: EndOfTurn) -> None: ...
     def chat_ctx_for_turn_detection(self) -> ChatContext: ...
     def on_error(self, error: BaseException, source: object) -> None: ...
+    def on_pending_changed(self) -> None: ...
 
 
 class AudioRecognition:
@@ -67,6 +68,7 @@ class AudioRecognition:
         min_endpointing_delay: float,
         max_endpointing_delay: float,
         stt_enabled: bool,
+        stt_wait: float = 10.0,
     ) -> None:
         self._hooks = hooks
         self._vad = vad
@@ -87,6 +89,10 @@ class AudioRecognition:
         self._speech_ended_at: float | None = None
         self._final_at: float | None = None
         self._last_preemptive: str | None = None
+        self._stt_heard = False
+        # Between the end of speech and the STT's verdict on it (bounded by stt_wait).
+        self._stt_wait = stt_wait
+        self._stt_pending: trio.CancelScope | None = None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -98,7 +104,12 @@ class AudioRecognition:
     @property
     def turn_pending(self) -> bool:
         """Something was heard that is not committed yet (speech, transcript, endpointing)."""
-        return self.speaking or bool(self._finals) or self._endpointing is not None
+        return (
+            self.speaking
+            or bool(self._finals)
+            or self._endpointing is not None
+            or self._stt_pending is not None
+        )
 
     # -- running ------------------------------------------------------------------------------
 
@@ -189,6 +200,7 @@ class AudioRecognition:
         if self.speaking:
             return
         self.speaking = True
+        self._stt_heard = False
         if self._speech_started_at is None:
             self._speech_started_at = trio.current_time()
         self._cancel_endpointing()
@@ -200,11 +212,36 @@ class AudioRecognition:
             return
         self.speaking = False
         self._speech_ended_at = ended_at
+        if self._stt_enabled and not self._stt_heard:
+            self._await_stt()
         self._hooks.on_end_of_speech(event)
         if self.turn_detection != "manual" and self.turn_detection != "stt":
             self._start_endpointing()
 
+    def _await_stt(self) -> None:
+        if self._nursery is None:
+            return
+        self._stt_done()
+        scope = self._stt_pending = trio.CancelScope()
+
+        async def bound() -> None:
+            with scope:
+                await trio.sleep(self._stt_wait)
+                logger.warning("no transcript %s s after the end of speech", self._stt_wait)
+                self._stt_done()
+
+        self._nursery.start_soon(bound)
+
+    def _stt_done(self) -> None:
+        self._stt_heard = True
+        if self._stt_pending is not None:
+            self._stt_pending.cancel()
+            self._stt_pending = None
+            self._hooks.on_pending_changed()
+
     def _on_stt_event(self, event: SpeechEvent) -> None:
+        if event.type in (SpeechEventType.FINAL_TRANSCRIPT, SpeechEventType.END_OF_SPEECH):
+            self._stt_done()
         if event.type == SpeechEventType.START_OF_SPEECH and self._vad is None:
             self.start_of_speech(None)
         elif event.type == SpeechEventType.INTERIM_TRANSCRIPT:

@@ -535,3 +535,6 @@ class _Hooks:
 
     def on_error(self, error: BaseException, source: object) -> None:
         self._session.report_error(error, source)
+
+    def on_pending_changed(self) -> None:
+        self._session.notify_changed()
