@@ -123,6 +123,7 @@ class AgentActivity:
         self._discard_turn = False
         self._pending_turn: EndOfTurn | None = None
         self._turn_tasks = 0
+        self._entering = False
 
     # -- models (the agent's own, else the session's) ----------------------------------------
 
@@ -162,6 +163,7 @@ class AgentActivity:
             and not self._running_tools
             and self._preemptive is None
             and self._turn_tasks == 0
+            and not self._entering
         )
 
     # -- lifetime -----------------------------------------------------------------------------
@@ -175,7 +177,12 @@ class AgentActivity:
                 self._nursery, self._tool_nursery = nursery, tools
                 nursery.start_soon(self._schedule)
                 task_status.started()
-                await self._call_hook(self.agent.on_enter(), "on_enter")
+                self._entering = True
+                try:
+                    await self._call_hook(self.agent.on_enter(), "on_enter")
+                finally:
+                    self._entering = False
+                    self._wake()
                 await trio.sleep_forever()
         finally:
             self.agent.attach(None)

@@ -80,6 +80,7 @@ class RunResult:
         self._session = session
         self._user_input = user_input
         self.events: list[RunEvent] = []
+        self._expect: RunAssert | None = None
 
     @asynccontextmanager
     async def recording(self) -> AsyncIterator[None]:
@@ -107,8 +108,11 @@ class RunResult:
 
     @property
     def expect(self) -> RunAssert:
-        """Assertions over :attr:`events`, in order."""
-        return RunAssert(self.events)
+        """Assertions over :attr:`events`, in order: one cursor, so successive
+        ``result.expect.next_event()`` calls walk through the events."""
+        if self._expect is None:
+            self._expect = RunAssert(self.events)
+        return self._expect
 
     @property
     def final_output(self) -> str | None:

@@ -255,9 +255,9 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         )
         for model in (self.stt, self.vad, self.llm, self.tts):
             self._watch(model)
+        self.set_agent_state("listening")
         activity = await self._start_activity(agent)
         activity.commit_handoff(None)
-        self.set_agent_state("listening")
         if audio_input is not None:
             self._recognition = self._make_recognition(agent)
             await self._nursery.start(self._recognition.run, agent, ModelSettings())
@@ -322,6 +322,11 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
     def request_handoff(self, agent: Agent, *, from_activity: AgentActivity) -> None:
         """Replace ``from_activity``'s agent with ``agent`` once its speech is done."""
         assert self._nursery is not None
+        if agent.activity_or_none() is not None:
+            self.report_error(
+                RuntimeError(f"cannot hand off to {agent!r}: it is already running"), agent
+            )
+            return
         self._handoffs += 1
         self._nursery.start_soon(self._handoff, agent, from_activity)
 
