@@ -8,8 +8,14 @@ from tvoice import APIStatusError
 from tvoice._utils import DEFAULT_API_CONNECT_OPTIONS
 from tvoice.audio import AudioFrame
 from tvoice.llm import LLM, ChatChunk, ChoiceDelta, FunctionCall, LLMStream, function_tool
-from tvoice.stt import STT, RecognizeStream, SpeechData, SpeechEvent, SpeechEventType
-from tvoice.stt import STTCapabilities
+from tvoice.stt import (
+    STT,
+    RecognizeStream,
+    SpeechData,
+    SpeechEvent,
+    SpeechEventType,
+    STTCapabilities,
+)
 from tvoice.testing import FakeTextOutput, Timeline, check_llm, check_stt, check_tts, check_vad
 from tvoice.tts import TTS, ChunkedStream, SynthesizeStream, TTSCapabilities
 from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
@@ -385,9 +391,7 @@ class DoubleLLM(LLM):
         self.slow_close = slow_close
 
     def chat(self, *, chat_ctx, tools=(), tool_choice="auto", conn_options=None, extra=None):
-        return DoubleLLMStream(
-            self, chat_ctx=chat_ctx, tools=tools, tool_choice=tool_choice
-        )
+        return DoubleLLMStream(self, chat_ctx=chat_ctx, tools=tools, tool_choice=tool_choice)
 
 
 class DoubleLLMStream(LLMStream):
@@ -526,7 +530,7 @@ async def test_fake_tts_unscripted_text_is_a_clear_error(autojump_clock):
     tl = Timeline()
     tl.start()
     async with tl.fake_tts.synthesize("Unknown.") as chunked:
-        with pytest.raises(APIStatusError, match="no TTS audio scripted for 'Unknown.'"):
+        with pytest.raises(APIStatusError, match=r"no TTS audio scripted for 'Unknown\.'"):
             await chunked.collect()
 
 

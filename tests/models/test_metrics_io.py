@@ -2,13 +2,24 @@
 
 import logging
 
+import numpy as np
 import pytest
 import trio
 
 from tvoice._utils import EventEmitter
 from tvoice.audio import AudioFrame
-from tvoice.io import AudioInput, AudioOutput, ChannelAudioInput, PlaybackFinished
-from tvoice.io import PlaybackStarted, TextOutput
+from tvoice.io import (
+    AudioInput,
+    AudioOutput,
+    ChannelAudioInput,
+    ClockedAudioOutput,
+    FileAudioInput,
+    Playback,
+    PlaybackFinished,
+    PlaybackStarted,
+    TextOutput,
+    render_playbacks,
+)
 from tvoice.llm import ChatContext
 from tvoice.metrics import (
     EOUMetrics,
@@ -260,7 +271,9 @@ async def test_wait_for_playout_waits_for_every_segment(autojump_clock):
         out.on_playback_finished(playback_position=0.2, interrupted=False)
         await trio.sleep(1.0)
         assert done == []  # one segment is still playing
-        out.on_playback_finished(playback_position=0.1, interrupted=False, synchronized_transcript="x")
+        out.on_playback_finished(
+            playback_position=0.1, interrupted=False, synchronized_transcript="x"
+        )
     assert done[1] == 2.0
     assert done[0].playback_position == 0.1
     assert done[0].synchronized_transcript == "x"
@@ -399,3 +412,59 @@ def test_event_emitter_callback_may_remove_itself_while_emitting():
     emitter.emit("e", 1)
     emitter.emit("e", 2)
     assert calls == [("first", 1), ("second", 1), ("second", 2)]
+
+
+# -- file input, clocked output -------------------------------------------------------------
+
+
+def tone(duration: float, rate: int = 16000) -> AudioFrame:
+    return AudioFrame(np.full(round(duration * rate), 1000, np.int16), rate)
+
+
+async def test_file_audio_input_paces_frames_like_a_microphone(autojump_clock):
+    source = FileAudioInput(tone(0.05), frame_duration=0.02)
+    assert source.label == "file_audio_input"
+    await trio.sleep(1.0)
+    got = []
+    async for frame in source:
+        got.append((trio.current_time(), int(np.abs(frame.data).max()), frame.duration))
+        if len(got) == 5:
+            break
+    assert source.started_at == 1.0
+    # three frames of the file (the last one padded), then silence: a call goes on
+    assert got == [
+        (1.02, 1000, 0.02),
+        (1.04, 1000, 0.02),
+        (pytest.approx(1.06), 1000, 0.02),
+        (1.08, 0, 0.02),
+        (1.1, 0, 0.02),
+    ]
+    assert source.finished.is_set()
+
+
+async def test_file_audio_input_can_end_with_the_file(autojump_clock):
+    source = FileAudioInput(tone(0.04), frame_duration=0.02, then_silence=False)
+    frames = [frame async for frame in source]
+    assert len(frames) == 2
+    assert source.finished.is_set()
+    assert trio.current_time() == pytest.approx(0.06)
+
+
+async def test_clocked_output_position_and_playing(autojump_clock):
+    out = ClockedAudioOutput(keep_audio=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(out.run)
+        assert not out.playing
+        await out.capture_frame(tone(2.0, 24000))
+        out.flush()
+        await trio.sleep(0.5)
+        assert out.playing
+        assert out.position() == 0.5
+        await out.wait_for_playout()
+        assert not out.playing
+        nursery.cancel_scope.cancel()
+    # rendering skips audio outside the window, and playbacks recorded without audio
+    heard = render_playbacks(
+        [*out.playbacks, Playback(0.0, 1.0, False)], origin=5.0, sample_rate=8000, length=1.0
+    )
+    assert not heard.any()

@@ -278,7 +278,7 @@ async def test_recognize_raises_the_last_error_when_retries_run_out(autojump_clo
 async def test_recognize_times_out_each_attempt(autojump_clock):
     stt = BatchSTT(delay=float("inf"))
     options = APIConnectOptions(max_retry=1, timeout=2.0, retry_interval=0.5)
-    with pytest.raises(APITimeoutError, match="no answer within 2.0 s"):
+    with pytest.raises(APITimeoutError, match=r"no answer within 2\.0 s"):
         await stt.recognize(AudioFrame.silence(1.0, 16000), conn_options=options)
     assert trio.current_time() == 2.0 + 0.5 + 2.0
     assert stt.calls == 2
@@ -307,7 +307,7 @@ async def test_llm_that_never_answers_times_out_at_exactly_timeout(autojump_cloc
 
     llm = ScriptedLLM(silent)
     async with llm.chat(chat_ctx=user_says(), conn_options=APIConnectOptions(max_retry=0)) as s:
-        with pytest.raises(APITimeoutError, match="no output for 10.0 s"):
+        with pytest.raises(APITimeoutError, match=r"no output for 10\.0 s"):
             await s.collect()
     assert trio.current_time() == 10.0
 
@@ -609,7 +609,7 @@ async def test_closing_while_the_provider_waits_on_a_full_buffer(autojump_clock)
 
     llm = ScriptedLLM(flood, capacity=2)
     me = trio.lowlevel.current_task()
-    async with llm.chat(chat_ctx=user_says()) as stream:
+    async with llm.chat(chat_ctx=user_says()):
         await trio.sleep(1.0)
         assert sent == [0, 1]  # backpressure: blocked on the third
     assert tasks_below(me) == []
@@ -852,7 +852,7 @@ async def test_recognize_stream_without_audio_reports_no_metrics(autojump_clock)
 
 def test_batch_stt_does_not_stream():
     stt = BatchSTT()
-    with pytest.raises(NotImplementedError, match="wrap it: stt.StreamAdapter"):
+    with pytest.raises(NotImplementedError, match=r"wrap it: stt\.StreamAdapter"):
         stt.stream()
     assert stt.capabilities.streaming is False
 
@@ -913,6 +913,7 @@ async def test_synthesize_stream_segments_and_metrics(autojump_clock):
         items = await stream.collect()
         with pytest.raises(TypeError, match="push_text expects a str, got int"):
             await stream.push_text(3)
+    assert {i.request_id for i in items} == {stream.request_id}
     assert [(i.segment_id, i.is_final) for i in items] == [
         ("s0", False),
         ("s0", False),
@@ -964,7 +965,7 @@ def test_batch_tts_does_not_stream():
         def stream(self, *, conn_options=DEFAULT_API_CONNECT_OPTIONS):
             return TTS.stream(self, conn_options=conn_options)
 
-    with pytest.raises(NotImplementedError, match="wrap it: tts.StreamAdapter"):
+    with pytest.raises(NotImplementedError, match=r"wrap it: tts\.StreamAdapter"):
         Batch().stream()
 
 

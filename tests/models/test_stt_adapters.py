@@ -185,15 +185,35 @@ async def test_stream_adapter_events_at_exact_times(autojump_clock):
     assert stt.heard[1] >= 1.5
 
 
+async def test_stream_adapter_ignores_flush(autojump_clock):
+    # Utterances are cut by the VAD; a flush from the caller changes nothing.
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=1.0, transcript="")
+    tl.start()
+    stt = BatchSTT(["hi"])
+    async with StreamAdapter(stt=stt, vad=tl.fake_vad).stream() as stream:
+        async for frame in tl.audio_input:
+            await stream.push_frame(frame)
+            await stream.flush()
+            if trio.current_time() >= 2.0:
+                break
+        stream.end_input()
+        events = await collect_timed(stream)
+    assert [e[1:] for e in events] == [(START, ""), (FINAL, "hi"), (END, "")]
+    assert stt.calls == [1.5]
+
+
 async def test_stream_adapter_sends_no_final_for_an_empty_transcript(autojump_clock):
     tl = Timeline()
     tl.user_speech(start=0.5, end=1.0, transcript="")
     tl.start()
     stt = BatchSTT(["  "], delay=0.25)
-    async with StreamAdapter(stt=stt, vad=tl.fake_vad).stream() as stream:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(push_audio, stream, tl.audio_input, 3.0)
-            events = await collect_timed(stream)
+    async with (
+        StreamAdapter(stt=stt, vad=tl.fake_vad).stream() as stream,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(push_audio, stream, tl.audio_input, 3.0)
+        events = await collect_timed(stream)
     assert events == [(0.55, START, ""), (1.75, END, "")]
 
 
@@ -254,12 +274,14 @@ async def test_stream_adapter_raises_when_recognition_fails(autojump_clock):
     tl.start()
     stt = BatchSTT(failures=100, error=APIStatusError("quota", status_code=429))
     options = APIConnectOptions(max_retry=1)
-    async with StreamAdapter(stt=stt, vad=tl.fake_vad).stream(conn_options=options) as stream:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(push_audio, stream, tl.audio_input, 5.0)
-            with pytest.raises(APIStatusError, match="quota"):
-                await stream.collect()
-            nursery.cancel_scope.cancel()
+    async with (
+        StreamAdapter(stt=stt, vad=tl.fake_vad).stream(conn_options=options) as stream,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(push_audio, stream, tl.audio_input, 5.0)
+        with pytest.raises(APIStatusError, match="quota"):
+            await stream.collect()
+        nursery.cancel_scope.cancel()
     assert stt.calls == [1.5, 2.0]
 
 
@@ -270,10 +292,12 @@ async def test_cancelling_the_stream_adapter_leaves_nothing_running(autojump_clo
     stt = BatchSTT(hang=True)
     me = trio.lowlevel.current_task()
     with trio.move_on_after(1.7) as scope:
-        async with StreamAdapter(stt=stt, vad=tl.fake_vad).stream() as stream:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(push_audio, stream, tl.audio_input, 100.0)
-                await stream.collect()
+        async with (
+            StreamAdapter(stt=stt, vad=tl.fake_vad).stream() as stream,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(push_audio, stream, tl.audio_input, 100.0)
+            await stream.collect()
     assert scope.cancelled_caught
     assert stt.calls == [1.5]
     assert tasks_below(me) == []
@@ -415,7 +439,7 @@ async def test_stream_whose_providers_all_fail_raises(autojump_clock):
     primary = StreamingSTT("primary", fail_at_once=True)
     backup = StreamingSTT("backup", fail_at_once=True)
     async with FallbackAdapter([primary, backup]).stream() as stream:
-        with pytest.raises(APIConnectionError, match="primary stream broke.*backup stream broke"):
+        with pytest.raises(APIConnectionError, match=r"primary stream broke.*backup stream broke"):
             await stream.collect()
     # each stream retried once (0.5 s) before the next was tried
     assert (primary.streams, backup.streams) == (1, 1)

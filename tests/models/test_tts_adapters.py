@@ -367,7 +367,7 @@ async def test_synthesize_all_failing_names_each(autojump_clock):
         "backup", failures=100, delay=0.0, error=APIStatusError("401", status_code=401)
     )
     async with FallbackAdapter([primary, backup]).synthesize("Hi.") as chunked:
-        with pytest.raises(APIConnectionError, match="all TTSs failed: primary is down.*401"):
+        with pytest.raises(APIConnectionError, match=r"all TTSs failed: primary is down.*401"):
             await chunked.collect()
 
 
