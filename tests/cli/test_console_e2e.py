@@ -29,8 +29,16 @@ def run_console(*args, timeout=600):
 def test_a_call_from_a_wav_file(tmp_path):
     question = tmp_path / "question.wav"
     subprocess.run(
-        ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(question),
-         "What is the weather in Paris?"],
+        [
+            "espeak-ng",
+            "-v",
+            "en-us",
+            "-s",
+            "150",
+            "-w",
+            str(question),
+            "What is the weather in Paris?",
+        ],
         check=True,
     )
     reply = tmp_path / "reply.wav"
@@ -56,6 +64,21 @@ def test_a_call_from_a_wav_file(tmp_path):
     assert recording.duration > asked + 0.5
     after_question = recording.data[int(asked * recording.sample_rate) :, 0].astype(float)
     assert np.sqrt(np.mean(after_question**2)) > 100  # speech, not silence
+
+
+def test_fast_mode_does_not_wait_for_the_callers_pace(tmp_path):
+    reply = tmp_path / "reply.wav"
+    done = run_console(
+        "examples/assistant.py",
+        "--input",
+        "examples/question.wav",
+        "--fast",
+        "--output",
+        str(reply),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "user: What is the weather in Paris?" in done.stdout
+    assert read_wav(reply).duration > read_wav(ROOT / "examples" / "question.wav").duration
 
 
 def test_text_mode(tmp_path):

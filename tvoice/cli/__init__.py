@@ -26,6 +26,9 @@ def _parser(*, with_path: bool) -> argparse.ArgumentParser:
     source.add_argument("--input", type=Path, help="a WAV file of the caller's side of a call")
     source.add_argument("--text", action="store_true", help="type messages, read replies")
     console.add_argument("--output", type=Path, help="write the call (both sides) to this WAV")
+    console.add_argument(
+        "--fast", action="store_true", help="feed the input file without waiting for its pace"
+    )
     return parser
 
 
@@ -46,7 +49,11 @@ def _dispatch(options: WorkerOptions, args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
     if args.output is not None and args.text:
         raise SystemExit("--output needs --input (a call with audio)")
-    return run_console(options, input_wav=args.input, output_wav=args.output, text=args.text)
+    if args.fast and args.text:
+        raise SystemExit("--fast needs --input")
+    return run_console(
+        options, input_wav=args.input, output_wav=args.output, text=args.text, fast=args.fast
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

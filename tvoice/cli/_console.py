@@ -25,12 +25,13 @@ def run_console(
     input_wav: Path | None,
     output_wav: Path | None,
     text: bool,
+    fast: bool = False,
 ) -> int:
     """Run the call; print the conversation and the latency table. Returns an exit code."""
     proc = JobProcess(progress=lambda line: _say(f"[{line}]"))
     if options.prewarm_fnc is not None:
         options.prewarm_fnc(proc)
-    room = ConsoleRoom(input_wav=input_wav, text=text, printer=_say)
+    room = ConsoleRoom(input_wav=input_wav, text=text, printer=_say, fast=fast)
     ctx = JobContext(
         proc=proc,
         job=JobInfo(id="console", room_name="console", agent_name=options.agent_name),

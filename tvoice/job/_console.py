@@ -67,7 +67,11 @@ class _PrintingTextOutput(TextOutput):
 class ConsoleRoom(SessionRoom):
     """A call made of ``input_wav`` (fed at real-time pace, then silence) or of typed lines
     (``text=True``), ended when the input is over and the agent is idle. The agent's audio
-    plays on trio's clock; :meth:`write_recording` mixes it with the caller's audio."""
+    plays on trio's clock; :meth:`write_recording` mixes it with the caller's audio.
+
+    ``fast=True`` feeds the file as fast as the VAD takes it: no waiting for the caller's pace,
+    while the agent's side (models, endpointing, playout) stays real time.
+    """
 
     def __init__(
         self,
@@ -76,6 +80,7 @@ class ConsoleRoom(SessionRoom):
         text: bool = False,
         printer: Printer = print,
         idle_grace: float = 1.0,
+        fast: bool = False,
     ) -> None:
         if (input_wav is None) == (not text):
             raise ValueError("a console call needs exactly one of input_wav= and text=True")
@@ -87,6 +92,7 @@ class ConsoleRoom(SessionRoom):
         self._last_stt: float | None = None
         self.output = ClockedAudioOutput(keep_audio=not text, label="console_audio_output")
         self.input: FileAudioInput | None = None
+        self.fast = fast
         self.ended_at: float | None = None
 
     async def run_session_io(
@@ -102,7 +108,7 @@ class ConsoleRoom(SessionRoom):
                 return
             assert self.input_audio is not None
             await nursery.start(self.output.run)
-            self.input = FileAudioInput(self.input_audio)
+            self.input = FileAudioInput(self.input_audio, paced=not self.fast)
             task_status.started(
                 RoomIO(audio_input=self.input, audio_output=self.output, text_output=text_output)
             )
@@ -201,10 +207,12 @@ class ConsoleRoom(SessionRoom):
         if audio is None or fed is None or fed.started_at is None:
             raise RuntimeError("nothing was recorded: the call did not run")
         rate = audio.sample_rate
+        # The caller's track ends where its feed ended (with --fast, sooner than it lasts).
+        origin = (fed.finished_at or fed.started_at + audio.duration) - audio.duration
         end = self.ended_at if self.ended_at is not None else trio.current_time()
-        length = max(end - fed.started_at, audio.duration)
+        length = max(end - origin, audio.duration)
         mix = render_playbacks(
-            self.output.playbacks, origin=fed.started_at, sample_rate=rate, length=length
+            self.output.playbacks, origin=origin, sample_rate=rate, length=length
         )
         caller = resample(audio, rate).data.mean(axis=1).astype(np.int32)
         mix[: len(caller)] += caller[: len(mix)]
