@@ -8,6 +8,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 import numpy as np
@@ -128,30 +129,11 @@ class VAD(vad.VAD):
         self._model: SileroModel | None = None
 
     @classmethod
-    def load(
-        cls,
-        *,
-        sample_rate: int = 16000,
-        activation_threshold: float = 0.5,
-        deactivation_threshold: float | None = None,
-        min_speech_duration: float = 0.05,
-        min_silence_duration: float = 0.55,
-        prefix_padding_duration: float = 0.5,
-        max_buffered_speech: float = 60.0,
-        model_path: str | os.PathLike[str] | None = None,
-    ) -> VAD:
-        """A VAD whose model is loaded now (blocking): call it from a worker's prewarm."""
-        self = cls(
-            sample_rate=sample_rate,
-            activation_threshold=activation_threshold,
-            deactivation_threshold=deactivation_threshold,
-            min_speech_duration=min_speech_duration,
-            min_silence_duration=min_silence_duration,
-            prefix_padding_duration=prefix_padding_duration,
-            max_buffered_speech=max_buffered_speech,
-            model_path=model_path,
-        )
-        self._model = load_model(model_path)
+    def load(cls, **options: Any) -> VAD:
+        """A VAD (same options as the constructor) whose model is loaded now (blocking):
+        call it from a worker's prewarm."""
+        self = cls(**options)
+        self._model = load_model(self._model_path)
         return self
 
     @property

@@ -70,31 +70,14 @@ class STT(stt_.STT):
         self._whisper_model: WhisperModel | None = None
 
     @classmethod
-    def load(
-        cls,
-        *,
-        model: str | Path | None = None,
-        language: str | None = "en",
-        compute_type: str = "int8",
-        cpu_threads: int = 1,
-        beam_size: int = 1,
-        vad_filter: bool = False,
-        initial_prompt: str | None = None,
-    ) -> STT:
-        """An STT whose model is loaded now: for a worker's prewarm, before any session.
+    def load(cls, **options: Any) -> STT:
+        """An STT (same options as the constructor) whose model is loaded now: for a worker's
+        prewarm, before any session.
 
         Blocks while loading (about a second for tiny.en); raises ``APIError`` if the model
         cannot be loaded.
         """
-        self = cls(
-            model=model,
-            language=language,
-            compute_type=compute_type,
-            cpu_threads=cpu_threads,
-            beam_size=beam_size,
-            vad_filter=vad_filter,
-            initial_prompt=initial_prompt,
-        )
+        self = cls(**options)
         self._whisper_model = self._load_model()
         return self
 
