@@ -148,6 +148,8 @@ class AudioOutput(ABC, EventEmitter[Literal["playback_started", "playback_finish
         if self._finished >= self._segments:
             # A clear with nothing playing: nothing to report.
             return
+        # A segment cleared before its flush is over too: the next frame starts a new one.
+        self._capturing = False
         self._finished += 1
         event = PlaybackFinished(
             playback_position=playback_position,

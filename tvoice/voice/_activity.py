@@ -15,6 +15,7 @@ import trio
 from ..llm import (
     LLM,
     AgentHandoff,
+    FunctionCallOutput,
     ChatContext,
     ChatMessage,
     StopResponse,
@@ -58,6 +59,7 @@ def current_activity() -> AgentActivity:
 
 
 SpeechRun = Callable[[SpeechHandle], Awaitable[None]]
+TOOL_CANCELLED = "The tool was cancelled: the conversation moved on before it finished."
 
 
 class _Preemptive:
@@ -120,7 +122,6 @@ class AgentActivity:
         self._paused_speech: SpeechHandle | None = None
         self._interruption_timer = _Timer()
         self._false_interruption_timer = _Timer()
-        self._discard_turn = False
         self._pending_turn: EndOfTurn | None = None
         self._turn_tasks = 0
         self._entering = False
@@ -409,6 +410,15 @@ class AgentActivity:
             await run_tool(execution, tool, session=self.session, speech_handle=handle)
         finally:
             self._running_tools.discard(execution)
+            if execution.output is None:
+                # Cancelled with its agent (a handoff, the session closing): every call keeps
+                # its output, which LLM providers require.
+                execution.output = FunctionCallOutput(
+                    call_id=execution.call.call_id,
+                    name=execution.call.name,
+                    output=TOOL_CANCELLED,
+                    is_error=True,
+                )
             if execution.orphaned and execution.output is not None:
                 # Its speech was interrupted: the result is still kept, exactly once.
                 self.session.add_item(execution.output, agent=self.agent)
@@ -494,6 +504,8 @@ class AgentActivity:
             return
         interrupted = handle.interrupted or gen.heard != gen.text.text
         message = ChatMessage(role="assistant", content=[text], interrupted=interrupted)
+        # Stamped when its text began, before the tool calls that the same step produced.
+        message.created_at = gen.first_token_at or gen.started_at
         handle.chat_items.append(message)
         self.session.add_item(message, agent=self.agent)
 
@@ -552,7 +564,7 @@ class AgentActivity:
         self._false_interruption_timer.cancel()
         speech = self.current_speech
         if speech is not None and not speech.done() and not speech.allow_interruptions:
-            self._discard_turn = True
+            self.session.discard_user_turn()
             return
         speech = self._interruptible_speech()
         if speech is None or self.session.options.min_interruption_words > 0:
@@ -670,8 +682,7 @@ class AgentActivity:
     def on_end_of_turn(self, turn: EndOfTurn) -> None:
         """The user's turn is committed: reply (in a task, the hook may take time)."""
         assert self._nursery is not None
-        discard, self._discard_turn = self._discard_turn, False
-        if discard:
+        if turn.discarded:
             logger.info("discarding %r, heard during uninterruptible speech", turn.transcript)
             self._cancel_preemptive()
             return

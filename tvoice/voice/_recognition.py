@@ -35,6 +35,7 @@ class EndOfTurn:
     transcription_delay: float
     end_of_utterance_delay: float
     committed_at: float
+    discarded: bool = False
 
 
 class RecognitionHooks(Protocol):
@@ -89,9 +90,12 @@ class AudioRecognition:
         self._speech_ended_at: float | None = None
         self._final_at: float | None = None
         self._last_preemptive: str | None = None
-        self._stt_heard = False
+        self.discard_turn = False
+        # Utterances the VAD closed minus those the STT closed (END_OF_SPEECH): above zero,
+        # the STT still owes a verdict and the turn may not commit yet (bounded by stt_wait).
         # Between the end of speech and the STT's verdict on it (bounded by stt_wait).
         self._stt_wait = stt_wait
+        self._stt_owed = 0
         self._stt_pending: trio.CancelScope | None = None
 
     # -- state --------------------------------------------------------------------------------
@@ -200,7 +204,6 @@ class AudioRecognition:
         if self.speaking:
             return
         self.speaking = True
-        self._stt_heard = False
         if self._speech_started_at is None:
             self._speech_started_at = trio.current_time()
         self._cancel_endpointing()
@@ -212,36 +215,41 @@ class AudioRecognition:
             return
         self.speaking = False
         self._speech_ended_at = ended_at
-        if self._stt_enabled and not self._stt_heard:
-            self._await_stt()
+        if self._stt_enabled:
+            self._stt_owed += 1
+            if self._stt_owed > 0:
+                self._await_stt()
         self._hooks.on_end_of_speech(event)
         if self.turn_detection != "manual" and self.turn_detection != "stt":
             self._start_endpointing()
 
     def _await_stt(self) -> None:
-        if self._nursery is None:
+        if self._nursery is None or self._stt_pending is not None:
             return
-        self._stt_done()
         scope = self._stt_pending = trio.CancelScope()
 
         async def bound() -> None:
             with scope:
                 await trio.sleep(self._stt_wait)
                 logger.warning("no transcript %s s after the end of speech", self._stt_wait)
-                self._stt_done()
+                self._stt_owed = 0
+                self._stt_settled()
 
         self._nursery.start_soon(bound)
 
-    def _stt_done(self) -> None:
-        self._stt_heard = True
+    def _stt_settled(self) -> None:
         if self._stt_pending is not None:
             self._stt_pending.cancel()
             self._stt_pending = None
             self._hooks.on_pending_changed()
+        if not self.speaking and self.turn_detection not in ("manual", "stt"):
+            self._start_endpointing()
 
     def _on_stt_event(self, event: SpeechEvent) -> None:
-        if event.type in (SpeechEventType.FINAL_TRANSCRIPT, SpeechEventType.END_OF_SPEECH):
-            self._stt_done()
+        if event.type == SpeechEventType.END_OF_SPEECH:
+            self._stt_owed -= 1
+            if self._stt_owed <= 0:
+                self._stt_settled()
         if event.type == SpeechEventType.START_OF_SPEECH and self._vad is None:
             self.start_of_speech(None)
         elif event.type == SpeechEventType.INTERIM_TRANSCRIPT:
@@ -280,7 +288,7 @@ class AudioRecognition:
 
     def _start_endpointing(self) -> None:
         self._cancel_endpointing()
-        if self._nursery is None or not self._finals:
+        if self._nursery is None or not self._finals or self._stt_owed > 0:
             return
         ended = self._speech_ended_at if self._speech_ended_at is not None else 0.0
         if not isinstance(self.turn_detection, TurnDetector) and (
@@ -323,6 +331,7 @@ class AudioRecognition:
             transcription_delay=max(0.0, (self._final_at or now) - ended) if ended else 0.0,
             end_of_utterance_delay=(now - ended) if ended is not None else 0.0,
             committed_at=now,
+            discarded=self.discard_turn,
         )
         self.clear()
         if text:
@@ -337,6 +346,11 @@ class AudioRecognition:
         self._interim = ""
         self._final_at = None
         self._last_preemptive = None
+        self.discard_turn = False
+        self._stt_owed = 0
+        if self._stt_pending is not None:
+            self._stt_pending.cancel()
+            self._stt_pending = None
         self._speech_started_at = trio.current_time() if self.speaking else None
         self._speech_ended_at = None
 

@@ -342,7 +342,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
             )
             new = await self._start_activity(agent)
             new.commit_handoff(old.agent)
-            if self._recognition is not None:
+            if self._recognition is not None and _hears_differently(old.agent, agent, self.stt):
                 self._recognition.restart_stt(agent, ModelSettings())
         finally:
             self._handoffs -= 1
@@ -411,6 +411,12 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         if self._recognition is not None:
             self._recognition.commit()
 
+    def discard_user_turn(self) -> None:
+        """Drop the user's current turn when it commits: it was heard while the agent spoke
+        without allowing interruptions (runtime use)."""
+        if self._recognition is not None:
+            self._recognition.discard_turn = True
+
     def clear_user_turn(self) -> None:
         """Forget what the user said in the current turn."""
         if self._recognition is not None:
@@ -474,6 +480,10 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
 
     def add_item(self, item: ChatItem, *, agent: Agent) -> None:
         """Append an item to the history and to ``agent``'s chat (runtime use)."""
+        # The history is causal: an item is never stamped before the one it follows (a reply
+        # prepared preemptively began before the user's turn was committed, say).
+        if self.history.items and item.created_at < self.history.items[-1].created_at:
+            item.created_at = self.history.items[-1].created_at
         self.history.items.append(item)
         agent_ctx = agent.chat_ctx_ref()
         if agent_ctx.get_by_id(item.id) is None:
@@ -499,6 +509,13 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
                 self.set_user_state("away")
             else:
                 await self.wait_changed()
+
+
+def _hears_differently(old: Agent, new: Agent, default: STT | None) -> bool:
+    # Restarting the STT loses the audio in flight: only when the new agent needs it.
+    return (old.stt or default) is not (new.stt or default) or (
+        type(old).stt_node is not type(new).stt_node
+    )
 
 
 class _Hooks:
