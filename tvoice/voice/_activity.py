@@ -125,6 +125,7 @@ class AgentActivity:
         self._pending_turn: EndOfTurn | None = None
         self._turn_tasks = 0
         self._entering = False
+        self._finished = trio.Event()
 
     # -- models (the agent's own, else the session's) ----------------------------------------
 
@@ -173,6 +174,7 @@ class AgentActivity:
         """Run the activity until cancelled: scheduler and tool nursery, then ``on_enter``."""
         _current_activity.set(self)
         self.agent.attach(self)
+        self._finished = trio.Event()
         try:
             async with trio.open_nursery() as nursery, trio.open_nursery() as tools:
                 self._nursery, self._tool_nursery = nursery, tools
@@ -187,6 +189,11 @@ class AgentActivity:
                 await trio.sleep_forever()
         finally:
             self.agent.attach(None)
+            self._finished.set()
+
+    async def wait_finished(self) -> None:
+        """Wait until the activity's tasks are over (after its scope was cancelled)."""
+        await self._finished.wait()
 
     async def drain(self) -> None:
         """Stop taking new speech and wait for what is queued and playing to finish."""

@@ -337,6 +337,8 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
             index = next(i for i, (a, _) in enumerate(self._activities) if a is old)
             _, scope = self._activities.pop(index)
             scope.cancel()
+            # Its tools record their (cancelled) outputs as they end: carry those over too.
+            await old.wait_finished()
             await agent.update_chat_ctx(
                 agent.chat_ctx.merge(old.agent.chat_ctx_ref(), exclude_instructions=True)
             )
@@ -365,6 +367,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
                 index = next(i for i, (a, _) in enumerate(self._activities) if a is activity)
                 _, scope = self._activities.pop(index)
                 scope.cancel()
+                await activity.wait_finished()
                 await parent.agent.update_chat_ctx(
                     parent.agent.chat_ctx.merge(task.chat_ctx_ref(), exclude_instructions=True)
                 )
