@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.util
 import os
 import threading
@@ -71,6 +73,8 @@ def load_model(path: Path | None, *, n_ctx: int, n_threads: int | None) -> Loade
     with _models_lock:
         model = _models.get(key)
         if model is None:
+            if not _models:
+                atexit.register(_close_all)
             model = _models[key] = _load(resolved, n_ctx=n_ctx, n_threads=threads)
         return model
 
@@ -101,3 +105,13 @@ def _load(path: Path, *, n_ctx: int, n_threads: int) -> LoadedModel:
     if len(turn_start) == 1:
         stops.update(turn_start)
     return LoadedModel(llama, path, frozenset(stops))
+
+
+def _close_all() -> None:
+    # Free the models while the interpreter still works: llama_cpp's own finalizer, left to
+    # run during shutdown, fails noisily once its module globals are gone.
+    with _models_lock:
+        for model in _models.values():
+            with contextlib.suppress(Exception):
+                model.llama.close()
+        _models.clear()
