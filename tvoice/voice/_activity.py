@@ -321,7 +321,9 @@ class AgentActivity:
         return Generation(self.agent, settings, audio=audio, on_error=self.session.report_error)
 
     def _llm_context(self, instructions: str | None) -> ChatContext:
-        ctx = self.agent.chat_ctx_ref().copy()
+        # A new list over the same items: nodes read the chat, they don't edit its items, and
+        # copying every item on every request costs a turn time that grows with the history.
+        ctx = ChatContext(list(self.agent.chat_ctx_ref().items))
         ctx.items.insert(0, ChatMessage(role="system", content=[self.agent.instructions]))
         if instructions:
             ctx.add_message(role="system", content=instructions)
@@ -729,7 +731,8 @@ class AgentActivity:
                     on_user_turn_completed_delay=hook_delay,
                 )
             )
-            added = [i for i in turn_ctx.items if self.agent.chat_ctx_ref().get_by_id(i.id) is None]
+            known = {item.id for item in self.agent.chat_ctx_ref().items}
+            added = [i for i in turn_ctx.items if i.id not in known]
             for item in added:
                 self.session.add_item(item, agent=self.agent)
             preemptive = self._adopt_preemptive(message, fingerprint, unchanged=not added)
