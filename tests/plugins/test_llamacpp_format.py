@@ -396,7 +396,7 @@ class StubLlama:
     def set_seed(self, seed):
         self.seeds.append(seed)
 
-    def generate(self, tokens, *, temp, top_p, grammar):
+    def generate(self, tokens, *, temp, top_p, repeat_penalty, grammar):
         self.prompts.append(list(tokens))
         self.grammars.append(grammar)
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]

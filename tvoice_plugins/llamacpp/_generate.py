@@ -39,7 +39,9 @@ class Sampling:
     temperature: float
     top_p: float
     max_tokens: int
-    seed: int | None
+    # Small models loop on a phrase without it ("I'm sorry to hear that. I'm sorry...").
+    repeat_penalty: float = 1.2
+    seed: int | None = None
 
 
 class Generation:
@@ -117,7 +119,11 @@ class Generation:
         llama.set_seed(seed if seed is not None else random.randrange(_SEED_LIMIT))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         steps = llama.generate(
-            tokens, temp=self._sampling.temperature, top_p=self._sampling.top_p, grammar=grammar
+            tokens,
+            temp=self._sampling.temperature,
+            top_p=self._sampling.top_p,
+            repeat_penalty=self._sampling.repeat_penalty,
+            grammar=grammar,
         )
         # Closed here, under the lock: the generator leaves the model's state consistent.
         with contextlib.closing(steps):

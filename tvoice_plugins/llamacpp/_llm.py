@@ -62,6 +62,7 @@ class LLM(BaseLLM):
         temperature: float = 0.2,
         top_p: float = 0.95,
         max_tokens: int = 200,
+        repeat_penalty: float = 1.2,
         seed: int | None = None,
     ) -> None:
         if n_ctx < 16:
@@ -74,6 +75,8 @@ class LLM(BaseLLM):
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        if repeat_penalty <= 0:
+            raise ValueError(f"repeat_penalty must be > 0, got {repeat_penalty}")
         if seed is not None and not 0 <= seed < 0xFFFFFFFF:
             raise ValueError(f"seed must be in [0, 2**32 - 1), got {seed}")
         super().__init__()
@@ -81,36 +84,23 @@ class LLM(BaseLLM):
         self._n_ctx = n_ctx
         self._n_threads = n_threads
         self._sampling = Sampling(
-            temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            repeat_penalty=repeat_penalty,
+            seed=seed,
         )
         self._loaded: LoadedModel | None = None
 
     @classmethod
-    def load(
-        cls,
-        *,
-        model_path: str | Path | None = None,
-        n_ctx: int = 2048,
-        n_threads: int | None = None,
-        temperature: float = 0.2,
-        top_p: float = 0.95,
-        max_tokens: int = 200,
-        seed: int | None = None,
-    ) -> LLM:
-        """An LLM whose model is loaded now: for a worker's prewarm, before any session.
+    def load(cls, **options: Any) -> LLM:
+        """An LLM (same options as the constructor) whose model is loaded now: for a
+        worker's prewarm, before any session.
 
         Blocks while loading (about a second for SmolLM2-135M); raises ``APIError`` if the
         model cannot be loaded.
         """
-        llm = cls(
-            model_path=model_path,
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            seed=seed,
-        )
+        llm = cls(**options)
         llm.ensure_loaded()
         return llm
 
