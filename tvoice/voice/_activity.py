@@ -15,9 +15,9 @@ import trio
 from ..llm import (
     LLM,
     AgentHandoff,
-    FunctionCallOutput,
     ChatContext,
     ChatMessage,
+    FunctionCallOutput,
     StopResponse,
     Tool,
     ToolChoice,
