@@ -572,7 +572,7 @@ def check_states(sc: Scenario, o: Outcome) -> None:
             assert any(abs(e.created_at - t) < EPS for t in starts), f"speaking, no playback: {e}"
     # ... and it stays "speaking" while its audio is heard.
     for seg in o.output.segments:
-        if seg.position <= 0:
+        if seg.position <= EPS:
             continue
         state = [e.new_state for e in agent if e.created_at <= seg.started_at + EPS][-1]
         assert state == "speaking", f"{state} when a playback starts: {seg}"
@@ -736,7 +736,8 @@ def test_regression_segment_cleared_before_its_flush_is_closed() -> None:
 
 def test_regression_handoff_keeps_a_running_tool_paired() -> None:
     """Was: a handoff cancelled a tool still running for an interrupted speech and left its
-    function_call in the history with no output (an unpaired call, which providers reject)."""
+    function_call in the history with no output (an unpaired call, which providers reject);
+    then, given a "cancelled" output, left that output out of the new agent's chat."""
     # "hello0": the LLM calls `slow` (5 s, 1.5-6.5); "stop1" (2.0-2.5) interrupts that reply
     # at 2.6 and its reply calls `transfer` at 3.0.
     slow = Call(tool="slow", seconds=5.0, reply=Reply("Alpha."))
@@ -760,9 +761,12 @@ def test_regression_handoff_keeps_a_running_tool_paired() -> None:
         )
     )
     o = run_scenario(sc)
-    check(sc, o)
     outputs = {i.call_id for i in o.session.history.items if i.type == "function_call_output"}
     assert outputs == {"call_t1", "call_t2"}  # was {"call_t2"}
+    second = o.session.current_agent
+    outputs = {i.call_id for i in second.chat_ctx.items if i.type == "function_call_output"}
+    assert outputs == {"call_t1", "call_t2"}  # was {"call_t2"}
+    check(sc, o)
 
 
 def test_regression_late_final_of_an_earlier_utterance_does_not_split_the_turn() -> None:
