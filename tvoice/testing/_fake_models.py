@@ -149,6 +149,8 @@ class FakeSTT(STT):
     def __init__(self, script: Script) -> None:
         super().__init__(capabilities=STTCapabilities(streaming=True, interim_results=True))
         self._script = script
+        # Speeches whose final transcript a stream of this STT has sent (by identity).
+        self.finals_sent: set[int] = set()
 
     @property
     def script(self) -> Script:
@@ -181,6 +183,7 @@ class _FakeRecognizeStream(RecognizeStream):
     ) -> None:
         super().__init__(stt, language=language, conn_options=conn_options)
         self._script = stt.script
+        self._finals = stt.finals_sent
 
     async def _run(self) -> None:
         input_ended = trio.Event()
@@ -215,6 +218,11 @@ class _FakeRecognizeStream(RecognizeStream):
         await _sleep_until_timeline(self._script, speech.end + speech.stt_delay / 2)
         await self._emit(SpeechEvent(type=SpeechEventType.INTERIM_TRANSCRIPT, alternatives=data))
         await _sleep_until_timeline(self._script, done)
+        if id(speech) in self._finals:
+            # A stream opened at this very instant (an STT restarted by a handoff) must not
+            # report again what the previous stream already did.
+            return
+        self._finals.add(id(speech))
         await self._emit(SpeechEvent(type=SpeechEventType.FINAL_TRANSCRIPT, alternatives=data))
         await self._emit(SpeechEvent(type=SpeechEventType.END_OF_SPEECH))
 
