@@ -710,7 +710,9 @@ class AgentActivity:
             if speech is not None:
                 self._interrupt(speech)
             message = ChatMessage(role="user", content=[turn.transcript])
-            turn_ctx = self.agent.chat_ctx
+            # The hook's own list over the agent's items (as LiveKit's copy is): what it adds
+            # is found below; copying every item would make each turn cost the history.
+            turn_ctx = ChatContext(list(self.agent.chat_ctx_ref().items))
             fingerprint = self._fingerprint()
             hook_start = trio.current_time()
             try:

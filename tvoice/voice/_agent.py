@@ -150,7 +150,11 @@ class Agent:
 
     async def on_user_turn_completed(self, turn_ctx: ChatContext, new_message: ChatMessage) -> None:
         """The user finished a turn. Edit ``new_message``, add context to ``turn_ctx``, or raise
-        ``StopResponse`` to not reply."""
+        ``StopResponse`` to not reply.
+
+        ``turn_ctx`` is a new list over the agent's chat items: items added to it join the
+        conversation before the user's message; the items themselves are the agent's.
+        """
 
     # -- nodes ------------------------------------------------------------------------------
 

@@ -488,9 +488,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         if self.history.items and item.created_at < self.history.items[-1].created_at:
             item.created_at = self.history.items[-1].created_at
         self.history.items.append(item)
-        agent_ctx = agent.chat_ctx_ref()
-        if agent_ctx.get_by_id(item.id) is None:
-            agent_ctx.items.append(item)
+        agent.chat_ctx_ref().items.append(item)
         self.emit("conversation_item_added", ConversationItemAddedEvent(item=item))
         self.notify_changed()
 
