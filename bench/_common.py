@@ -397,9 +397,18 @@ class ForeignLoad:
 
 def allocation_diff(before: Any, after: Any, per: int, top: int = 12) -> list[dict[str, Any]]:
     """tracemalloc: the lines whose live allocations grew from ``before`` to ``after``, per
-    ``per`` added sessions (KiB and blocks each)."""
+    ``per`` added sessions (KiB and blocks each), after a first row for all lines together."""
     rows = []
-    for stat in after.compare_to(before, "lineno")[: top * 3]:
+    stats = after.compare_to(before, "lineno")
+    total = sum(stat.size_diff for stat in stats)
+    rows.append(
+        {
+            "where": "all lines",
+            "kib_per_session": total / 1024 / per,
+            "blocks_per_session": sum(stat.count_diff for stat in stats) / per,
+        }
+    )
+    for stat in stats[: top * 3]:
         if stat.size_diff <= 0:
             continue
         frame = stat.traceback[0]
@@ -417,4 +426,4 @@ def allocation_diff(before: Any, after: Any, per: int, top: int = 12) -> list[di
                 "blocks_per_session": stat.count_diff / per,
             }
         )
-    return rows[:top]
+    return rows[: top + 1]

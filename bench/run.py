@@ -56,6 +56,7 @@ FOREIGN_LIMIT = 0.05  # a run whose core other processes used more than this is 
 FOREIGN_TRIES = 3
 FOREIGN_GIVE_UP = 4  # after this many contaminated runs in a row the machine is busy: stop retrying
 VAD_BACKLOG_LIMIT_S = 1.5  # metrics come per 1.024 s of audio: below this the VAD keeps up
+REFERENCE_N = 16  # the doubling search tries it: CPU per session-second compared at equal load
 
 
 class SideFailed(RuntimeError):
@@ -74,6 +75,7 @@ class Runner:
         self.verbose = verbose
         self.foreign_seen: list[float] = []
         self.dirty_streak = 0
+        self.dirty_kept: list[str] = []
 
     def quietest_core(self) -> int:
         """The allowed core other processes use least right now (sampled over 0.3 s)."""
@@ -146,6 +148,9 @@ class Runner:
             time.sleep(2)
         assert best is not None
         self.foreign_seen.append(best["foreign"])
+        if best["foreign"] > FOREIGN_LIMIT:
+            what = f" N={params['n']}" if scenario == "density" else ""
+            self.dirty_kept.append(f"{side} {scenario}{what} ({best['foreign'] * 100:.0f}%)")
         return best
 
 
@@ -276,6 +281,14 @@ def machine() -> dict[str, Any]:
             ).stdout.strip()
             or "unknown"
         )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "tvoice", "tvoice_plugins"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout.strip()
+        if dirty and commit != "unknown":
+            commit += " + uncommitted changes to tvoice/"
     return {
         "cpu_model": model,
         "cores": os.cpu_count(),
@@ -338,14 +351,15 @@ def build_report(data: dict[str, Any]) -> str:
         "tvoice ≥ 2x LiveKit" + verdict(t.get("density")),
     )
     row("  CPU per session-second at that N (ms)", "cpu_ms", ".1f")
+    row(f"  CPU per session-second at N={REFERENCE_N}, both passing (ms)", "cpu_ref", ".1f")
     row("  p99 output frame lateness at that N (ms)", "out_p99", ".1f")
     row("  p99 input frame lateness at that N (ms)", "in_p99", ".1f")
     row("Memory: process with one idle session (MiB)", "rss_one", ".1f")
     row(f"Memory: process with {data['params']['memory_n']} idle sessions (MiB)", "rss_n", ".1f")
     row(
-        "Memory per session (MiB)",
+        "Memory per session (KiB)",
         "per_session",
-        ".2f",
+        ".0f",
         "tvoice ≤ 0.5x LiveKit" + verdict(t.get("memory")),
     )
 
@@ -361,7 +375,7 @@ def build_report(data: dict[str, Any]) -> str:
         "",
         f"Measured {m['date']} on {m['cpu_model']} ({m['cores']} cores, {m['memory_gib']} GiB), "
         f"Linux {m['kernel']}; each run pinned to one core "
-        f"({where_pinned})."
+        f"({where_pinned}).",
         "",
         f"- tvoice {v['tvoice'].get('tvoice', '?')} (commit {m['tvoice_commit']}), "
         f"trio {v['tvoice'].get('trio', '?')}, onnxruntime {v['tvoice'].get('onnxruntime', '?')}, "
@@ -373,7 +387,12 @@ def build_report(data: dict[str, Any]) -> str:
         f"Python {v['livekit'].get('python', '?')}",
         f"- Other processes used at most {data.get('foreign_max', 0) * 100:.1f}% of the measured "
         f"core during a kept run (runs above {FOREIGN_LIMIT * 100:.0f}% are repeated, up to "
-        f"{FOREIGN_TRIES} times).",
+        f"{FOREIGN_TRIES} times)"
+        + (
+            "; kept although busier: " + ", ".join(data["dirty_kept"]) + "."
+            if data.get("dirty_kept")
+            else "."
+        ),
         f"- {data['params']['reps']} repetitions of each scenario per framework; each cell is the "
         "median over them, [min–max] across them. Ratio = tvoice / LiveKit (of the medians).",
         "",
@@ -562,7 +581,7 @@ def main() -> None:
                 versions[side] = r["versions"]
                 add(side, "rss_one", r["rss_one_kib"] / 1024)
                 add(side, "rss_n", r["rss_n_kib"] / 1024)
-                add(side, "per_session", r["per_session_kib"] / 1024)
+                add(side, "per_session", r["per_session_kib"])
                 raw[side].setdefault("memory", []).append(r)
                 say(
                     f"[rep {rep + 1}] {side:8s} memory: one session "
@@ -599,6 +618,9 @@ def main() -> None:
                     return r
 
                 best, tried = density_search(trial, hint=hints[side], max_n=params["density_max_n"])
+                ref = tried.get(REFERENCE_N)
+                if ref is not None and passes(ref):
+                    add(side, "cpu_ref", ref["cpu_ms_per_session_second"])
                 hints[side] = best
                 density_trials[side].append(tried)
                 add(side, "density_n", best)
@@ -646,6 +668,7 @@ def main() -> None:
         "user_audio": audio_info,
         "bench_seconds": time.perf_counter() - begun,
         "foreign_max": max(runner.foreign_seen, default=0.0),
+        "dirty_kept": runner.dirty_kept,
     }
     report = build_report(data)
     out.write_text(report)
