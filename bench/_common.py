@@ -333,6 +333,9 @@ def _package(stack: list[str]) -> str:
             continue
         if path.startswith(BENCH_DIR):
             return "bench harness (fakes, feeders, sinks)"
+        if path.startswith("<attrs generated methods "):
+            # attrs' generated __init__/__eq__: the class's module says whose it is
+            path = "/" + path.split()[-1].rstrip(">").split(".")[0] + "/"
         for marker, name in _PACKAGES:
             if marker in path:
                 return name
@@ -396,21 +399,28 @@ class ForeignLoad:
 
 
 def allocation_diff(before: Any, after: Any, per: int, top: int = 12) -> list[dict[str, Any]]:
-    """tracemalloc: the lines whose live allocations grew from ``before`` to ``after``, per
-    ``per`` added sessions (KiB and blocks each), after a first row for all lines together."""
-    rows = []
-    stats = after.compare_to(before, "lineno")
-    total = sum(stat.size_diff for stat in stats)
-    rows.append(
-        {
-            "where": "all lines",
-            "kib_per_session": total / 1024 / per,
-            "blocks_per_session": sum(stat.count_diff for stat in stats) / per,
+    """tracemalloc: the Python allocations still live that grew from ``before`` to ``after``, per
+    ``per`` added sessions (KiB and blocks each): all lines together, each package's lines
+    together, then the ``top`` lines."""
+    stats = [stat for stat in after.compare_to(before, "lineno") if stat.size_diff > 0]
+
+    def row(where: str, size: float, count: float) -> dict[str, Any]:
+        return {
+            "where": where,
+            "kib_per_session": size / 1024 / per,
+            "blocks_per_session": count / per,
         }
-    )
-    for stat in stats[: top * 3]:
-        if stat.size_diff <= 0:
-            continue
+
+    rows = [row("all lines", sum(s.size_diff for s in stats), sum(s.count_diff for s in stats))]
+    groups: dict[str, list[float]] = {}
+    for stat in stats:
+        group = _package([f"x\x00{stat.traceback[0].filename}\x000"])
+        acc = groups.setdefault(group, [0.0, 0.0])
+        acc[0] += stat.size_diff
+        acc[1] += stat.count_diff
+    for group, (size, count) in sorted(groups.items(), key=lambda kv: -kv[1][0]):
+        rows.append(row(f"all of {group}", size, count))
+    for stat in stats[:top]:
         frame = stat.traceback[0]
         where = frame.filename
         if where.startswith(REPO_DIR):
@@ -419,11 +429,5 @@ def allocation_diff(before: Any, after: Any, per: int, top: int = 12) -> list[di
             if marker in where:
                 where = where.split(marker, 1)[1]
                 break
-        rows.append(
-            {
-                "where": f"{where}:{frame.lineno}",
-                "kib_per_session": stat.size_diff / 1024 / per,
-                "blocks_per_session": stat.count_diff / per,
-            }
-        )
-    return rows[: top + 1]
+        rows.append(row(f"{where}:{frame.lineno}", stat.size_diff, stat.count_diff))
+    return rows

@@ -12,19 +12,33 @@ How each figure is taken (both frameworks alike):
 * per-turn overhead: a streaming scripted STT sends FINAL_TRANSCRIPT then END_OF_SPEECH
   (``turn_detection="stt"``, no endpointing delay, no VAD); from the moment the framework commits
   the turn (its recognition calls the activity's ``on_end_of_turn`` hook, wrapped to take the
-  time) to the reply's first frame reaching ``AudioOutput.capture_frame``; the LLM answers at
-  once with one chunk, the TTS answers its first text at once with 100 ms of audio. All turns
-  run in one session, so the history grows to ~500 items;
+  time: ``session.activity`` in tvoice, ``session._activity`` in LiveKit, neither has a public
+  "turn committed" event) to the reply's first frame reaching ``AudioOutput.capture_frame``; the
+  LLM answers at once with one chunk, the TTS answers its first text at once with 100 ms of
+  audio, the output "plays" a segment the moment it is flushed. All turns run in one session,
+  10-30 ms apart, so the history grows to ~500 items;
 * interruption: while the agent plays a 3 s reply in real time, a scripted VAD emits
-  START_OF_SPEECH (+ INFERENCE_DONE, as a real VAD does on that window) at a noted
-  ``perf_counter`` time; until the output's ``clear_buffer``. ``min_interruption_duration=0``,
-  ``resume_false_interruption=False`` (else both frameworks pause instead of clearing);
+  START_OF_SPEECH (+ INFERENCE_DONE, as a real VAD does on that window) 50-150 ms into the
+  playback, at a noted ``perf_counter`` time; until the output's ``clear_buffer``.
+  ``min_interruption_duration=0`` and ``resume_false_interruption=False`` (else both frameworks
+  pause instead of clearing); then the user's words end the turn and the next reply starts;
 * density: N sessions in one process on one core, each fed 16 kHz user audio (espeak-ng speech
-  and silence) in real-time 20 ms frames through each framework's own Silero VAD integration,
-  ``turn_detection="vad"``, scripted STT following the audio, instant LLM, TTS replying with
-  2 s played by a real-time sink; the largest N whose p99 input and output frame lateness stay
-  under 20 ms and whose VAD keeps up; CPU per session-second at that N;
-* memory: VmRSS with one idle session (silence flowing), then with N, per added session.
+  and silence, a different offset per session) in real-time 20 ms frames through each
+  framework's own Silero VAD integration, ``turn_detection="vad"`` (endpointing 0.5 s), scripted
+  STT following the audio, instant LLM, TTS replying with 2 s played in real time by a sink that
+  takes 20 ms every 20 ms from a 200 ms buffer; the largest N whose p99 input and output frame
+  lateness stay under 20 ms and whose VAD keeps up (its metrics cover the audio fed, within
+  1.5 s); CPU per session-second (process CPU, all threads) at that N;
+* memory: VmRSS of a fresh process with one idle session, then with N; each session heard one
+  second of silence (so every per-stream buffer exists) and then no more audio.
+
+Settings made equal: preemptive generation off (LiveKit's default is on), LiveKit's
+``aec_warmup_duration=None`` (by default it ignores interruptions for 3 s after the agent starts
+speaking) and interruption ``mode="vad"`` (no adaptive model), explicit turn detection (LiveKit
+would load its turn-detector model); everything else is each framework's default. The fakes,
+input feeders and output sinks are the same code written against each framework's public
+interfaces, in ``tvoice_side.py`` and ``livekit_side.py``; a run whose core other processes
+used more than 5 % is run again.
 """
 
 from __future__ import annotations
@@ -418,23 +432,19 @@ def build_report(data: dict[str, Any]) -> str:
     if trials:
         lines += [
             "",
-            "Density trials (N: pass/fail, p99 input/output lateness ms, VAD backlog s, "
+            "Density trials, N pass/fail (p99 input/output frame lateness ms, VAD backlog s, "
             "CPU ms per session-second):",
             "",
         ]
         for side in ("tvoice", "livekit"):
-            parts = []
-            for rep in trials.get(side, []):
-                for n, r in sorted(rep.items(), key=lambda kv: int(kv[0])):
-                    parts.append(
-                        f"{n}: {'pass' if passes(r) else 'fail'} "
-                        f"{r['input_lateness_ms']['p99']:.1f}/"
-                        f"{r['output_lateness_ms']['p99']:.1f}, "
-                        f"{r['vad_backlog_s_per_session']:.2f}, "
-                        f"{r['cpu_ms_per_session_second']:.1f}"
-                    )
-                parts.append("|")
-            lines.append(f"- {side}: " + "; ".join(parts).replace("; |", " |").rstrip(" |"))
+            for i, rep in enumerate(trials.get(side, [])):
+                parts = [
+                    f"{n} {'pass' if passes(r) else 'fail'} "
+                    f"({r['input_lateness_ms']['p99']:.1f}/{r['output_lateness_ms']['p99']:.1f}, "
+                    f"{r['vad_backlog_s_per_session']:.2f}, {r['cpu_ms_per_session_second']:.1f})"
+                    for n, r in sorted(rep.items(), key=lambda kv: int(kv[0]))
+                ]
+                lines.append(f"- {side}, search {i + 1}: " + "; ".join(parts))
     for name, entry in data.get("profiles", {}).items():
         if "alloc" in entry["tvoice"]:
             lines += ["", f"## Allocations: {name} (target missed)", "", entry["context"], ""]
@@ -488,7 +498,7 @@ def build_report(data: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--livekit-python", required=True, help="python of the LiveKit Agents env")
+    parser.add_argument("--livekit-python", help="python of the LiveKit Agents env (required)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--only", default="turns,interrupt,density,memory")
     parser.add_argument("--quick", action="store_true", help="small sizes, for trying the bench")
@@ -497,8 +507,18 @@ def main() -> None:
     )
     parser.add_argument("--no-profile", action="store_true", help="don't profile missed targets")
     parser.add_argument("--out", default=str(HERE / "results" / "latest.md"))
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the .json next to --out"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        out = Path(args.out)
+        out.write_text(build_report(json.loads(out.with_suffix(".json").read_text())))
+        say(out.read_text())
+        return
 
+    if not args.livekit_python:
+        parser.error("--livekit-python is required (nox -s bench passes it)")
     cpu = args.cpu  # None: each run goes to the core other processes use least
     quick = args.quick
     params = {
