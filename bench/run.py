@@ -539,6 +539,8 @@ def main() -> None:
         livekit_python=args.livekit_python, cpu=cpu, log_path=out.with_suffix(".log"), verbose=False
     )
     runner.log.truncate(0)
+    for stale in out.parent.glob("profile-*.txt"):  # profiles of the previous run
+        stale.unlink()
     begun = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="tvoice-bench-"))
     from _audio import make_user_audio
