@@ -675,11 +675,14 @@ class AgentActivity:
         self._nursery.start_soon(lambda: gen.produce(chat_ctx=ctx, tools=tools))
 
     def _fingerprint(self) -> object:
-        ctx = self.agent.chat_ctx_ref()
+        # The chat only grows by appending, so its length and last item identify it: O(1)
+        # per turn instead of a tuple of the whole history.
+        items = self.agent.chat_ctx_ref().items
         return (
             self.agent.instructions,
             tuple(t.name for t in self.agent.tools),
-            tuple(item.id for item in ctx.items),
+            len(items),
+            items[-1].id if items else None,
         )
 
     def _cancel_preemptive(self) -> None:
