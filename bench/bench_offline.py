@@ -35,7 +35,7 @@ def one_call(options: object) -> list[TurnRow]:
     import trio
 
     from tvoice.cli._console import _run_job
-    from tvoice.job import JobContext, JobInfo, JobProcess, Participant
+    from tvoice.job import JobContext, JobInfo, JobProcess
 
     proc = JobProcess(progress=lambda line: None)
     options.prewarm_fnc(proc)  # type: ignore[attr-defined]
@@ -44,7 +44,6 @@ def one_call(options: object) -> list[TurnRow]:
         proc=proc,
         job=JobInfo(id="bench", room_name="bench"),
         room=room,
-        participant=Participant(identity="bench"),
     )
     trio.run(_run_job, options, ctx)
     return room.rows

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from ..job import ConsoleRoom, JobContext, JobInfo, JobProcess, Participant, WorkerOptions
+from ..job import ConsoleRoom, JobContext, JobInfo, JobProcess, WorkerOptions
 
 __all__ = ["run_console"]
 
@@ -36,7 +36,6 @@ def run_console(
         proc=proc,
         job=JobInfo(id="console", room_name="console", agent_name=options.agent_name),
         room=room,
-        participant=Participant(identity="console-user", name="You"),
     )
     trio.run(_run_job, options, ctx)
     if not text:

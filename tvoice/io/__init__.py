@@ -8,6 +8,7 @@ from ._file import FileAudioInput as FileAudioInput
 from ._io import AudioInput as AudioInput
 from ._io import AudioOutput as AudioOutput
 from ._io import ChannelAudioInput as ChannelAudioInput
+from ._io import Participant as Participant
 from ._io import PlaybackFinished as PlaybackFinished
 from ._io import PlaybackStarted as PlaybackStarted
 from ._io import RoomIO as RoomIO

@@ -15,6 +15,7 @@ __all__ = [
     "AudioInput",
     "AudioOutput",
     "ChannelAudioInput",
+    "Participant",
     "PlaybackFinished",
     "PlaybackStarted",
     "RoomIO",
@@ -194,6 +195,17 @@ class RoomIO:
     text_output: TextOutput | None = None
 
 
+@attrs.frozen(kw_only=True)
+class Participant:
+    """A participant of a room (the user the agent talks to)."""
+
+    identity: str
+    name: str = ""
+    kind: str = "standard"
+    metadata: str = ""
+    attributes: dict[str, str] = attrs.field(factory=dict, eq=False)
+
+
 class SessionRoom(ABC):
     """Something a session can be started in (``session.start(agent, room=room)``): a LiveKit
     room, the console's simulated call.
@@ -201,7 +213,30 @@ class SessionRoom(ABC):
     :meth:`run_session_io` runs in the session's nursery for the session's lifetime: it
     reports the session's I/O through ``task_status.started(RoomIO(...))``, then keeps its
     tasks going (playout, text input, ending the session when the other side leaves).
+
+    A job's context joins the room with :meth:`connect` and finds the user with
+    :meth:`wait_for_participant`; a room that is always joined (the console) keeps the defaults.
     """
+
+    name: str = ""
+
+    async def connect(self) -> None:
+        """Join the room (once; later calls return at once)."""
+        return None
+
+    async def disconnect(self) -> None:
+        """Leave the room (the job runner calls this when the job ends)."""
+        return None
+
+    async def wait_for_participant(self, *, identity: str | None = None) -> Participant:
+        """The participant the agent serves: ``identity``, or the first suitable one to join.
+
+        A simulated room has one user, ``Participant(identity="user")``, unless it says otherwise.
+        """
+        user = Participant(identity="user")
+        if identity is not None and identity != user.identity:
+            raise RuntimeError(f"no participant {identity!r} in this room")
+        return user
 
     @abstractmethod
     async def run_session_io(

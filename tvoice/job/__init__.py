@@ -1,10 +1,10 @@
 """Jobs: the context an entrypoint runs in, worker options, and the console's simulated call."""
 
+from ..io import Participant as Participant
 from ._console import ConsoleRoom as ConsoleRoom
 from ._console import TurnRow as TurnRow
 from ._context import JobContext as JobContext
 from ._context import JobInfo as JobInfo
 from ._context import JobProcess as JobProcess
-from ._context import Participant as Participant
 from ._options import JobRequest as JobRequest
 from ._options import WorkerOptions as WorkerOptions

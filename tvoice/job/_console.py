@@ -16,6 +16,7 @@ from ..audio import AudioFrame, read_wav, resample, write_wav
 from ..io import (
     ClockedAudioOutput,
     FileAudioInput,
+    Participant,
     RoomIO,
     SessionRoom,
     TextOutput,
@@ -94,6 +95,13 @@ class ConsoleRoom(SessionRoom):
         self.input: FileAudioInput | None = None
         self.fast = fast
         self.ended_at: float | None = None
+        self.name = "console"
+        self.user = Participant(identity="console-user", name="You")
+
+    async def wait_for_participant(self, *, identity: str | None = None) -> Participant:
+        if identity is not None and identity != self.user.identity:
+            raise RuntimeError(f"no participant {identity!r} in the console")
+        return self.user
 
     async def run_session_io(
         self, session: Any, *, task_status: trio.TaskStatus[RoomIO] = trio.TASK_STATUS_IGNORED

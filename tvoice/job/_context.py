@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from ..io import SessionRoom
+from ..io import Participant, SessionRoom
 
-__all__ = ["JobContext", "JobInfo", "JobProcess", "Participant"]
+__all__ = ["JobContext", "JobInfo", "JobProcess"]
 
 logger = logging.getLogger("tvoice.job")
 T = TypeVar("T")
@@ -48,15 +48,6 @@ class JobInfo:
     metadata: str = ""
 
 
-@attrs.frozen(kw_only=True)
-class Participant:
-    """A participant of the room (the user the agent talks to)."""
-
-    identity: str
-    name: str = ""
-    kind: str = "standard"
-
-
 class JobContext:
     """Everything an entrypoint needs: ``ctx.room`` to start a session in, ``ctx.proc`` with the
     prewarmed models, ``ctx.job``, and the job's lifetime (``shutdown``, shutdown callbacks)."""
@@ -66,14 +57,11 @@ class JobContext:
         *,
         proc: JobProcess,
         job: JobInfo,
-        room: SessionRoom | None,
-        participant: Participant | None = None,
+        room: SessionRoom,
     ) -> None:
         self.proc = proc
         self.job = job
         self.room = room
-        self._participant = participant
-        self._connected = False
         self._shutdown = trio.Event()
         self.shutdown_reason = ""
         self._callbacks: list[Callable[[], Awaitable[None]]] = []
@@ -81,15 +69,11 @@ class JobContext:
 
     async def connect(self) -> None:
         """Join the room (a no-op when already connected, or in the console)."""
-        self._connected = True
+        await self.room.connect()
 
     async def wait_for_participant(self, *, identity: str | None = None) -> Participant:
-        """The participant the agent serves (the console's user, or the first one to join)."""
-        if self._participant is None:
-            raise RuntimeError("no participant can join this job's room")
-        if identity is not None and identity != self._participant.identity:
-            raise RuntimeError(f"no participant {identity!r} in this room")
-        return self._participant
+        """The participant the agent serves: ``identity``, or the first one to join."""
+        return await self.room.wait_for_participant(identity=identity)
 
     def add_shutdown_callback(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Run ``await callback()`` when the job ends (shielded, within the shutdown deadline)."""
