@@ -52,6 +52,11 @@ class WorkerOptions:
     job_memory_limit_mb: float = 0.0
     drain_timeout: float = 1800.0
     shutdown_timeout: float = 10.0
+    initialize_process_timeout: float = 10.0
+    load_fnc: Callable[[], float] | None = None
+    """The worker's load in [0, 1], sampled every 2.5 s (default: the machine's CPU use)."""
+    max_retry: int = 16
+    """Reconnection attempts to the server before the worker gives up (0: forever)."""
     host: str = "127.0.0.1"
     port: int = 8081
     ws_url: str = attrs.field(factory=lambda: _env("LIVEKIT_URL", "ws://127.0.0.1:7880"))
