@@ -6,6 +6,9 @@ Each scenario runs in a fresh process per framework (``tvoice_side.py``, ``livek
 pinned to one core, on real clocks, with the same inputs; the two sides are the same program
 written against each framework's public interfaces. Results print as one markdown table and are
 written to ``bench/results/latest.md`` (and the raw figures to ``bench/results/latest.json``).
+The worker figures (dispatch latency and idle job-process memory, both workers on one real
+loopback LiveKit server) come from ``bench_worker.py`` and end the report in a section of their
+own (also written to ``bench/results/worker.md``).
 
 How each figure is taken (both frameworks alike):
 
@@ -489,6 +492,19 @@ def build_report(data: dict[str, Any]) -> str:
         lines += [f"- {r['share'] * 100:.1f}% `{r['where']}`" for r in tv_prof["self"][:12]]
         lines += ["", "tvoice functions by inclusive time (function (file:first line)):", ""]
         lines += [f"- {r['share'] * 100:.1f}% `{r['where']}`" for r in tv_prof["inclusive"][:15]]
+    worker = data.get("worker")
+    if worker is not None:
+        import bench_worker
+
+        lines += [""]
+        if worker.get("skipped"):
+            lines += [
+                "## Workers on a real LiveKit server",
+                "",
+                f"Not measured: {worker['skipped']}",
+            ]
+        else:
+            lines.append(bench_worker.section(worker))
     lines.append("")
     return "\n".join(lines)
 
@@ -500,7 +516,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--livekit-python", help="python of the LiveKit Agents env (required)")
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--only", default="turns,interrupt,density,memory")
+    parser.add_argument("--only", default="turns,interrupt,density,memory,worker")
     parser.add_argument("--quick", action="store_true", help="small sizes, for trying the bench")
     parser.add_argument(
         "--cpu", type=int, default=None, help="core to pin each run to (default: the quietest)"
@@ -671,6 +687,18 @@ def main() -> None:
     if tv_mem is not None and lk_mem is not None:
         targets["memory"] = tv_mem <= 0.5 * lk_mem
 
+    worker: dict[str, Any] | None = None
+    if "worker" in only:
+        worker = run_workers(
+            livekit_python=args.livekit_python, rooms=8 if quick else 20, reps=args.reps
+        )
+        if not worker.get("skipped"):
+            import bench_worker
+
+            worker_md = out.parent / "worker.md"
+            worker_md.write_text(bench_worker.section(worker, level=1))
+            worker_md.with_suffix(".json").write_text(json.dumps(worker, indent=1))
+
     profiles: dict[str, Any] = {}
     if not args.no_profile:
         profiles = profile_misses(runner, targets, params, audio_path, work, med)
@@ -691,6 +719,7 @@ def main() -> None:
         "bench_seconds": time.perf_counter() - begun,
         "foreign_max": max(runner.foreign_seen, default=0.0),
         "dirty_kept": runner.dirty_kept,
+        **({"worker": worker} if worker is not None else {}),
     }
     report = build_report(data)
     out.write_text(report)
@@ -702,6 +731,18 @@ def main() -> None:
         f"the sides' logs in {out.with_suffix('.log')}; "
         f"took {data['bench_seconds'] / 60:.1f} min)"
     )
+
+
+def run_workers(*, livekit_python: str, rooms: int, reps: int) -> dict[str, Any]:
+    """The worker figures (``bench_worker.py``: dispatch latency, idle job-process memory), or
+    ``{"skipped": reason}`` when there is no livekit-server to run them on."""
+    import bench_worker
+
+    try:
+        return bench_worker.run(livekit_python=livekit_python, rooms=rooms, reps=reps)
+    except RuntimeError as e:  # no server binary, or a server that would not start
+        say(f"worker benchmark skipped: {e}")
+        return {"skipped": str(e)}
 
 
 def profile_misses(
