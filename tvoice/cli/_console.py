@@ -9,6 +9,7 @@ from pathlib import Path
 import trio
 
 from ..job import ConsoleRoom, JobContext, JobInfo, JobProcess, WorkerOptions
+from ..job._runner import run_job
 
 __all__ = ["run_console"]
 
@@ -48,16 +49,7 @@ def run_console(
 
 
 async def _run_job(options: WorkerOptions, ctx: JobContext) -> None:
-    async with trio.open_nursery() as nursery:
-
-        async def entrypoint() -> None:
-            await options.entrypoint_fnc(ctx)
-            ctx.shutdown("entrypoint returned")
-
-        nursery.start_soon(entrypoint)
-        await ctx.wait_for_shutdown()
-        nursery.cancel_scope.cancel()
-    await ctx.run_shutdown_callbacks(timeout_s=options.shutdown_timeout)
-    if ctx.shutdown_reason not in ("entrypoint returned", ""):
-        logger.info("job ended: %s", ctx.shutdown_reason)
-    sys.stdout.flush()
+    try:
+        await run_job(options, ctx)
+    finally:
+        sys.stdout.flush()

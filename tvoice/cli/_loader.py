@@ -1,55 +1,6 @@
-"""Finding an agent file's entrypoint: ``path/to/agent.py[:name]``."""
+"""Finding an agent file's entrypoint: ``path/to/agent.py[:name]`` (lives in :mod:`tvoice.job`,
+where job processes load it too)."""
 
-from __future__ import annotations
-
-import importlib.util
-import inspect
-import sys
-from pathlib import Path
-
-from ..job import WorkerOptions
+from ..job._loader import load_agent_file as load_agent_file
 
 __all__ = ["load_agent_file"]
-
-
-def load_agent_file(target: str) -> WorkerOptions:
-    """Import ``agent.py[:name]`` and return its ``WorkerOptions``.
-
-    ``name`` may be a WorkerOptions object or an entrypoint function. Without it: the file's
-    module-level WorkerOptions if it has exactly one, else its ``entrypoint`` function (with
-    ``prewarm`` and ``request`` functions if present).
-    """
-    path_text, _, name = target.partition(":")
-    path = Path(path_text)
-    if not path.is_file():
-        raise SystemExit(f"no such agent file: {path}")
-    module_name = f"_tvoice_agent_{path.stem}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    sys.path.insert(0, str(path.parent.resolve()))
-    spec.loader.exec_module(module)
-    if name:
-        if not hasattr(module, name):
-            raise SystemExit(f"{path} has no {name!r}")
-        found = getattr(module, name)
-        return found if isinstance(found, WorkerOptions) else _options(module, found)
-    options = [v for v in vars(module).values() if isinstance(v, WorkerOptions)]
-    if len(options) == 1:
-        return options[0]
-    entrypoint = getattr(module, "entrypoint", None)
-    if entrypoint is None:
-        raise SystemExit(f"{path} has no `entrypoint` function: name one with {path}:<function>")
-    return _options(module, entrypoint)
-
-
-def _options(module: object, entrypoint: object) -> WorkerOptions:
-    if not inspect.iscoroutinefunction(entrypoint):
-        raise SystemExit(f"the entrypoint {entrypoint!r} must be an `async def` function")
-    return WorkerOptions(
-        entrypoint_fnc=entrypoint,
-        prewarm_fnc=getattr(module, "prewarm", None),
-        request_fnc=getattr(module, "request", None),
-    )
