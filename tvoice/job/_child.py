@@ -1,0 +1,260 @@
+"""The job process: ``python -m tvoice.job._child FD``.
+
+``FD`` is this process's end of a socketpair whose other end the worker's process pool holds.
+The process imports the agent file and runs its prewarm function once (``InitializeProcess`` ->
+``ProcessReady``), waits warm for a job, runs that one job (``StartJob`` -> ``JobStarted`` ...
+``JobEnded``), answers pings all along, and exits. trio runs as the guest of an asyncio host
+loop, where the LiveKit SDK lives (:func:`tvoice.livekit.run_with_asyncio_host`).
+
+Interrupts go to the worker, not here: the worker decides when a job ends (``ShutdownJob``). If
+the worker goes away (the socket ends), the job is shut down as if it had asked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from ..io import SessionRoom
+from ._context import JobContext, JobInfo, JobProcess
+from ._ipc import (
+    Exiting,
+    InitializeProcess,
+    JobEnded,
+    JobStarted,
+    Message,
+    MessageStream,
+    Ping,
+    Pong,
+    ProcessReady,
+    ProtocolError,
+    ShutdownJob,
+    StartJob,
+)
+from ._loader import load_agent_file
+from ._options import WorkerOptions
+from ._runner import run_job
+
+__all__ = ["main"]
+
+logger = logging.getLogger("tvoice.job.process")
+
+
+class _JobFields(logging.Filter):
+    """Adds the running job's fields to every record the process logs (``%(job)s``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job = self.text
+        return True
+
+
+_job_fields = _JobFields()
+
+
+def _configure_logging(level: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_job_fields)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s [pid %(process)d%(job)s]: %(message)s"
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+class _DetachedRoom(SessionRoom):
+    """The room of a job given no LiveKit URL (tests of the pool): it cannot be joined."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def connect(self) -> None:
+        raise RuntimeError("this job was given no LiveKit URL: it has no room to join")
+
+    async def run_session_io(
+        self, session: Any, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        raise RuntimeError("this job was given no LiveKit URL: it has no room for a session")
+
+
+def _room(start: StartJob) -> SessionRoom:
+    if not start.url:
+        return _DetachedRoom(start.room_name)
+    # Imported here: the LiveKit SDK is only needed once a job has a room.
+    livekit = importlib.import_module("tvoice.livekit")
+    room: SessionRoom = livekit.LiveKitRoom(url=start.url, token=start.token)
+    return room
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return str(exc.code)
+    return f"{type(exc).__name__}: {exc}"
+
+
+@attrs.define(eq=False)
+class _JobProcessServer:
+    """Serves the worker's messages for one warm process and its one job."""
+
+    stream: MessageStream
+    options: WorkerOptions
+    proc: JobProcess
+    start: StartJob | None = None
+    start_requested: trio.Event = attrs.Factory(trio.Event)
+    ctx: JobContext | None = None
+    shutdown_reason: str | None = None
+
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read)
+            await self.start_requested.wait()
+            reason = self.shutdown_reason or ""
+            if self.start is not None and self.shutdown_reason is None:
+                ended = await self._run(self.start)
+                await self._send(ended)
+                reason = "job ended"
+            await self._send(Exiting(reason=reason))
+            nursery.cancel_scope.cancel()
+
+    async def _run(self, start: StartJob) -> JobEnded:
+        job = JobInfo(
+            id=start.job_id,
+            room_name=start.room_name,
+            agent_name=start.agent_name,
+            metadata=start.metadata,
+        )
+        try:
+            room = _room(start)
+        except Exception as exc:
+            logger.exception("cannot make the job's room")
+            return JobEnded(success=False, error=f"cannot make the job's room: {_error_text(exc)}")
+        ctx = JobContext(proc=self.proc, job=job, room=room)
+        _job_fields.text = "".join(f" {k}={v}" for k, v in ctx.log_context_fields.items())
+        self.ctx = ctx
+        if self.shutdown_reason is not None:
+            ctx.shutdown(self.shutdown_reason)
+        await self._send(JobStarted())
+        try:
+            await run_job(self.options, ctx)
+        except Exception as exc:
+            return JobEnded(success=False, error=_error_text(exc))
+        return JobEnded(success=True)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self.stream.receive()
+            except ProtocolError as exc:
+                logger.error("the worker sent garbage, ending: %s", exc)
+                self._shutdown("worker sent garbage")
+                return
+            if message is None:
+                self._shutdown("worker gone")
+                return
+            await self._handle(message)
+
+    async def _handle(self, message: Message) -> None:
+        if isinstance(message, Ping):
+            await self._send(Pong(t=trio.current_time(), last=message.t))
+        elif isinstance(message, StartJob):
+            if self.start is not None or self.shutdown_reason is not None:
+                logger.warning("a job process runs one job: ignoring job %s", message.job_id)
+                return
+            self.start = message
+            self.start_requested.set()
+        elif isinstance(message, ShutdownJob):
+            self._shutdown(message.reason or "shutdown requested")
+        else:
+            logger.warning("unexpected %s from the worker, ignored", type(message).__name__)
+
+    def _shutdown(self, reason: str) -> None:
+        if self.ctx is not None:
+            self.ctx.shutdown(reason)
+        elif self.shutdown_reason is None and self.start is None:
+            self.shutdown_reason = reason
+            self.start_requested.set()
+        elif self.shutdown_reason is None:
+            self.shutdown_reason = reason
+
+    async def _send(self, message: Message) -> None:
+        try:
+            await self.stream.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            logger.debug("the worker is gone; %s not sent", type(message).__name__)
+
+
+async def _prewarm(options: WorkerOptions, proc: JobProcess) -> None:
+    if options.prewarm_fnc is None:
+        return
+    result = options.prewarm_fnc(proc)
+    if inspect.isawaitable(result):
+        await result
+
+
+async def serve(sock: socket.socket) -> int:
+    """Serve the worker on ``sock``: initialize, run one job, return the exit code."""
+    stream = MessageStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
+    try:
+        init = await stream.receive()
+    except ProtocolError as exc:
+        print(f"tvoice job process: the worker sent garbage: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(init, InitializeProcess):
+        print(f"tvoice job process: expected InitializeProcess, got {init!r:.80}", file=sys.stderr)
+        return 2
+    _configure_logging(init.log_level)
+    try:
+        options = attrs.evolve(load_agent_file(init.target), shutdown_timeout=init.shutdown_timeout)
+        proc = JobProcess()
+        await _prewarm(options, proc)
+    except (Exception, SystemExit) as exc:
+        logger.exception("the job process failed to initialize")
+        await stream.send(ProcessReady(error=_error_text(exc)))
+        await stream.send(Exiting(reason="initialization failed"))
+        return 1
+    await stream.send(ProcessReady())
+    await _JobProcessServer(stream=stream, options=options, proc=proc).serve()
+    await stream.aclose()
+    return 0
+
+
+def _host() -> Callable[[Callable[[socket.socket], Awaitable[int]], socket.socket], int]:
+    """asyncio as host and trio as guest when the bridge is there, plain trio otherwise (the
+    LiveKit extra not installed: jobs then have no room)."""
+    try:
+        livekit = importlib.import_module("tvoice.livekit")
+        run: Callable[..., int] = livekit.run_with_asyncio_host
+    except (ImportError, AttributeError):
+        return trio.run
+    return run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tvoice.job._child FD``: serve the worker on the inherited socket ``FD``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m tvoice.job._child FD (started by the worker)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sock = socket.socket(fileno=int(args[0]))
+    return _host()(serve, sock)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
