@@ -1,0 +1,238 @@
+"""The worker's timing and error handling on the virtual clock, against a scripted fake server.
+
+The fake server is a trio-websocket server on loopback that speaks livekit-protocol's messages;
+each test scripts what it sends and checks what the worker answers, and when.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio_websocket
+from livekit.protocol import agent as pb
+from livekit.protocol import models
+
+from tvoice import APIConnectionError
+from tvoice.job import JobRequest, WorkerOptions
+from tvoice.job._jobs import JobResult, RunningJobInfo
+from tvoice.job._worker import REQUEST_TIMEOUT, STATUS_INTERVAL, Worker
+from tvoice.livekit._server_config import free_loopback_port
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The HMAC key is 6 bytes long:jwt.warnings.InsecureKeyLengthWarning"
+)
+
+Script = Callable[[trio_websocket.WebSocketConnection], Awaitable[None]]
+
+
+class Launcher:
+    active_jobs = 0
+
+    def __init__(self) -> None:
+        self.jobs: list[RunningJobInfo] = []
+
+    async def run_job(
+        self, info: RunningJobInfo, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> JobResult:
+        self.jobs.append(info)
+        task_status.started()
+        await trio.sleep(1.0)
+        return JobResult(success=False, error="boom")
+
+
+async def _never(ctx: object) -> None:
+    raise AssertionError
+
+
+def _options(port: int, **overrides: object) -> WorkerOptions:
+    fields: dict[str, object] = {
+        "entrypoint_fnc": _never,
+        "agent_name": "support",
+        "ws_url": f"ws://127.0.0.1:{port}",
+        "api_key": "devkey",
+        "api_secret": "secret",
+        "load_fnc": lambda: 0.25,
+        "drain_timeout": 0.0,
+    }
+    return WorkerOptions(**(fields | overrides))  # type: ignore[arg-type]
+
+
+async def _receive(ws: trio_websocket.WebSocketConnection) -> pb.WorkerMessage:
+    message = pb.WorkerMessage()
+    data = await ws.get_message()
+    assert isinstance(data, bytes)
+    message.ParseFromString(data)
+    return message
+
+
+async def _receive_kind(ws: trio_websocket.WebSocketConnection, kind: str) -> pb.WorkerMessage:
+    """The next message of ``kind``, skipping status updates and pings."""
+    while True:
+        message = await _receive(ws)
+        if message.WhichOneof("message") == kind:
+            return message
+
+
+async def _send(ws: trio_websocket.WebSocketConnection, **fields: object) -> None:
+    await ws.send_message(pb.ServerMessage(**fields).SerializeToString())  # type: ignore[arg-type]
+
+
+async def _register(ws: trio_websocket.WebSocketConnection, worker_id: str = "AW_1") -> None:
+    assert (await _receive(ws)).register.agent_name == "support"
+    await _send(ws, register=pb.RegisterWorkerResponse(worker_id=worker_id))
+
+
+def _job(job_id: str = "AJ_1") -> pb.Job:
+    return pb.Job(id=job_id, type=pb.JT_ROOM, room=models.Room(name="lobby"), agent_name="support")
+
+
+async def _serve(nursery: trio.Nursery, *scripts: Script) -> tuple[int, list[bytes]]:
+    """A fake server running ``scripts``, one per connection; its port and the auth headers."""
+    remaining = list(scripts)
+    authorizations: list[bytes] = []
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        authorizations.extend(v for k, v in request.headers if k.lower() == b"authorization")
+        script = remaining.pop(0)
+        if script is _reject:
+            await request.reject(401, body=b"unauthorized")
+            return
+        ws = await request.accept()
+        await script(ws)
+
+    server = await nursery.start(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None)
+    return server.port, authorizations
+
+
+async def _reject(ws: trio_websocket.WebSocketConnection) -> None:
+    raise AssertionError("rejected before")
+
+
+async def test_statuses_every_2_5_s_bad_frames_skipped_and_a_job_end_reported(
+    autojump_clock: trio.abc.Clock,
+):
+    seen: dict[str, object] = {}
+    done = trio.Event()
+
+    async def script(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws)
+        times = []
+        for _ in range(3):
+            update = (await _receive_kind(ws, "update_worker")).update_worker
+            times.append(trio.current_time())
+            assert (update.status, update.load) == (pb.WS_AVAILABLE, 0.25)
+        seen["intervals"] = [b - a for a, b in itertools.pairwise(times)]
+        await ws.send_message(b"\xff\xff")  # garbage
+        await ws.send_message("a text frame")
+        await ws.send_message(b"")  # an empty message
+        await _send(ws, availability=pb.AvailabilityRequest(job=_job()))
+        answer = (await _receive_kind(ws, "availability")).availability
+        seen["answer"] = (answer.job_id, answer.available, answer.participant_identity)
+        await _send(ws, assignment=pb.JobAssignment(job=_job(), token="tok"))
+        update = (await _receive_kind(ws, "update_job")).update_job
+        seen["update"] = (update.job_id, update.status, update.error)
+        done.set()
+        await trio.sleep_forever()
+
+    launcher = Launcher()
+    async with trio.open_nursery() as nursery:
+        port, authorizations = await _serve(nursery, script)
+        worker = Worker(_options(port), pool=launcher)
+        await nursery.start(worker.run)
+        await done.wait()
+        worker.drain()
+        nursery.cancel_scope.deadline = trio.current_time() + 10
+    assert authorizations[0].startswith(b"Bearer ey")
+    assert seen["intervals"] == [STATUS_INTERVAL, STATUS_INTERVAL]
+    assert seen["answer"] == ("AJ_1", True, "agent-AJ_1")
+    assert seen["update"] == ("AJ_1", pb.JS_FAILED, "boom")
+    (info,) = launcher.jobs
+    assert (info.token, info.url, info.worker_id) == ("tok", f"ws://127.0.0.1:{port}", "AW_1")
+
+
+async def test_a_request_fnc_that_never_answers_rejects_at_its_timeout(
+    autojump_clock: trio.abc.Clock,
+):
+    seen: dict[str, object] = {}
+    done = trio.Event()
+
+    async def request_fnc(request: JobRequest) -> None:
+        await trio.sleep_forever()
+
+    async def script(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws)
+        start = trio.current_time()
+        await _send(ws, availability=pb.AvailabilityRequest(job=_job()))
+        answer = (await _receive_kind(ws, "availability")).availability
+        seen["answer"] = (answer.available, trio.current_time() - start)
+        done.set()
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, script)
+        worker = Worker(_options(port, request_fnc=request_fnc), pool=Launcher())
+        await nursery.start(worker.run)
+        await done.wait()
+        worker.drain()
+        nursery.cancel_scope.deadline = trio.current_time() + 10
+    assert seen["answer"] == (False, REQUEST_TIMEOUT)
+    assert worker.jobs_rejected == 1
+
+
+async def test_retries_with_backoff_then_gives_up(autojump_clock: trio.abc.Clock):
+    port = free_loopback_port()  # nothing listens there
+    worker = Worker(_options(port, max_retry=3), pool=Launcher())
+    start = trio.current_time()
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(APIConnectionError, match="after 3 retries"), flatten_subgroups=True
+    ):
+        await worker.run()
+    # Delays of 0.5, 1 and 2 s, each with jitter down to half.
+    assert 0.5 * 3.5 <= trio.current_time() - start <= 3.5
+
+
+async def test_a_refused_token_fails_at_once(autojump_clock: trio.abc.Clock):
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, _reject)
+        worker = Worker(_options(port), pool=Launcher())
+        start = trio.current_time()
+        with pytest.RaisesGroup(
+            pytest.RaisesExc(APIConnectionError, match=r"refused the worker's token \(401\)"),
+            flatten_subgroups=True,
+        ):
+            await worker.run()
+        assert trio.current_time() - start == 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_reconnects_when_the_server_closes_and_keeps_the_job(autojump_clock: trio.abc.Clock):
+    async def first(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws, "AW_1")
+        await _send(ws, availability=pb.AvailabilityRequest(job=_job()))
+        await _receive_kind(ws, "availability")
+        await _send(ws, assignment=pb.JobAssignment(job=_job(), token="tok"))
+        await ws.aclose()
+
+    registered_again = trio.Event()
+
+    async def second(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws, "AW_2")
+        registered_again.set()
+        await trio.sleep_forever()
+
+    launcher = Launcher()
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, first, second)
+        worker = Worker(_options(port), pool=launcher)
+        await nursery.start(worker.run)
+        await registered_again.wait()
+        await worker.wait_registered()
+        assert worker.worker_id == "AW_2"
+        assert worker.registrations == 2
+        assert [job.job.id for job in worker.active_jobs] == ["AJ_1"]
+        worker.drain()
+        nursery.cancel_scope.deadline = trio.current_time() + 10
+    assert worker.jobs_failed == 1  # the launcher's job ended as it said ("boom")
