@@ -236,3 +236,31 @@ async def test_reconnects_when_the_server_closes_and_keeps_the_job(autojump_cloc
         worker.drain()
         nursery.cancel_scope.deadline = trio.current_time() + 10
     assert worker.jobs_failed == 1  # the launcher's job ended as it said ("boom")
+
+
+def test_the_default_load_is_the_cpu_use_averaged_over_the_last_samples(tmp_path):
+    from tvoice.job._worker import LOAD_SAMPLES, _CpuLoad
+
+    stat = tmp_path / "stat"
+    cpu = _CpuLoad(str(stat))
+    # user nice system idle iowait irq softirq steal: busy 75 of each 100 jiffies, then idle.
+    for step in range(LOAD_SAMPLES + 1):
+        stat.write_text(f"cpu  {75 * step} 0 0 {25 * step} 0 0 0 0 0 0\ncpu0 1 2 3 4\n")
+        cpu.sample()
+    assert cpu.value == 0.75
+    busy, idle = 75 * LOAD_SAMPLES, 25 * LOAD_SAMPLES
+    for _ in range(LOAD_SAMPLES):
+        idle += 100
+        stat.write_text(f"cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\n")
+        cpu.sample()
+    assert cpu.value == 0.0
+
+
+def test_an_unreadable_proc_stat_means_load_zero(tmp_path, caplog):
+    from tvoice.job._worker import _CpuLoad
+
+    cpu = _CpuLoad(str(tmp_path / "missing"))
+    cpu.sample()
+    cpu.sample()
+    assert cpu.value == 0.0
+    assert caplog.text.count("cannot read the CPU load") == 1
