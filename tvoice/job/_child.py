@@ -124,7 +124,8 @@ class _JobProcessServer:
             nursery.start_soon(self._read)
             await self.start_requested.wait()
             reason = self.shutdown_reason or ""
-            if self.start is not None and self.shutdown_reason is None:
+            if self.start is not None:
+                # Even when told to shut down meanwhile: the job then ends at once, reported.
                 ended = await self._run(self.start)
                 await self._send(ended)
                 reason = "job ended"

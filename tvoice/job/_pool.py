@@ -53,6 +53,8 @@ class PoolStatistics:
     """Every live job process."""
     job_pids: dict[str, int] = attrs.field(factory=dict)
     """The process of each running job, by job id."""
+    memory_mb: dict[int, float] = attrs.field(factory=dict)
+    """The resident memory of each live process, by pid, as last read."""
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -103,6 +105,7 @@ class _Process:
     shutdown_reason: str | None = None
     shutdown_requested: trio.Event = attrs.Factory(trio.Event)
     last_pong: float = 0.0
+    memory_mb: float = 0.0
     taken: bool = False
     """Started for a job that waits for it (not to be put with the idle ones)."""
     warm: bool = False
@@ -175,12 +178,14 @@ class ProcessPool:
             for p in self._processes
             if p.job is not None and not p.ended.is_set()
         }
+        live = [p for p in self._processes if p.pid and not p.exited]
         return PoolStatistics(
             idle_processes=len(self._idle),
             starting_processes=len(self._warming),
             active_jobs=len(jobs),
-            pids=tuple(p.pid for p in self._processes if p.pid and not p.exited),
+            pids=tuple(p.pid for p in live),
             job_pids=jobs,
+            memory_mb={p.pid: p.memory_mb for p in live if p.memory_mb},
         )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -467,6 +472,7 @@ class ProcessPool:
         while True:
             rss = _rss_mb(proc.pid)
             if rss is not None:
+                process.memory_mb = rss
                 if limit > 0 and rss > limit:
                     self._kill(
                         proc,
