@@ -1,0 +1,412 @@
+"""LiveKitRoom against the real loopback server, with a client participant in the same process.
+
+Each test is a plain function: run_with_asyncio_host runs the livekit SDK's asyncio loop with the
+test's trio code as its guest. The client (an ``rtc.Room``) is asyncio code, called through the
+bridge. The session uses the scripted fakes on the real clock; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import numpy as np
+import pytest
+import trio
+from livekit import api, rtc
+
+from tvoice import Agent, AgentSession
+from tvoice.audio import AudioFrame
+from tvoice.io import ClockedAudioOutput
+from tvoice.livekit import LiveKitRoom, RoomOptions, current_bridge, run_with_asyncio_host
+from tvoice.testing import Timeline
+from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
+from tvoice.voice import UserInputTranscribedEvent
+
+from .conftest import LiveKitServer
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings(
+        "ignore:The HMAC key is 6 bytes long:jwt.warnings.InsecureKeyLengthWarning"
+    ),
+]
+
+CLIENT_RATE = 48000
+LOUD = 500.0  # RMS above which a frame is sound, not silence
+TEST_TIMEOUT = 30
+DEFAULT_OPTIONS = RoomOptions()
+
+
+# -- the session side ---------------------------------------------------------------------
+
+
+class RecordingVAD(VAD):
+    """Keeps every frame the session hears; START_OF_SPEECH at the first loud frame."""
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=VADCapabilities(update_interval=0.1))
+        self.frames: list[AudioFrame] = []
+
+    def stream(self) -> VADStream:
+        return _RecordingStream(self)
+
+
+class _RecordingStream(VADStream):
+    def __init__(self, vad: RecordingVAD) -> None:
+        super().__init__(vad)
+        self._recording = vad
+
+    async def _run(self) -> None:
+        speaking = False
+        async for frame in self._input:
+            self._recording.frames.append(frame)
+            if not speaking and _rms(frame.data) > LOUD:
+                speaking = True
+                await self._emit(
+                    VADEvent(
+                        type=VADEventType.START_OF_SPEECH,
+                        timestamp=trio.current_time(),
+                        speaking=True,
+                    )
+                )
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
+
+
+async def _until(
+    predicate: Callable[[], bool], *, within: float = 10.0, what: str | Callable[[], str] = ""
+) -> None:
+    # Real network, real clock: polling is the only way to see the far side; always bounded.
+    try:
+        with trio.fail_after(within):
+            while not predicate():  # noqa: ASYNC110 - the far side sets no trio.Event
+                await trio.sleep(0.02)
+    except trio.TooSlowError:
+        raise AssertionError(
+            f"not within {within} s: {what() if callable(what) else what}"
+        ) from None
+
+
+def _token(server: LiveKitServer, room: str, identity: str) -> str:
+    return (
+        api.AccessToken(server.api_key, server.api_secret)
+        .with_identity(identity)
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+        .to_jwt()
+    )
+
+
+# -- the client side (asyncio code, called through the bridge) ----------------------------
+
+
+@attrs.define(eq=False)
+class Client:
+    room: rtc.Room
+    texts: list[tuple[str, dict[str, str], str]] = attrs.field(factory=list)
+    heard: list[tuple[float, float]] = attrs.field(factory=list)  # (monotonic time, RMS)
+    tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
+
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        return task
+
+    def transcripts(self, track_sid: str) -> list[tuple[dict[str, str], str]]:
+        """The transcripts of a track (the agent publishes the user's too, on its behalf)."""
+        return [
+            (attributes, text)
+            for _, attributes, text in self.texts
+            if attributes.get("lk.transcribed_track_id") == track_sid
+        ]
+
+    def loud_times(self) -> list[float]:
+        return [t for t, rms in self.heard if rms > LOUD]
+
+
+async def _join(server: LiveKitServer, room_name: str, identity: str) -> Client:
+    client = Client(rtc.Room())
+
+    def on_text(reader: rtc.TextStreamReader, sender: str) -> None:
+        client.spawn(_read_transcript(client, reader, sender))
+
+    def on_track(track: rtc.Track, *_: object) -> None:
+        if isinstance(track, rtc.RemoteAudioTrack):
+            client.spawn(_listen(client, track))
+
+    client.room.register_text_stream_handler("lk.transcription", on_text)
+    client.room.on("track_subscribed", on_track)
+    async with asyncio.timeout(15):
+        await client.room.connect(server.url, _token(server, room_name, identity))
+    return client
+
+
+async def _read_transcript(client: Client, reader: rtc.TextStreamReader, sender: str) -> None:
+    text = await reader.read_all()
+    client.texts.append((sender, dict(reader.info.attributes or {}), text))
+
+
+async def _listen(client: Client, track: rtc.RemoteAudioTrack) -> None:
+    stream = rtc.AudioStream(track, sample_rate=CLIENT_RATE, num_channels=1)
+    try:
+        async for event in stream:
+            samples = np.frombuffer(event.frame.data, dtype=np.int16)
+            client.heard.append((time.monotonic(), _rms(samples)))
+    finally:
+        await stream.aclose()
+
+
+async def _publish(
+    client: Client, amplitude: float, *, pre_connect: bool = False
+) -> tuple[rtc.LocalTrackPublication, asyncio.Task[None]]:
+    source = rtc.AudioSource(CLIENT_RATE, 1)
+    track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
+    options = rtc.TrackPublishOptions(
+        source=rtc.TrackSource.SOURCE_MICROPHONE, preconnect_buffer=pre_connect
+    )
+    async with asyncio.timeout(10):
+        publication = await client.room.local_participant.publish_track(track, options)
+    return publication, client.spawn(_play(source, amplitude))
+
+
+async def _play(source: rtc.AudioSource, amplitude: float) -> None:
+    n = CLIENT_RATE // 100
+    t = np.arange(n) / CLIENT_RATE
+    try:
+        for i in itertools.count():
+            samples = (amplitude * np.sin(2 * np.pi * 440 * (t + i * n / CLIENT_RATE))).astype(
+                np.int16
+            )
+            await source.capture_frame(rtc.AudioFrame(samples.tobytes(), CLIENT_RATE, 1, n))
+    finally:
+        await source.aclose()
+
+
+async def _unpublish(client: Client, publication: rtc.LocalTrackPublication, task: Any) -> None:
+    task.cancel()
+    async with asyncio.timeout(10):
+        await client.room.local_participant.unpublish_track(publication.sid)
+
+
+async def _leave(client: Client) -> None:
+    for task in client.tasks:
+        task.cancel()
+    await asyncio.gather(*client.tasks, return_exceptions=True)
+    async with asyncio.timeout(10):
+        await client.room.disconnect()
+
+
+def _run(
+    server: LiveKitServer,
+    body: Callable[[Client, LiveKitRoom], Awaitable[None]],
+    *,
+    options: RoomOptions = DEFAULT_OPTIONS,
+) -> None:
+    """Client "user" joins, then the agent's LiveKitRoom; ``body`` runs; both leave."""
+    room_name = f"room-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        bridge = current_bridge()
+        with trio.fail_after(TEST_TIMEOUT):
+            client = await bridge.call(_join, server, room_name, "user")
+            try:
+                room = LiveKitRoom(
+                    url=server.url, token=_token(server, room_name, "agent"), options=options
+                )
+                assert room.name == room_name  # read from the token, before connecting
+                await room.connect()
+                try:
+                    await body(client, room)
+                finally:
+                    await room.disconnect()
+            finally:
+                if client.room.isconnected():
+                    await bridge.call(_leave, client)
+
+    run_with_asyncio_host(main)
+
+
+def _scripted(reply: str, audio_duration: float) -> Timeline:
+    tl = Timeline()
+    tl.llm(input="What time is it?", content=reply, ttft=0.05, duration=0.1)
+    tl.tts(input=reply, audio_duration=audio_duration, ttfb=0.05, duration=0.1)
+    return tl
+
+
+# -- the tests ----------------------------------------------------------------------------
+
+
+def test_the_session_hears_the_participant_follows_its_track_and_ends_when_it_leaves(
+    livekit_server: LiveKitServer,
+) -> None:
+    async def body(client: Client, room: LiveKitRoom) -> None:
+        bridge = current_bridge()
+        vad = RecordingVAD()
+        states: list[str] = []
+        async with AgentSession(vad=vad, turn_detection="manual", user_away_timeout=None) as s:
+            s.on("user_state_changed", lambda e: states.append(e.new_state))
+            await s.start(Agent(instructions="Listen."), room=room)
+            participant = await room.wait_for_participant()
+            assert (participant.identity, participant.kind) == ("user", "standard")
+
+            publication, tone = await bridge.call(_publish, client, 8000.0)
+            await _until(lambda: "speaking" in states, what="the VAD heard the user")
+            assert room.linked_identity == "user"
+            assert {f.sample_rate for f in vad.frames} == {24000}
+            await _until(lambda: max(_rms(f.data) for f in vad.frames) > 3000, what="the tone")
+
+            # Unpublished and published again: the room follows the new track.
+            await bridge.call(_unpublish, client, publication, tone)
+            heard = len(vad.frames)
+            await bridge.call(_publish, client, 8000.0)
+            await _until(
+                lambda: any(_rms(f.data) > LOUD for f in vad.frames[heard + 5 :]),
+                what="audio from the republished track",
+            )
+
+            await bridge.call(_leave, client)
+            with trio.fail_after(10):
+                await s.wait_closed()
+
+    _run(livekit_server, body)
+
+
+def test_text_input_gets_a_spoken_reply_with_its_transcription(
+    livekit_server: LiveKitServer,
+) -> None:
+    reply = "It is tea time."
+    tl = _scripted(reply, audio_duration=1.0)
+
+    async def body(client: Client, room: LiveKitRoom) -> None:
+        bridge = current_bridge()
+        microphone, _ = await bridge.call(_publish, client, 0.0)
+        async with AgentSession(
+            llm=tl.fake_llm, tts=tl.fake_tts, turn_detection="manual", user_away_timeout=None
+        ) as session:
+            tl.start()
+            await session.start(Agent(instructions="Tell the time."), room=room)
+            await _until(lambda: room.linked_identity == "user")
+            send = client.room.local_participant.send_text
+            await bridge.call(functools.partial(send, "What time is it?", topic="lk.chat"))
+
+            assert room.audio_output is not None
+            with trio.fail_after(10):
+                await room.audio_output.published.wait()
+            agent_track = room.audio_output.track_sid
+            await _until(
+                lambda: bool(client.transcripts(agent_track)),
+                what=lambda: f"the agent's words; received: {client.texts}",
+            )
+            [(attributes, text)] = client.transcripts(agent_track)
+            assert text == reply
+            assert attributes["lk.transcription_final"] == "true"
+            assert attributes["lk.segment_id"].startswith("SG_")
+            loud = client.loud_times()
+            assert loud, "the agent's reply audio reached the client"
+            # The words were released with the audio, not before it: the text came while the
+            # 1 s reply was heard (at least half of it had played).
+            assert loud[-1] - loud[0] > 0.5
+            assert [m.text_content for m in session.history.messages()] == [
+                "What time is it?",
+                reply,
+            ]
+
+            # The user's transcripts go out on the same topic, for the user's track.
+            session.emit(
+                "user_input_transcribed",
+                UserInputTranscribedEvent(transcript="Thanks.", is_final=True),
+            )
+            await _until(lambda: bool(client.transcripts(microphone.sid)), what="the user's words")
+            [(attributes, text)] = client.transcripts(microphone.sid)
+            assert text == "Thanks."
+            assert attributes["lk.transcription_final"] == "true"
+
+            # Oversized text input is refused; the session goes on.
+            big = "x" * (RoomOptions().max_text_input_chars + 1)
+            await bridge.call(functools.partial(send, big, topic="lk.chat"))
+            await trio.sleep(0.3)
+            assert len(tl.llm_requests) == 1
+
+    _run(livekit_server, body)
+
+
+def test_an_interruption_stops_the_published_audio_within_the_lead(
+    livekit_server: LiveKitServer,
+) -> None:
+    reply = "one two three four five six seven eight nine ten eleven twelve"
+    tl = _scripted(reply, audio_duration=6.0)
+    lead = 0.1
+
+    async def body(client: Client, room: LiveKitRoom) -> None:
+        bridge = current_bridge()
+        async with AgentSession(
+            llm=tl.fake_llm, tts=tl.fake_tts, turn_detection="manual", user_away_timeout=None
+        ) as session:
+            tl.start()
+            await session.start(Agent(instructions="Count."), room=room)
+            await _until(lambda: room.linked_identity == "user")
+            send = client.room.local_participant.send_text
+            await bridge.call(functools.partial(send, "What time is it?", topic="lk.chat"))
+            await _until(lambda: bool(client.loud_times()), what="the reply is heard")
+            started = client.loud_times()[0]
+            await _until(lambda: client.loud_times()[-1] - started > 1.0)
+
+            cleared_at = time.monotonic()
+            session.interrupt()
+            await trio.sleep(1.0)
+            last_loud = client.loud_times()[-1]
+            # Network and jitter buffer included; the reply had 5 s left to play.
+            assert last_loud - cleared_at < lead + 0.4
+
+            output = room.audio_output
+            assert isinstance(output, ClockedAudioOutput)
+            assert output.playbacks[-1].interrupted
+            agent_track = output.track_sid
+            await _until(lambda: bool(client.transcripts(agent_track)))
+            [(_, heard)] = client.transcripts(agent_track)
+            assert reply.startswith(heard)
+            assert len(heard) < len(reply) / 2
+
+    _run(livekit_server, body, options=RoomOptions(playout_lead=lead))
+
+
+def test_pre_connect_audio_comes_before_the_live_track(livekit_server: LiveKitServer) -> None:
+    rate, seconds = 16000, 0.5
+    t = np.arange(int(rate * seconds)) / rate
+    recorded = (10000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
+
+    async def body(client: Client, room: LiveKitRoom) -> None:
+        bridge = current_bridge()
+        # The live microphone is silent; what the user said before the agent came is not.
+        publication, _ = await bridge.call(
+            functools.partial(_publish, client, 0.0, pre_connect=True)
+        )
+        await bridge.call(
+            functools.partial(
+                client.room.local_participant.send_bytes,
+                recorded.tobytes(),
+                topic="lk.agent.pre-connect-audio-buffer",
+                attributes={"sampleRate": str(rate), "channels": "1", "trackId": publication.sid},
+                destination_identities=[room.local_identity],
+            )
+        )
+        vad = RecordingVAD()
+        async with AgentSession(vad=vad, turn_detection="manual", user_away_timeout=None) as s:
+            await s.start(Agent(instructions="Listen."), room=room)
+            await _until(lambda: sum(f.duration for f in vad.frames) > 1.5)
+            loud = [_rms(f.data) > 3000 for f in vad.frames]
+            first_quiet = loud.index(False)
+            assert sum(f.duration for f in vad.frames[:first_quiet]) == pytest.approx(
+                seconds, abs=0.03
+            )
+            assert not any(loud[first_quiet:])
+
+    _run(livekit_server, body)

@@ -1,0 +1,571 @@
+"""`LiveKitRoom`: a LiveKit room as a :class:`tvoice.io.SessionRoom`.
+
+The ``rtc.Room`` lives on the asyncio side of the bridge; its events only wake the trio side
+(a fresh ``trio.Event`` per change), which reads the room's state itself. A session started in
+the room (``session.start(agent, room=room)``) gets:
+
+- the linked participant's microphone (``options.participant_identity``, or the first
+  standard/SIP participant), followed across unpublish/republish, after its pre-connect audio;
+- the agent's audio track and transcriptions synchronised with it (``_room_audio``,
+  ``_room_text``), and the user's transcripts;
+- text input from the linked participant on ``lk.chat`` (interrupt, then reply);
+- the end of the session when the linked participant leaves (``close_on_disconnect``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from typing import Any
+
+import attrs
+import numpy as np
+import trio
+from livekit import rtc
+from livekit.rtc._proto.track_pb2 import AudioTrackFeature
+from livekit.rtc.room import EventTypes
+
+from ..audio import AudioFrame, resample
+from ..io import Participant, RoomIO, SessionRoom
+from ._bridge import AsyncioBridge, CrossingChannel, current_bridge
+from ._room_audio import CHUNK_DURATION, RoomAudioInput, RoomAudioOutput, read_track
+from ._room_text import TranscriptionSync, UserTranscripts
+
+__all__ = ["LiveKitRoom", "RoomOptions"]
+
+logger = logging.getLogger("tvoice.livekit")
+
+TOPIC_CHAT = "lk.chat"
+TOPIC_PRE_CONNECT_AUDIO = "lk.agent.pre-connect-audio-buffer"
+ATTRIBUTE_PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
+ATTRIBUTE_AGENT_STATE = "lk.agent.state"
+MAX_PRE_CONNECT_BYTES = 10 * 1024 * 1024
+MAX_STASHED_PRE_CONNECT = 8
+CHAT_READ_TIMEOUT = 10.0
+_SUITABLE_KINDS = (
+    rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD,
+    rtc.ParticipantKind.PARTICIPANT_KIND_SIP,
+)
+_CLOSE_REASONS = (
+    rtc.DisconnectReason.CLIENT_INITIATED,
+    rtc.DisconnectReason.ROOM_DELETED,
+    rtc.DisconnectReason.USER_REJECTED,
+)
+_KIND_NAMES = {
+    rtc.ParticipantKind.PARTICIPANT_KIND_STANDARD: "standard",
+    rtc.ParticipantKind.PARTICIPANT_KIND_INGRESS: "ingress",
+    rtc.ParticipantKind.PARTICIPANT_KIND_EGRESS: "egress",
+    rtc.ParticipantKind.PARTICIPANT_KIND_SIP: "sip",
+    rtc.ParticipantKind.PARTICIPANT_KIND_AGENT: "agent",
+}
+_ROOM_EVENTS: tuple[EventTypes, ...] = (
+    "participant_connected",
+    "participant_attributes_changed",
+    "track_published",
+    "track_unpublished",
+    "track_subscribed",
+    "track_unsubscribed",
+    "connection_state_changed",
+)
+
+
+@attrs.frozen(kw_only=True)
+class RoomOptions:
+    """How a :class:`LiveKitRoom` serves a session.
+
+    ``input_sample_rate``/``input_num_channels``: the session's audio input (the SDK
+    resamples the microphone). ``output_sample_rate``/``output_num_channels``: the published
+    track. ``participant_identity``: the participant to link (None: the first standard or SIP
+    participant). ``playout_lead``: how far ahead of playout audio is handed to the track (an
+    interruption stops the published audio within it). ``input_buffer``: seconds of
+    microphone audio waiting for trio before the oldest is dropped.
+    """
+
+    input_sample_rate: int = 24000
+    input_num_channels: int = 1
+    output_sample_rate: int = 24000
+    output_num_channels: int = 1
+    participant_identity: str | None = None
+    close_on_disconnect: bool = True
+    audio_output: bool = True
+    text_input: bool = True
+    transcription: bool = True
+    pre_connect_audio: bool = True
+    pre_connect_audio_timeout: float = 3.0
+    playout_lead: float = 0.1
+    input_buffer: float = 1.0
+    max_text_input_chars: int = 10_000
+    connect_timeout: float = 15.0
+    disconnect_timeout: float = 5.0
+
+
+class LiveKitRoom(SessionRoom):
+    """A LiveKit room the agent joins with ``url`` and ``token`` (see the module's docstring).
+
+    Constructing it does no I/O; :meth:`connect` needs :func:`current_bridge` (trio running as
+    the guest of the livekit SDK's asyncio loop, :func:`run_with_asyncio_host`).
+    """
+
+    def __init__(self, *, url: str, token: str, options: RoomOptions = RoomOptions()) -> None:
+        claims = _token_claims(token)
+        self.url = url
+        self.options = options
+        self._token = token
+        video = claims.get("video")
+        self.name: str = str(video.get("room", "")) if isinstance(video, dict) else ""
+        self.local_identity: str = str(claims.get("sub", ""))
+        self.linked_identity: str | None = None
+        self._room: rtc.Room | None = None
+        self._bridge: AsyncioBridge | None = None
+        self._changed = trio.Event()
+        self._left: dict[str, Any] = {}  # identity -> rtc.DisconnectReason
+        self._pre_connect: dict[str, rtc.ByteStreamReader] = {}
+        self._chat: CrossingChannel[tuple[rtc.TextStreamReader, str]] | None = None
+        self._disconnected = False
+
+    @property
+    def rtc_room(self) -> rtc.Room:
+        """The connected ``rtc.Room`` (asyncio side: await its methods through the bridge)."""
+        if self._room is None:
+            raise RuntimeError("the room is not connected: await room.connect() first")
+        return self._room
+
+    # -- joining and leaving ------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Join the room (once; later calls return at once). Raises ConnectionError."""
+        if self._room is not None:
+            return
+        bridge = self._bridge = current_bridge()
+        room = rtc.Room(loop=bridge.loop)
+        for event in _ROOM_EVENTS:
+            room.on(event, self._on_room_event)
+        room.on("participant_disconnected", self._on_participant_left)
+        room.on("disconnected", self._on_disconnected)
+        # Before connecting: clients send pre-connect audio as soon as the agent joins.
+        if self.options.pre_connect_audio:
+            room.register_byte_stream_handler(TOPIC_PRE_CONNECT_AUDIO, self._on_pre_connect)
+        if self.options.text_input:
+            room.register_text_stream_handler(TOPIC_CHAT, self._on_chat)
+        try:
+            with trio.fail_after(self.options.connect_timeout):
+                await bridge.call(
+                    room.connect, self.url, self._token, rtc.RoomOptions(auto_subscribe=True)
+                )
+        except trio.TooSlowError:
+            raise ConnectionError(
+                f"could not join room {self.name!r} at {self.url} within"
+                f" {self.options.connect_timeout} s"
+            ) from None
+        except rtc.ConnectError as e:
+            raise ConnectionError(
+                f"could not join room {self.name!r} at {self.url}: {e.message}"
+            ) from None
+        self._room = room
+        self.name = room.name
+        self.local_identity = room.local_participant.identity
+        logger.info("joined room %s as %s", self.name, self.local_identity)
+
+    async def disconnect(self) -> None:
+        """Leave the room (bounded by ``options.disconnect_timeout``, shielded)."""
+        room, self._room = self._room, None
+        if room is None or self._bridge is None:
+            return
+        for reader in self._pre_connect.values():
+            reader.close()
+        self._pre_connect.clear()
+        with trio.move_on_after(self.options.disconnect_timeout) as scope:
+            scope.shield = True
+            await self._bridge.call(room.disconnect)
+        if scope.cancelled_caught:
+            logger.warning("leaving room %s took over %s s", self.name, scope.deadline)
+        self._notify()
+
+    # -- asyncio-side callbacks: they only hand over to trio ----------------------------------
+
+    def _on_room_event(self, *_: object) -> None:
+        if self._bridge is not None:
+            self._bridge.run_sync_in_trio(self._notify)
+
+    def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
+        self._left[participant.identity] = participant.disconnect_reason
+        self._on_room_event()
+
+    def _on_disconnected(self, *_: object) -> None:
+        self._disconnected = True
+        self._on_room_event()
+
+    def _on_pre_connect(self, reader: rtc.ByteStreamReader, participant_identity: str) -> None:
+        track_id = (reader.info.attributes or {}).get("trackId")
+        if not track_id:
+            logger.warning(
+                "pre-connect audio from %s has no trackId: ignored", participant_identity
+            )
+            reader.close()
+            return
+        if len(self._pre_connect) >= MAX_STASHED_PRE_CONNECT:
+            oldest = next(iter(self._pre_connect))
+            self._pre_connect.pop(oldest).close()
+        self._pre_connect[track_id] = reader
+        self._on_room_event()
+
+    def _on_chat(self, reader: rtc.TextStreamReader, participant_identity: str) -> None:
+        if self._chat is None:
+            logger.info(
+                "text input from %s before a session started: ignored", participant_identity
+            )
+            reader.close()
+            return
+        self._chat.put((reader, participant_identity))
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # -- participants -------------------------------------------------------------------------
+
+    def _find(self, identity: str | None) -> rtc.RemoteParticipant | None:
+        room = self.rtc_room
+        if identity is not None:
+            return room.remote_participants.get(identity)
+        for participant in room.remote_participants.values():
+            on_behalf = participant.attributes.get(ATTRIBUTE_PUBLISH_ON_BEHALF)
+            if participant.kind in _SUITABLE_KINDS and on_behalf != self.local_identity:
+                return participant
+        return None
+
+    async def wait_for_participant(self, *, identity: str | None = None) -> Participant:
+        """``identity``, or the first standard/SIP participant (not one publishing on the
+        agent's behalf), waiting for it to join."""
+        while True:
+            changed = self._changed
+            if self._disconnected:
+                raise ConnectionError(f"disconnected from room {self.name!r}")
+            found = self._find(identity)
+            if found is not None:
+                return Participant(
+                    identity=found.identity,
+                    name=found.name,
+                    kind=_KIND_NAMES.get(found.kind, "standard"),
+                    metadata=found.metadata,
+                    attributes=dict(found.attributes),
+                )
+            await changed.wait()
+
+    # -- the session's I/O --------------------------------------------------------------------
+
+    async def run_session_io(
+        self, session: Any, *, task_status: trio.TaskStatus[RoomIO] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Provide ``session``'s I/O in this room until cancelled (the SessionRoom contract)."""
+        room, bridge, options = self.rtc_room, current_bridge(), self.options
+        capacity = max(1, round(options.input_buffer / CHUNK_DURATION))
+        frames: CrossingChannel[AudioFrame] = bridge.channel(capacity, label="room audio input")
+        audio_input = RoomAudioInput(frames)
+        audio_output = (
+            RoomAudioOutput(
+                bridge,
+                room,
+                sample_rate=options.output_sample_rate,
+                num_channels=options.output_num_channels,
+                lead=options.playout_lead,
+            )
+            if options.audio_output
+            else None
+        )
+        text_output = (
+            TranscriptionSync(bridge, room, audio_output, audio_expected=lambda: _speaks(session))
+            if options.transcription
+            else None
+        )
+        user = UserTranscripts(
+            bridge,
+            room,
+            identity=lambda: self.linked_identity,
+            track_id=lambda: self._microphone_sid(self.linked_identity),
+        )
+        self.audio_output, self.text_output, self.audio_input = (
+            audio_output,
+            text_output,
+            audio_input,
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                if audio_output is not None:
+                    await nursery.start(audio_output.run)
+                if text_output is not None:
+                    await nursery.start(text_output.run)
+                    await nursery.start(user.run)
+                    session.on("user_input_transcribed", user.on_transcribed)
+                if options.text_input:
+                    self._chat = bridge.channel(8, label="room text input", on_drop=_close_reader)
+                    nursery.start_soon(self._read_chat, session, self._chat)
+                nursery.start_soon(self._agent_state, session)
+                nursery.start_soon(self._follow_participant, session, frames, audio_input)
+                task_status.started(
+                    RoomIO(
+                        audio_input=audio_input, audio_output=audio_output, text_output=text_output
+                    )
+                )
+        finally:
+            if text_output is not None:
+                session.off("user_input_transcribed", user.on_transcribed)
+            chat, self._chat = self._chat, None
+            if chat is not None:
+                _drain_readers(chat)
+
+    def _microphone(self, participant: rtc.RemoteParticipant) -> rtc.RemoteTrackPublication | None:
+        for publication in participant.track_publications.values():
+            if publication.source == rtc.TrackSource.SOURCE_MICROPHONE and isinstance(
+                publication.track, rtc.RemoteAudioTrack
+            ):
+                return publication
+        return None
+
+    def _microphone_sid(self, identity: str | None) -> str | None:
+        participant = self._find(identity) if identity is not None and self._room else None
+        publication = self._microphone(participant) if participant is not None else None
+        return publication.sid if publication is not None else None
+
+    async def _follow_participant(
+        self, session: Any, frames: CrossingChannel[AudioFrame], audio_input: RoomAudioInput
+    ) -> None:
+        """Link the participant, read its microphone (following a republished one), end the
+        session when it leaves."""
+        wanted = self.options.participant_identity
+        async with trio.open_nursery() as nursery:
+            while True:
+                linked = await self.wait_for_participant(identity=wanted)
+                self.linked_identity = linked.identity
+                logger.info("linked participant %s", linked.identity)
+                stream_scope: trio.CancelScope | None = None
+                current = ""
+                while True:
+                    changed = self._changed
+                    participant = self._find(linked.identity)
+                    if participant is None:
+                        break
+                    publication = self._microphone(participant)
+                    sid = publication.sid if publication is not None else ""
+                    if sid != current:
+                        if stream_scope is not None:
+                            stream_scope.cancel()
+                            stream_scope = None
+                        current = sid
+                        if publication is not None:
+                            stream_scope = await nursery.start(
+                                self._read_microphone, publication, frames, audio_input
+                            )
+                    await changed.wait()
+                if stream_scope is not None:
+                    stream_scope.cancel()
+                reason = self._left.pop(linked.identity, None)
+                logger.info("linked participant %s left (reason %s)", linked.identity, reason)
+                self.linked_identity = None
+                if self.options.close_on_disconnect and reason in _CLOSE_REASONS:
+                    session.shutdown("participant_disconnected")
+                    return
+
+    async def _read_microphone(
+        self,
+        publication: rtc.RemoteTrackPublication,
+        frames: CrossingChannel[AudioFrame],
+        audio_input: RoomAudioInput,
+        *,
+        task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        bridge, options = current_bridge(), self.options
+        track = publication.track
+        assert track is not None
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            # Created now, so that live audio queues up (bounded) while pre-connect audio comes.
+            stream = rtc.AudioStream(
+                track,
+                loop=bridge.loop,
+                capacity=500,
+                sample_rate=options.input_sample_rate,
+                num_channels=options.input_num_channels,
+                frame_size_ms=round(CHUNK_DURATION * 1000),
+            )
+            reading = False
+            try:
+                if options.pre_connect_audio and (
+                    AudioTrackFeature.TF_PRECONNECT_BUFFER in publication.audio_features
+                    or publication.sid in self._pre_connect
+                ):
+                    audio_input.prepend(await self._take_pre_connect(publication.sid))
+                reading = True
+                await bridge.call(read_track, stream, frames, f"track {publication.sid}")
+            finally:
+                if not reading:
+                    with trio.move_on_after(1.0) as cleanup:
+                        cleanup.shield = True
+                        await bridge.call(stream.aclose)
+
+    async def _take_pre_connect(self, track_sid: str) -> list[AudioFrame]:
+        bridge, options = current_bridge(), self.options
+        with trio.move_on_after(options.pre_connect_audio_timeout):
+            while track_sid not in self._pre_connect:
+                await self._changed.wait()
+            reader = self._pre_connect.pop(track_sid)
+            try:
+                data = await bridge.call(_read_bytes, reader, MAX_PRE_CONNECT_BYTES)
+                frames = _decode_pre_connect(reader.info, data, options)
+            except (ValueError, KeyError, rtc.StreamError) as e:
+                logger.error("pre-connect audio for track %s rejected: %s", track_sid, e)
+                return []
+            logger.debug(
+                "pre-connect audio for track %s: %.2f s",
+                track_sid,
+                sum(f.duration for f in frames),
+            )
+            return frames
+        logger.warning("no pre-connect audio for track %s within the timeout", track_sid)
+        return []
+
+    # -- text input and agent state -----------------------------------------------------------
+
+    async def _read_chat(
+        self, session: Any, chat: CrossingChannel[tuple[rtc.TextStreamReader, str]]
+    ) -> None:
+        bridge, limit = current_bridge(), self.options.max_text_input_chars
+        async for reader, identity in chat.receiver:
+            if identity != self.linked_identity:
+                logger.info("text input from %s (not the linked participant): ignored", identity)
+                reader.close()
+                continue
+            try:
+                with trio.fail_after(CHAT_READ_TIMEOUT):
+                    text = await bridge.call(_read_text, reader, limit)
+            except (ValueError, rtc.StreamError, trio.TooSlowError) as e:
+                logger.error("text input from %s rejected: %s", identity, e or "timed out")
+                continue
+            text = text.strip()
+            if not text:
+                continue
+            try:
+                session.interrupt()
+                session.generate_reply(user_input=text)
+            except Exception:
+                logger.exception("text input from %s could not start a reply", identity)
+
+    async def _agent_state(self, session: Any) -> None:
+        """Mirror the agent's state in its ``lk.agent.state`` attribute (LiveKit clients show
+        it); only the latest state is sent."""
+        changed = trio.Event()
+
+        def on_change(_: object) -> None:
+            changed.set()
+
+        session.on("agent_state_changed", on_change)
+        participant = self.rtc_room.local_participant
+        sent = ""
+        try:
+            while True:
+                state = str(getattr(session, "agent_state", ""))
+                if state and state != sent:
+                    try:
+                        with trio.fail_after(5):
+                            await current_bridge().call(
+                                participant.set_attributes, {ATTRIBUTE_AGENT_STATE: state}
+                            )
+                        sent = state
+                    except (trio.TooSlowError, RuntimeError, Exception) as e:
+                        logger.debug("agent state not published: %s", e)
+                await changed.wait()
+                changed = trio.Event()
+        finally:
+            session.off("agent_state_changed", on_change)
+
+
+def _speaks(session: Any) -> bool:
+    if getattr(session, "tts", None) is not None:
+        return True
+    try:
+        return getattr(session.current_agent, "tts", None) is not None
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _close_reader(item: tuple[rtc.TextStreamReader, str]) -> None:
+    item[0].close()
+
+
+def _drain_readers(chat: CrossingChannel[tuple[rtc.TextStreamReader, str]]) -> None:
+    while True:
+        try:
+            reader, _ = chat.receiver.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        reader.close()
+
+
+async def _read_text(reader: rtc.TextStreamReader, limit: int) -> str:
+    """asyncio side: the whole text of a stream, at most ``limit`` characters."""
+    pieces: list[str] = []
+    size = 0
+    try:
+        async for chunk in reader:
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"text input longer than {limit} characters")
+            pieces.append(chunk)
+    finally:
+        reader.close()
+    return "".join(pieces)
+
+
+async def _read_bytes(reader: rtc.ByteStreamReader, limit: int) -> bytes:
+    """asyncio side: the whole payload of a byte stream, at most ``limit`` bytes."""
+    data = bytearray()
+    try:
+        async for chunk in reader:
+            data += chunk
+            if len(data) > limit:
+                raise ValueError(f"byte stream larger than {limit} bytes")
+    finally:
+        reader.close()
+    return bytes(data)
+
+
+def _decode_pre_connect(
+    info: rtc.ByteStreamInfo, data: bytes, options: RoomOptions
+) -> list[AudioFrame]:
+    """Raw little-endian int16 PCM (``sampleRate``, ``channels`` attributes) as frames at the
+    session's input format. Opus (what browsers may record) is not decoded here."""
+    if "opus" in (info.mime_type or ""):
+        raise ValueError(f"{info.mime_type} pre-connect audio is not supported (PCM only)")
+    attributes = info.attributes or {}
+    rate, channels = int(attributes["sampleRate"]), int(attributes["channels"])
+    if not data:
+        return []
+    usable = len(data) - len(data) % (2 * channels)
+    frame = AudioFrame.from_bytes(data[:usable], rate, channels)
+    if channels != options.input_num_channels:
+        mono = frame.data.mean(axis=1, dtype=np.float32).astype(np.int16)
+        frame = AudioFrame(
+            np.repeat(mono[:, None], options.input_num_channels, axis=1),
+            rate,
+            options.input_num_channels,
+        )
+    frame = resample(frame, options.input_sample_rate)
+    size = round(CHUNK_DURATION * frame.sample_rate)
+    return [
+        AudioFrame(frame.data[i : i + size], frame.sample_rate, frame.num_channels)
+        for i in range(0, frame.samples_per_channel, size)
+    ]
+
+
+def _token_claims(token: str) -> dict[str, Any]:
+    """The claims of a LiveKit JWT, read without verifying it (the server does that)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("the token is not a JWT (header.payload.signature)") from None
+    if not isinstance(claims, dict):
+        raise ValueError("the token's payload is not a JSON object")
+    return claims
