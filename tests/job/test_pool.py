@@ -43,7 +43,7 @@ def make_pool(target=SCRIPTED, *, idle=1, **settings):
         job_memory_warn_mb=settings.pop("job_memory_warn_mb", 500.0),
     )
     settings.setdefault("ping_interval", 0.2)
-    settings.setdefault("ping_timeout", 2.0)
+    settings.setdefault("ping_timeout", 5.0)
     settings.setdefault("memory_interval", 0.1)
     return ProcessPool(target=target, options=options, **settings)
 
@@ -115,7 +115,7 @@ async def test_a_job_runs_in_a_warm_process_with_its_prewarm(tmp_path, monkeypat
 
 
 async def test_a_failing_entrypoint_fails_its_job(caplog):
-    pool = make_pool(idle=1)
+    pool = make_pool(idle=0)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(pool.run)
@@ -138,7 +138,7 @@ async def test_with_no_warm_process_a_job_starts_one():
 
 
 async def test_cancelling_a_job_shuts_it_down_gracefully(tmp_path):
-    pool = make_pool(idle=1, shutdown_timeout=5.0)
+    pool = make_pool(idle=0, shutdown_timeout=5.0)
     callback = tmp_path / "callback.json"
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
@@ -159,7 +159,7 @@ async def test_cancelling_a_job_shuts_it_down_gracefully(tmp_path):
 
 
 async def test_a_job_that_ignores_shutdown_is_killed_at_the_timeout():
-    pool = make_pool(idle=1, shutdown_timeout=1.0)
+    pool = make_pool(idle=0, shutdown_timeout=1.0)
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             await nursery.start(pool.run)
@@ -176,7 +176,7 @@ async def test_a_job_that_ignores_shutdown_is_killed_at_the_timeout():
 
 
 async def test_a_job_over_the_memory_limit_is_killed(caplog):
-    pool = make_pool(idle=1, job_memory_limit_mb=150, job_memory_warn_mb=120)
+    pool = make_pool(idle=0, job_memory_limit_mb=150, job_memory_warn_mb=120)
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             await nursery.start(pool.run)
@@ -203,8 +203,25 @@ async def test_a_sigkilled_job_fails_and_the_pool_keeps_serving(tmp_path):
     assert json.loads((tmp_path / "next.json").read_text())["pid"] != pid
 
 
+async def test_a_killed_idle_process_is_replaced(caplog):
+    pool = make_pool(idle=1)
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            await wait_until(lambda: pool.statistics().idle_processes == 1)
+            (pid,) = pool.statistics().pids
+            os.kill(pid, signal.SIGKILL)
+            await wait_until(lambda: pool.statistics().pids not in ((), (pid,)))
+            result = await pool.run_job(job())
+            nursery.cancel_scope.cancel()
+    assert f"idle job process exited with signal SIGKILL (pid {pid}); starting another" in (
+        caplog.text
+    )
+    assert result.success
+
+
 async def test_an_unresponsive_process_is_killed():
-    pool = make_pool(idle=1, ping_interval=0.1, ping_timeout=0.5)
+    pool = make_pool(idle=0, ping_interval=0.1, ping_timeout=0.5)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(pool.run)
@@ -215,7 +232,7 @@ async def test_an_unresponsive_process_is_killed():
 
 
 async def test_a_process_that_sends_garbage_is_killed():
-    pool = make_pool(idle=1)
+    pool = make_pool(idle=0)
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             await nursery.start(pool.run)

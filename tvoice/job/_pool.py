@@ -336,10 +336,12 @@ class ProcessPool:
     async def _initialize(
         self, stream: MessageStream, proc: trio.Process, process: _Process
     ) -> bool:
-        level = self.log_level if self.log_level is not None else logging.getLogger().level
+        level = self.log_level
+        if level is None:
+            level = logging.getLogger("tvoice").getEffectiveLevel()
         init = InitializeProcess(
             target=self.target,
-            log_level=level or logging.WARNING,
+            log_level=level,
             shutdown_timeout=self.options.shutdown_timeout,
         )
         with trio.move_on_after(self.options.initialize_process_timeout) as scope:
@@ -376,18 +378,14 @@ class ProcessPool:
         )
         await _send(stream, start)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._forward_shutdown, stream, proc, process, nursery.cancel_scope)
+            nursery.start_soon(self._forward_shutdown, stream, proc, process)
             await process.ended.wait()
             nursery.cancel_scope.cancel()
         # The process exits by itself after JobEnded; give it a moment, then make sure.
         await self._wait_exit(proc, process, grace=2.0)
 
     async def _forward_shutdown(
-        self,
-        stream: MessageStream,
-        proc: trio.Process,
-        process: _Process,
-        scope: trio.CancelScope,
+        self, stream: MessageStream, proc: trio.Process, process: _Process
     ) -> None:
         await process.shutdown_requested.wait()
         if not await _send(stream, ShutdownJob(reason=process.shutdown_reason or "")):
@@ -445,6 +443,8 @@ class ProcessPool:
             reason = process.failure or _exit_reason(returncode)
             if process.job is not None:
                 logger.error("job %s failed: %s", process.job.job.id, reason)
+            elif process.warm:
+                logger.warning("idle %s (pid %d); starting another", reason, proc.pid)
             process.failure = reason
             process.finish(JobResult(success=False, error=reason))
         process.ready.set()
