@@ -12,7 +12,6 @@ the worker goes away (the socket ends), the job is shut down as if it had asked.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import signal
@@ -95,10 +94,9 @@ class _DetachedRoom(SessionRoom):
 def _room(start: StartJob) -> SessionRoom:
     if not start.url:
         return _DetachedRoom(start.room_name)
-    # Imported here: the LiveKit SDK is only needed once a job has a room.
-    livekit = importlib.import_module("tvoice.livekit")
-    room: SessionRoom = livekit.LiveKitRoom(url=start.url, token=start.token)
-    return room
+    from ..livekit import LiveKitRoom  # the warm process imported it already (see _host)
+
+    return LiveKitRoom(url=start.url, token=start.token)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -238,11 +236,11 @@ def _host() -> Callable[[Callable[[socket.socket], Awaitable[int]], socket.socke
     """asyncio as host and trio as guest when the bridge is there, plain trio otherwise (the
     LiveKit extra not installed: jobs then have no room)."""
     try:
-        livekit = importlib.import_module("tvoice.livekit")
-        run: Callable[..., int] = livekit.run_with_asyncio_host
-    except (ImportError, AttributeError):
+        # Also imports the LiveKit SDK: a warm process has it loaded before its job arrives.
+        from ..livekit import run_with_asyncio_host
+    except ImportError:
         return trio.run
-    return run
+    return run_with_asyncio_host
 
 
 def main(argv: Sequence[str] | None = None) -> int:
