@@ -71,6 +71,30 @@ def test_messages_survive_any_split(sent, cuts):
     assert decoder.pending == 0
 
 
+@given(st.lists(st.binary(max_size=40), max_size=6), st.booleans())
+def test_random_bytes_give_messages_or_a_protocol_error(chunks, framed):
+    decoder = Decoder(max_size=1000)
+    try:
+        for chunk in chunks:
+            for message in decoder.feed(frame(chunk) if framed else chunk):
+                assert type(message).__name__ in _NAMES
+    except ProtocolError:
+        pass
+
+
+_NAMES = {
+    "InitializeProcess",
+    "ProcessReady",
+    "StartJob",
+    "JobStarted",
+    "JobEnded",
+    "ShutdownJob",
+    "Ping",
+    "Pong",
+    "Exiting",
+}
+
+
 def test_the_wire_format_is_a_length_and_a_json_object():
     wire = encode(JobEnded(success=False, error="boom"))
     (size,) = struct.unpack(">I", wire[:4])
@@ -110,6 +134,11 @@ def test_garbage_is_named(payload, error):
     decoder = Decoder()
     with pytest.raises(ProtocolError, match=re.escape(error)):
         decoder.feed(frame(payload))
+
+
+def test_deeply_nested_json_is_garbage_too():
+    with pytest.raises(ProtocolError, match="not valid JSON"):
+        Decoder().feed(frame(b"[" * 100_000))
 
 
 def test_a_message_over_the_limit_is_refused_from_its_header():

@@ -175,7 +175,7 @@ def decode_payload(payload: bytes) -> Message:
     not one."""
     try:
         data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ProtocolError(f"a message is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"a message must be a JSON object, not {type(data).__name__}")
