@@ -1,4 +1,5 @@
-"""The ``tvoice`` command: ``tvoice console PATH`` (and ``python agent.py console``)."""
+"""The ``tvoice`` command: ``tvoice console|worker|connect PATH`` (and ``python agent.py
+console|worker|connect`` through ``run_app``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
+
 from ..job import WorkerOptions
 from ._console import run_console
 from ._loader import load_agent_file
+from ._worker import agent_target, run_connect, run_worker
 
 __all__ = ["main", "run_app", "run_with_options"]
 
@@ -29,7 +33,31 @@ def _parser(*, with_path: bool) -> argparse.ArgumentParser:
     console.add_argument(
         "--fast", action="store_true", help="feed the input file without waiting for its pace"
     )
+    for command, help_text in [
+        ("worker", "serve the agent's jobs for a LiveKit server (SIGTERM drains)"),
+        ("start", "the same as worker (LiveKit Agents' name)"),
+    ]:
+        worker = commands.add_parser(command, help=help_text)
+        if with_path:
+            worker.add_argument("agent", help="the agent file, PATH[:entrypoint]")
+        _server_arguments(worker)
+        worker.add_argument("--port", type=int, help="health and metrics HTTP port (0: any free)")
+        worker.add_argument("--agent-name", help="the name dispatches ask for")
+        worker.add_argument("--num-idle-processes", type=int, help="warm job processes to keep")
+    connect = commands.add_parser("connect", help="run one job in a room now, no dispatch")
+    if with_path:
+        connect.add_argument("agent", help="the agent file, PATH[:entrypoint]")
+    connect.add_argument("--room", required=True, help="the room to join")
+    connect.add_argument("--identity", help="the agent's participant identity")
+    connect.add_argument("--participant-identity", help="the participant to talk to")
+    _server_arguments(connect)
     return parser
+
+
+def _server_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", help="the LiveKit server (default: $LIVEKIT_URL)")
+    parser.add_argument("--api-key", help="default: $LIVEKIT_API_KEY")
+    parser.add_argument("--api-secret", help="default: $LIVEKIT_API_SECRET")
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -42,11 +70,32 @@ def _configure_logging(verbose: bool) -> None:
 def run_with_options(options: WorkerOptions, argv: Sequence[str]) -> int:
     """Run a command for an agent whose options are known (``run_app``)."""
     args = _parser(with_path=False).parse_args(argv)
-    return _dispatch(options, args)
+    target = agent_target(options) if args.command in ("worker", "start") else ""
+    return _dispatch(options, args, target)
 
 
-def _dispatch(options: WorkerOptions, args: argparse.Namespace) -> int:
+def _dispatch(options: WorkerOptions, args: argparse.Namespace, target: str) -> int:
     _configure_logging(args.verbose)
+    if args.command != "console":
+        changes = {
+            "ws_url": args.url,
+            "api_key": args.api_key,
+            "api_secret": args.api_secret,
+            "port": getattr(args, "port", None),
+            "agent_name": getattr(args, "agent_name", None),
+            "num_idle_processes": getattr(args, "num_idle_processes", None),
+        }
+        options = attrs.evolve(options, **{k: v for k, v in changes.items() if v is not None})
+        if args.command == "connect":
+            return run_connect(
+                options,
+                room=args.room,
+                identity=args.identity,
+                participant=args.participant_identity,
+            )
+        level = logging.DEBUG if args.verbose else logging.INFO
+        logging.getLogger("tvoice").setLevel(level)
+        return run_worker(options, target, log_level=level)
     if args.output is not None and args.text:
         raise SystemExit("--output needs --input (a call with audio)")
     if args.fast and args.text:
@@ -57,9 +106,12 @@ def _dispatch(options: WorkerOptions, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``tvoice console PATH[:entrypoint] (--input WAV [--output WAV] | --text)``."""
+    """``tvoice console|worker|connect PATH[:entrypoint] ...`` (``tvoice -h`` lists them)."""
     args = _parser(with_path=True).parse_args(argv)
-    return _dispatch(load_agent_file(args.agent), args)
+    target = str(args.agent)
+    path, sep, name = target.partition(":")
+    target = f"{Path(path).resolve()}{sep}{name}"
+    return _dispatch(load_agent_file(args.agent), args, target)
 
 
 def run_app(options: WorkerOptions, argv: Sequence[str] | None = None) -> None:

@@ -53,8 +53,10 @@ class WorkerOptions:
     drain_timeout: float = 1800.0
     shutdown_timeout: float = 10.0
     initialize_process_timeout: float = 10.0
-    load_fnc: Callable[[], float] | None = None
-    """The worker's load in [0, 1], sampled every 2.5 s (default: the machine's CPU use)."""
+    load_fnc: Callable[[], float] | Callable[[Any], float] | None = None
+    """The worker's load in [0, 1], read every 2.5 s: ``load_fnc()`` or ``load_fnc(worker)``
+    (``worker.active_jobs`` lists its running jobs). Default: the machine's CPU use. The
+    server prefers the least loaded worker and sends nothing to one at load 1."""
     max_retry: int = 16
     """Reconnection attempts to the server before the worker gives up (0: forever)."""
     host: str = "127.0.0.1"

@@ -19,10 +19,12 @@ The protocol itself (messages, token, URL) is :mod:`tvoice.livekit.protocol`; th
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import random
 import ssl
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
 
@@ -164,6 +166,7 @@ class Worker:
         self.ping_rtt: float | None = None
         self._pool = pool
         self._cpu = _CpuLoad()
+        self._load_takes_worker = _takes_an_argument(options.load_fnc)
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._connected = trio.Event()
         self._draining = False
@@ -447,7 +450,8 @@ class Worker:
         if self.options.load_fnc is None:
             return self._cpu.value
         try:
-            load = float(self.options.load_fnc())
+            load_fnc: Callable[..., float] = self.options.load_fnc
+            load = float(load_fnc(self) if self._load_takes_worker else load_fnc())
         except Exception:
             logger.exception("load_fnc failed; reporting the last load")
             return self.load
@@ -663,3 +667,13 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, _Retry):
         return str(exc)
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _takes_an_argument(fn: Callable[..., object] | None) -> bool:
+    """Whether ``load_fnc`` is ``load_fnc(worker)`` rather than ``load_fnc()``."""
+    if fn is None:
+        return False
+    try:
+        return bool(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return False
