@@ -153,6 +153,36 @@ async def test_statuses_every_2_5_s_bad_frames_skipped_and_a_job_end_reported(
     assert (info.token, info.url, info.worker_id) == ("tok", f"ws://127.0.0.1:{port}", "AW_1")
 
 
+async def test_a_job_starting_and_ending_is_reported_at_once(autojump_clock: trio.abc.Clock):
+    # The server picks among workers by their last reported load: a new job must not wait for
+    # the next 2.5 s tick, or a burst of rooms lands on one worker.
+    counts: list[tuple[float, int]] = []
+    done = trio.Event()
+
+    async def script(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws)
+        await _receive_kind(ws, "update_worker")
+        await _send(ws, availability=pb.AvailabilityRequest(job=_job()))
+        await _receive_kind(ws, "availability")
+        await _send(ws, assignment=pb.JobAssignment(job=_job(), token="tok"))
+        start = trio.current_time()
+        while len(counts) < 2:
+            update = (await _receive_kind(ws, "update_worker")).update_worker
+            counts.append((trio.current_time() - start, update.job_count))
+        done.set()
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, script)
+        worker = Worker(_options(port), pool=Launcher())
+        await nursery.start(worker.run)
+        await done.wait()
+        worker.drain()
+        nursery.cancel_scope.deadline = trio.current_time() + 10
+    # The launcher's job lasts 1 s.
+    assert counts == [(0.0, 1), (1.0, 0)]
+
+
 async def test_a_request_fnc_that_never_answers_rejects_at_its_timeout(
     autojump_clock: trio.abc.Clock,
 ):

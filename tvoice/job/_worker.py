@@ -630,6 +630,8 @@ class Worker:
     def _notify_jobs_changed(self) -> None:
         self._jobs_changed.set()
         self._jobs_changed = trio.Event()
+        # The server picks workers by their last reported load: report job changes at once.
+        self._status_wakeup.set()
 
 
 async def _accept(request: JobRequest) -> None:
