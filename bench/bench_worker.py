@@ -15,8 +15,9 @@ How each figure is taken (both frameworks alike):
   handler, which the framework calls when the server's availability request arrives, notes
   ``time.time()`` and accepts; the entrypoint notes ``time.time()`` on its first line. The figure
   is the difference (two processes, one clock). Each room's entrypoint joins the room; then the
-  room is deleted, the job process is waited for to exit and the pool to be back to its warm idle
-  processes before the next room, so every job starts in a warm process on a quiet worker.
+  room is deleted, the job process is waited for (up to 10 s) to exit and the pool to be back to
+  its warm idle processes before the next room, so every job starts in a warm process on a quiet
+  worker.
   A warm-up room (retried until the worker is registered) comes first and is not counted;
 * also from the room-creating API call to the entrypoint (server's dispatch included);
 * idle memory: once the worker is registered and its idle processes have prewarmed (each
@@ -65,7 +66,7 @@ REGISTER_TIMEOUT = 30.0
 ENTRY_TIMEOUT = 20.0  # one dispatch to its entrypoint
 WARMUP_TRIES = 4  # a dispatch made before the worker registered is dropped by the server
 CONNECT_TIMEOUT = 20.0
-JOB_EXIT_TIMEOUT = 30.0
+JOB_EXIT_TIMEOUT = 10.0  # after its room is deleted; a job still running is noted, not waited for
 REFILL_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 POLL = 0.01
@@ -572,7 +573,11 @@ def run_side(
         "api_to_entry_median_ms": C.percentile(api_xs, 50),
         "connect_median_ms": C.percentile(connects, 50) if connects else None,
         "connected_rooms": len(connects),
+        "jobs_left_running": sum(
+            not r["job_exited"] for r in [dispatch["warmup"], *dispatch["rooms"]]
+        ),
         "ready_s": ready_s,
+        "loadavg_1min_end": os.getloadavg()[0],
         "registered_in_log": registered,
         "memory": memory,
         "dispatch": dispatch,
@@ -645,23 +650,42 @@ def section(data: dict[str, Any], *, level: int = 2) -> str:
         "",
         *table(data),
     ]
+    m, v = data.get("machine") or {}, data.get("versions") or {}
+    if m:
+        lines[2:2] = [
+            f"Measured {m.get('date', '?')} on {m.get('cpu_model', '?')} ({m.get('cores', '?')} "
+            f"cores); tvoice {v.get('tvoice', '?')} (commit {m.get('tvoice_commit', '?')}), "
+            f"livekit-agents {v.get('livekit-agents', '?')}, "
+            f"livekit-plugins-silero {v.get('livekit-plugins-silero', '?')}.",
+            "",
+        ]
     notes = []
     for side in SIDES:
-        for result in data["results"].get(side, []):
-            helpers = result["memory"]["helpers"]
-            kinds = ", ".join(sorted({h["kind"] for h in helpers})) or "none"
-            notes.append(
-                f"- {LABELS[side]}: idle job processes found as the worker's descendants that "
-                f"ran the prewarm ({result['memory']['job_processes']}); other descendants "
-                f"(helpers): {kinds}; rooms whose agent joined: "
-                f"{result['connected_rooms']}/{p['rooms']}"
-                + (
-                    f", join median {result['connect_median_ms']:.0f} ms"
-                    if result["connect_median_ms"] is not None
-                    else ""
-                )
-                + "."
+        results = data["results"].get(side, [])
+        if not results:
+            continue
+        kinds = sorted({h["kind"] for r in results for h in r["memory"]["helpers"]})
+        joined = sum(r["connected_rooms"] for r in results)
+        joins = [r["connect_median_ms"] for r in results if r["connect_median_ms"] is not None]
+        left = sum(r.get("jobs_left_running", 0) for r in results)
+        loads = ", ".join(
+            f"{r['loadavg_1min_end']:.1f}" for r in results if "loadavg_1min_end" in r
+        )
+        notes.append(
+            f"- {LABELS[side]}: idle job processes = the worker's descendants that ran the "
+            f"prewarm ({results[0]['memory']['job_processes']}); its other descendants "
+            f"(helpers, counted apart): {', '.join(kinds) or 'none'}. "
+            f"Rooms whose agent joined: {joined}/{p['rooms'] * len(results)}"
+            + (f" (entrypoint → joined, median {statistics.median(joins):.0f} ms)" if joins else "")
+            + (
+                f"; jobs still running {JOB_EXIT_TIMEOUT:.0f} s after their room was deleted: "
+                f"{left} of {(p['rooms'] + 1) * len(results)} (warm-up rooms included)"
+                if left
+                else ""
             )
+            + (f"; machine load average (1 min) at the end of each run: {loads}" if loads else "")
+            + "."
+        )
     for side, error in data.get("errors", {}).items():
         said = [line.strip() for line in error.splitlines() if line.strip()]
         brief = said[0] + (f" … {said[-1]}" if len(said) > 1 else "") if said else "?"
@@ -673,6 +697,32 @@ def section(data: dict[str, Any], *, level: int = 2) -> str:
 
 
 # -- main -------------------------------------------------------------------------------------
+
+
+def describe(livekit_python: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The machine (as ``run.py`` reports it) and the frameworks' versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import run as bench_run
+
+    versions: dict[str, str] = {}
+    with contextlib.suppress(PackageNotFoundError):
+        versions["tvoice"] = version("tvoice")
+    if livekit_python:
+        with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+            out = subprocess.run(
+                [
+                    livekit_python,
+                    "-c",
+                    "import json, importlib.metadata as m; print(json.dumps({n: m.version(n) "
+                    "for n in ('livekit-agents', 'livekit-plugins-silero', 'livekit')}))",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            ).stdout
+            versions.update(json.loads(out))
+    return bench_run.machine(), versions
 
 
 def run(
@@ -694,6 +744,7 @@ def run(
         "results": {side: [] for side in sides},
         "errors": {},
     }
+    data["machine"], data["versions"] = describe(livekit_python if "livekit" in sides else "")
     folder = Path(tempfile.mkdtemp(prefix="tvoice-bench-worker-"))
     data["work_dir"] = str(folder)
     with livekit_server(folder) as server:
@@ -739,7 +790,15 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--sides", default=",".join(SIDES))
     parser.add_argument("--out", default=str(HERE / "results" / "worker.md"))
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the report from the .json next to --out"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        out = Path(args.out)
+        out.write_text(section(json.loads(out.with_suffix(".json").read_text()), level=1))
+        say(out.read_text())
+        return
     sides = tuple(s for s in args.sides.split(",") if s)
     if "livekit" in sides and not args.livekit_python:
         default = ROOT / ".nox" / "bench-livekit" / "bin" / "python"
