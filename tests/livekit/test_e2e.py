@@ -29,7 +29,7 @@ from tvoice.livekit._server_config import free_loopback_port
 
 from ._caller import dispatch_room, join, speech, wait_for
 from .agents.echo import ECHO_PREFIX
-from .conftest import LiveKitServer
+from .conftest import LiveKitServer, run_livekit_server
 
 pytestmark = [
     pytest.mark.slow,
@@ -62,12 +62,15 @@ class WorkerProcess:
         except (urllib.error.URLError, OSError):
             return False
 
-    def wait_healthy(self, within: float = REGISTER_TIMEOUT) -> None:
+    def wait_healthy(self, within: float = REGISTER_TIMEOUT, *, healthy: bool = True) -> None:
+        """Until GET / says the worker is registered (or, ``healthy=False``, no longer is)."""
         # A subprocess on the real clock: polling its health endpoint is the only way to know.
         deadline = time.monotonic() + within
-        while not self.healthy():
+        while self.healthy() != healthy:
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the worker did not register; its log:\n{self.log()}")
+                raise AssertionError(
+                    f"the worker's health did not become {healthy}; its log:\n{self.log()}"
+                )
             time.sleep(0.1)
 
     def job_pids(self) -> dict[str, int]:
@@ -233,3 +236,102 @@ def test_the_caller_interrupts_the_reply(
     assert "close at five" not in first, first
     assert second.startswith(ECHO_PREFIX), second
     assert "weather" in second.lower(), second
+
+
+async def _wait_job(workers: list[WorkerProcess], room: str) -> WorkerProcess:
+    """The worker whose job process started ``room``'s entrypoint."""
+    await wait_for(
+        lambda: any(room in w.job_pids() for w in workers),
+        within=30,
+        what=lambda: f"a job for {room}; logs:\n" + "\n".join(w.log()[-2000:] for w in workers),
+    )
+    return next(w for w in workers if room in w.job_pids())
+
+
+def test_two_workers_share_rooms_and_a_drained_worker_finishes_its_job(
+    livekit_server: LiveKitServer, worker: WorkerProcess, tmp_path: Path
+) -> None:
+    with tvoice_worker(livekit_server, tmp_path, "w2") as second:
+        workers = [worker, second]
+
+        async def main() -> None:
+            async with contextlib.AsyncExitStack() as calls:
+                served: dict[str, WorkerProcess] = {}
+                for _ in range(4):
+                    room = _room()
+                    await dispatch_room(livekit_server, room, "echo")
+                    await calls.enter_async_context(join(livekit_server, room))
+                    served[room] = await _wait_job(workers, room)
+                # Each new room goes to the worker with fewer jobs.
+                assert {w.port for w in served.values()} == {worker.port, second.port}
+                # Drain the second worker while its calls go on.
+                second.process.send_signal(signal.SIGTERM)
+                await wait_for(lambda: "draining" in second.log(), within=10, what="w2 draining")
+                room = _room()
+                await dispatch_room(livekit_server, room, "echo")
+                await calls.enter_async_context(join(livekit_server, room))
+                assert await _wait_job(workers, room) is worker
+                assert second.process.poll() is None, "a draining worker waits for its jobs"
+            # The callers left: every session closes, the drained worker's jobs end, it exits.
+            await wait_for(
+                lambda: second.process.poll() is not None,
+                within=30,
+                what=lambda: f"w2 exiting after its jobs; log:\n{second.log()[-3000:]}",
+            )
+
+        asyncio.run(main())
+        assert second.process.returncode == 0
+        log = second.log()
+        assert "draining" in log
+        assert "failed" not in log.lower(), log
+
+
+def test_a_killed_job_process_fails_its_job_only(
+    livekit_server: LiveKitServer, worker: WorkerProcess
+) -> None:
+    question = speech(QUESTION)
+
+    async def main() -> None:
+        doomed = _room()
+        await dispatch_room(livekit_server, doomed, "echo")
+        async with join(livekit_server, doomed):
+            await _wait_job([worker], doomed)
+            os.kill(worker.job_pids()[doomed], signal.SIGKILL)
+            await wait_for(
+                lambda: "exited with signal SIGKILL" in worker.log(),
+                within=15,
+                what=lambda: f"the job reported failed; log:\n{worker.log()[-3000:]}",
+            )
+        assert worker.healthy()
+        # The worker goes on serving: the next room gets an answer.
+        room = _room()
+        await dispatch_room(livekit_server, room, "echo")
+        async with join(livekit_server, room) as caller:
+            await wait_for(lambda: caller.heard, within=20, what=lambda: _no_track(worker))
+            said_at = caller.say(question)
+            await wait_for(
+                lambda: caller.loud_seconds(said_at) > 0.5, within=30, what="a reply after a kill"
+            )
+
+    asyncio.run(main())
+
+
+def test_a_worker_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
+    for folder in ("server-1", "server-2"):
+        (tmp_path / folder).mkdir()
+    first = contextlib.ExitStack()
+    server = first.enter_context(run_livekit_server(tmp_path / "server-1"))
+    with first, tvoice_worker(server, tmp_path, "w-restart") as w:
+        first.close()  # the server stops under the worker
+        w.wait_healthy(within=10, healthy=False)
+        with run_livekit_server(tmp_path / "server-2", server.config) as restarted:
+            w.wait_healthy(within=30)
+
+            async def main() -> None:
+                room = _room()
+                await dispatch_room(restarted, room, "echo")
+                async with join(restarted, room) as caller:
+                    await wait_for(lambda: caller.heard, within=20, what=lambda: _no_track(w))
+
+            asyncio.run(main())
+    assert "registered worker" in w.log()

@@ -106,13 +106,13 @@ async def entrypoint(ctx: JobContext) -> None:
         await session.wait_closed()
 
 
-# The load is the share of 4 jobs: test machines run busy, and the server sends nothing to a
+# The load is the share of 8 jobs: test machines run busy, and the server sends nothing to a
 # worker at CPU load 1; with two workers the one with fewer jobs gets the next.
 options = WorkerOptions(
     entrypoint_fnc=entrypoint,
     prewarm_fnc=prewarm,
     agent_name="echo",
-    load_fnc=lambda worker: len(worker.active_jobs) / 4,
+    load_fnc=lambda worker: len(worker.active_jobs) / 8,
     load_threshold=1.0,
     num_idle_processes=1,
     port=0,
