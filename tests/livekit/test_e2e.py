@@ -92,8 +92,11 @@ class WorkerProcess:
 
 
 @contextlib.contextmanager
-def tvoice_worker(server: LiveKitServer, folder: Path, name: str) -> Iterator[WorkerProcess]:
-    """`python -m tvoice worker echo.py` for ``server``; SIGTERM (then SIGKILL) on exit."""
+def tvoice_worker(
+    server: LiveKitServer, folder: Path, name: str, *, run_app: bool = False
+) -> Iterator[WorkerProcess]:
+    """`python -m tvoice worker echo.py` (or, ``run_app``, `python echo.py worker`) for
+    ``server``; SIGTERM (then SIGKILL) on exit."""
     folder.mkdir(parents=True, exist_ok=True)
     markers = folder / f"{name}-markers"
     markers.mkdir()
@@ -108,8 +111,9 @@ def tvoice_worker(server: LiveKitServer, folder: Path, name: str) -> Iterator[Wo
     port = free_loopback_port()
     log_path = folder / f"{name}.log"
     with log_path.open("ab") as log:
+        command = [str(ECHO), "worker"] if run_app else ["-m", "tvoice", "worker", str(ECHO)]
         process = subprocess.Popen(
-            [sys.executable, "-m", "tvoice", "worker", str(ECHO), "--port", str(port)],
+            [sys.executable, *command, "--port", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -251,7 +255,8 @@ async def _wait_job(workers: list[WorkerProcess], room: str) -> WorkerProcess:
 def test_two_workers_share_rooms_and_a_drained_worker_finishes_its_job(
     livekit_server: LiveKitServer, worker: WorkerProcess, tmp_path: Path
 ) -> None:
-    with tvoice_worker(livekit_server, tmp_path, "w2") as second:
+    # The second worker runs the agent file itself: `python echo.py worker` (run_app).
+    with tvoice_worker(livekit_server, tmp_path, "w2", run_app=True) as second:
         workers = [worker, second]
 
         async def main() -> None:
@@ -335,3 +340,46 @@ def test_a_worker_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
 
             asyncio.run(main())
     assert "registered worker" in w.log()
+
+
+def test_tvoice_connect_runs_one_job_in_a_named_room(
+    livekit_server: LiveKitServer, tmp_path: Path
+) -> None:
+    room = _room()
+    env = {
+        **os.environ,
+        "LIVEKIT_URL": livekit_server.url,
+        "LIVEKIT_API_KEY": livekit_server.api_key,
+        "LIVEKIT_API_SECRET": livekit_server.api_secret,
+        "PYTHONWARNINGS": "ignore::UserWarning",
+    }
+    log_path = tmp_path / "connect.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tvoice", "connect", "--room", room, str(ECHO)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+    question = speech(QUESTION)
+
+    async def main() -> None:
+        async with join(livekit_server, room) as caller:
+            await wait_for(
+                lambda: caller.heard,
+                within=30,
+                what=lambda: f"the agent's track; log:\n{log_path.read_text()}",
+            )
+            said_at = caller.say(question)
+            await wait_for(lambda: caller.loud_seconds(said_at) > 0.5, within=30, what="a reply")
+
+    try:
+        asyncio.run(main())
+        # The caller left: the session closes, the job ends, the command exits.
+        assert process.wait(STOP_TIMEOUT) == 0, log_path.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
