@@ -115,11 +115,14 @@ LIVEKIT_BENCH = ["livekit-agents==1.8.9", "livekit-plugins-silero==1.8.9", "pyin
 @nox.session
 def bench(session: nox.Session) -> None:
     """tvoice vs LiveKit Agents, side by side: per-turn overhead, interruption latency,
-    sessions per core, memory per session -> bench/results/latest.md (`-- --quick` to try it)."""
+    sessions per core, memory per session, and the workers' dispatch latency and idle memory on
+    a real LiveKit server -> bench/results/latest.md (`-- --quick` to try it)."""
     if shutil.which("espeak-ng") is None:
         session.error("espeak-ng is missing (it speaks the user's side): apt-get install espeak-ng")
-    session.install("-e", ".[silero]", "pyinstrument")
+    session.install("-e", ".[silero,livekit]", "pyinstrument")
     session.install("--no-deps", "silero-vad>=6")
+    # The worker figures run both workers on a real livekit-server (idempotent, cached).
+    session.run("bash", "scripts/install-livekit-server.sh", external=True, silent=True)
     livekit_env = ROOT / ".nox" / "bench-livekit"
     livekit_python = livekit_env / "bin" / "python"
     session_python = str(Path(session.bin) / "python")
