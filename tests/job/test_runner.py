@@ -9,9 +9,15 @@ from tvoice.job._runner import run_job
 
 
 class Room(SessionRoom):
-    def __init__(self, *, disconnect_takes=0.0):
+    def __init__(self, *, disconnect_takes=0.0, closes_at=None):
         self.disconnect_takes = disconnect_takes
+        self.closes_at = closes_at
         self.left_at = None
+
+    async def wait_closed(self):
+        if self.closes_at is None:
+            await trio.sleep_forever()
+        await trio.sleep_until(self.closes_at)
 
     async def disconnect(self):
         await trio.sleep(self.disconnect_takes)
@@ -39,6 +45,23 @@ async def test_the_job_ends_when_the_entrypoint_returns(autojump_clock):
     assert done == [("callback", 2.0)]
     assert ctx.room.left_at == 2.0
     assert ctx.shutdown_reason == "entrypoint returned"
+
+
+async def test_the_job_ends_when_the_room_closes_under_it(autojump_clock):
+    # The room deleted while the entrypoint waits for a participant who never comes.
+    cancelled = []
+
+    async def entrypoint(ctx):
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled.append(trio.current_time())
+
+    options, ctx = make(entrypoint, closes_at=4.0)
+    await run_job(options, ctx)
+    assert cancelled == [4.0]
+    assert ctx.shutdown_reason == "the room closed"
+    assert ctx.room.left_at == 4.0
 
 
 async def _note(done, what):

@@ -228,6 +228,11 @@ class SessionRoom(ABC):
         """Leave the room (the job runner calls this when the job ends)."""
         return None
 
+    async def wait_closed(self) -> None:
+        """Return when the room is gone for the agent (the server closed or deleted it, the
+        connection was lost for good): the job runner then ends the job. Never, by default."""
+        await trio.sleep_forever()
+
     async def wait_for_participant(self, *, identity: str | None = None) -> Participant:
         """The participant the agent serves: ``identity``, or the first suitable one to join.
 

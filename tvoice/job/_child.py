@@ -236,8 +236,11 @@ def _host() -> Callable[[Callable[[socket.socket], Awaitable[int]], socket.socke
     """asyncio as host and trio as guest when the bridge is there, plain trio otherwise (the
     LiveKit extra not installed: jobs then have no room)."""
     try:
-        # Also imports the LiveKit SDK: a warm process has it loaded before its job arrives.
-        from ..livekit import run_with_asyncio_host
+        # LiveKitRoom brings the LiveKit SDK in: a warm process has it loaded before its job
+        # arrives (importing it when the job starts costs 200 ms of dispatch latency).
+        from ..livekit import LiveKitRoom, run_with_asyncio_host
+
+        del LiveKitRoom
     except ImportError:
         return trio.run
     return run_with_asyncio_host

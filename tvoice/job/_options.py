@@ -56,7 +56,8 @@ class WorkerOptions:
     load_fnc: Callable[[], float] | Callable[[Any], float] | None = None
     """The worker's load in [0, 1], read every 2.5 s: ``load_fnc()`` or ``load_fnc(worker)``
     (``worker.active_jobs`` lists its running jobs). Default: the machine's CPU use. The
-    server prefers the least loaded worker and sends nothing to one at load 1."""
+    server picks among available workers at random, weighted by ``1 - load``: nothing goes
+    to a worker at load 1."""
     max_retry: int = 16
     """Reconnection attempts to the server before the worker gives up (0: forever)."""
     host: str = "127.0.0.1"

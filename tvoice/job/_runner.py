@@ -15,14 +15,16 @@ logger = logging.getLogger("tvoice.job")
 
 ENTRYPOINT_RETURNED = "entrypoint returned"
 ENTRYPOINT_FAILED = "entrypoint failed"
+ROOM_CLOSED = "the room closed"
 
 
 async def run_job(options: WorkerOptions, ctx: JobContext) -> None:
     """Run ``options.entrypoint_fnc(ctx)`` as one job, start to end.
 
     The job ends when the entrypoint returns (its ``AgentSession`` is an ``async with``, so a
-    returning entrypoint is a finished call), when it raises, or when ``ctx.shutdown(reason)``
-    is called (the entrypoint is then cancelled). Then the shutdown callbacks run, shielded,
+    returning entrypoint is a finished call), when it raises, when ``ctx.shutdown(reason)``
+    is called, or when the room closes under the agent (deleted, or the connection lost for
+    good); the entrypoint is then cancelled. Then the shutdown callbacks run, shielded,
     and the room is left; both together take at most ``options.shutdown_timeout`` (leaving the
     room gets at least a moment even if the callbacks used it all). An error in the entrypoint
     is logged and re-raised once that cleanup is done: the job failed. Cancelling ``run_job``
@@ -43,7 +45,12 @@ async def run_job(options: WorkerOptions, ctx: JobContext) -> None:
                 else:
                     ctx.shutdown(ENTRYPOINT_RETURNED)
 
+            async def room_closed() -> None:
+                await ctx.room.wait_closed()
+                ctx.shutdown(ROOM_CLOSED)
+
             nursery.start_soon(entrypoint)
+            nursery.start_soon(room_closed)
             await ctx.wait_for_shutdown()
             nursery.cancel_scope.cancel()
     finally:

@@ -124,6 +124,7 @@ class LiveKitRoom(SessionRoom):
         self._pre_connect: dict[str, rtc.ByteStreamReader] = {}
         self._chat: CrossingChannel[tuple[rtc.TextStreamReader, str]] | None = None
         self._disconnected = False
+        self._leaving = False
 
     @property
     def rtc_room(self) -> rtc.Room:
@@ -173,6 +174,7 @@ class LiveKitRoom(SessionRoom):
         room, self._room = self._room, None
         if room is None or self._bridge is None:
             return
+        self._leaving = True
         for reader in self._pre_connect.values():
             reader.close()
         self._pre_connect.clear()
@@ -190,6 +192,13 @@ class LiveKitRoom(SessionRoom):
     def _on_room_event(self, *_: object) -> None:
         if self._bridge is not None:
             self._bridge.run_sync_in_trio(self._notify)
+
+    async def wait_closed(self) -> None:
+        """Return once the room disconnected the agent (room deleted or closed, connection lost
+        for good, removed by the server); :meth:`disconnect` itself does not count."""
+        while not (self._disconnected and not self._leaving):
+            changed = self._changed
+            await changed.wait()
 
     def _on_participant_left(self, participant: rtc.RemoteParticipant) -> None:
         self._left[participant.identity] = participant.disconnect_reason
