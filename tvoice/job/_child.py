@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import signal
 import socket
 import sys
@@ -258,5 +259,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _host()(serve, sock)
 
 
+def _exit(code: int) -> None:
+    """Leave without interpreter finalization: the job's cleanup has run (room left, callbacks
+    done, the worker told), and the LiveKit SDK's native threads may still call into Python
+    while modules are torn down, which aborts the process with a Rust panic."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
