@@ -29,6 +29,8 @@ class FakeWorker:
     jobs_failed: int = 1
     jobs_rejected: int = 2
     registrations: int = 1
+    job_start_seconds_sum: float = 0.75
+    job_start_count: int = 3
     connected: bool = True
     draining: bool = False
     active_jobs: list[RunningJobInfo] = attrs.field(factory=list)
@@ -110,6 +112,9 @@ async def test_metrics_in_prometheus_text_format():
     assert 'tvoice_worker_jobs_total{agent_name="a\\"b",outcome="failed"} 1\n' in text
     assert "# TYPE tvoice_worker_jobs_total counter" in text
     assert "# TYPE tvoice_worker_load gauge" in text
+    assert "# TYPE tvoice_worker_job_start_seconds summary" in text
+    assert 'tvoice_worker_job_start_seconds_sum{agent_name="a\\"b"} 0.75\n' in text
+    assert 'tvoice_worker_job_start_seconds_count{agent_name="a\\"b"} 3\n' in text
     assert re.search(r"^process_resident_memory_bytes \d+$", text, re.MULTILINE)
     # Every sample follows its HELP and TYPE lines, and every line is well formed.
     sample = re.compile(r'^[a-z_]+(\{[a-z_]+="(?:[^"\\]|\\.)*"(,[a-z_]+="[^"]*")*\})? [0-9.e+-]+$')

@@ -181,6 +181,8 @@ async def test_a_job_starting_and_ending_is_reported_at_once(autojump_clock: tri
         nursery.cancel_scope.deadline = trio.current_time() + 10
     # The launcher's job lasts 1 s.
     assert counts == [(0.0, 1), (1.0, 0)]
+    # Offer, answer and assignment take no virtual time: the job started at once.
+    assert (worker.job_start_count, worker.job_start_seconds_sum) == (1, 0.0)
 
 
 async def test_a_request_fnc_that_never_answers_rejects_at_its_timeout(

@@ -55,6 +55,8 @@ class WorkerState(Protocol):
     jobs_failed: int
     jobs_rejected: int
     registrations: int
+    job_start_seconds_sum: float
+    job_start_count: int
 
     @property
     def connected(self) -> bool: ...
@@ -214,6 +216,13 @@ def render_metrics(worker: WorkerState) -> str:
             ('outcome="rejected"', worker.jobs_rejected),
         ],
     )
+    start = "tvoice_worker_job_start_seconds"
+    lines.append(
+        f"# HELP {start} From the server's job offer to the entrypoint running in a process."
+    )
+    lines.append(f"# TYPE {start} summary")
+    lines.append(f"{start}_sum{{{labels}}} {_number(worker.job_start_seconds_sum)}")
+    lines.append(f"{start}_count{{{labels}}} {worker.job_start_count}")
     rss = _resident_memory_bytes()
     if rss is not None:
         lines.append("# HELP process_resident_memory_bytes Resident memory of the worker process.")

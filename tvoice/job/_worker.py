@@ -163,6 +163,8 @@ class Worker:
         """Successful registrations: 1 + the reconnections."""
         self.job_start_seconds_sum = 0.0
         """Total time from the server's requests to the jobs' entrypoints running."""
+        self.job_start_count = 0
+        """How many jobs ``job_start_seconds_sum`` covers."""
         self.ping_rtt: float | None = None
         self._pool = pool
         self._cpu = _CpuLoad()
@@ -596,6 +598,7 @@ class Worker:
             self._notify_jobs_changed()
         if job.started_at is not None:
             self.job_start_seconds_sum += job.started_at - job.requested_at
+            self.job_start_count += 1
         if job.ended_by == "terminated":
             result = JobResult(success=True)
         elif job.ended_by == "drained" or result is None:
