@@ -279,6 +279,28 @@ def test_the_session_hears_the_participant_follows_its_track_and_ends_when_it_le
     _run(livekit_server, body)
 
 
+def test_the_session_links_the_participant_the_entrypoint_waited_for(
+    livekit_server: LiveKitServer,
+) -> None:
+    # "user" joined first; the entrypoint waits for "other", so the session talks to "other".
+    async def body(client: Client, room: LiveKitRoom) -> None:
+        bridge = current_bridge()
+        other = await bridge.call(_join, livekit_server, room.name, "other")
+        try:
+            participant = await room.wait_for_participant(identity="other")
+            assert participant.identity == "other"
+            async with AgentSession(
+                vad=RecordingVAD(), turn_detection="manual", user_away_timeout=None
+            ) as session:
+                await session.start(Agent(instructions="Listen."), room=room)
+                await _until(lambda: room.linked_identity is not None, what="a linked participant")
+                assert room.linked_identity == "other"
+        finally:
+            await bridge.call(_leave, other)
+
+    _run(livekit_server, body)
+
+
 def test_text_input_gets_a_spoken_reply_with_its_transcription(
     livekit_server: LiveKitServer,
 ) -> None:

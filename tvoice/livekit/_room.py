@@ -125,6 +125,7 @@ class LiveKitRoom(SessionRoom):
         self._chat: CrossingChannel[tuple[rtc.TextStreamReader, str]] | None = None
         self._disconnected = False
         self._leaving = False
+        self._wanted: str | None = None
 
     @property
     def rtc_room(self) -> rtc.Room:
@@ -249,7 +250,10 @@ class LiveKitRoom(SessionRoom):
 
     async def wait_for_participant(self, *, identity: str | None = None) -> Participant:
         """``identity``, or the first standard/SIP participant (not one publishing on the
-        agent's behalf), waiting for it to join."""
+        agent's behalf), waiting for it to join. A session started in this room afterwards
+        links the participant waited for by ``identity`` (unless ``options`` name one)."""
+        if identity is not None:
+            self._wanted = identity
         while True:
             changed = self._changed
             if self._disconnected:
@@ -345,7 +349,7 @@ class LiveKitRoom(SessionRoom):
     ) -> None:
         """Link the participant, read its microphone (following a republished one), end the
         session when it leaves."""
-        wanted = self.options.participant_identity
+        wanted = self.options.participant_identity or self._wanted
         async with trio.open_nursery() as nursery:
             while True:
                 linked = await self.wait_for_participant(identity=wanted)
