@@ -15,7 +15,7 @@ import attrs
 import numpy as np
 from livekit import api, rtc
 
-from tvoice.audio import read_wav, resample
+from tvoice.audio import AudioFrame, resample
 
 from .conftest import LiveKitServer
 
@@ -24,9 +24,9 @@ FRAME = RATE // 100  # 10 ms
 LOUD = 300.0  # RMS of a 10 ms frame above which it is sound, not silence
 
 
-def speech(path: str) -> np.ndarray:
-    """A WAV file as 48 kHz mono int16 samples."""
-    return resample(read_wav(path), RATE).data[:, 0].copy()
+def speech(frame: AudioFrame) -> np.ndarray:
+    """Audio as 48 kHz mono int16 samples, for :meth:`Caller.say`."""
+    return resample(frame, RATE).data[:, 0].copy()
 
 
 def rms(samples: np.ndarray) -> float:

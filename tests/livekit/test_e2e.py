@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
+import numpy as np
 import pytest
 from livekit import api
 
+from tvoice.audio import AudioFrame
 from tvoice.livekit._server_config import free_loopback_port
 
 from ._caller import Caller, dispatch_room, join, speech, wait_for
@@ -41,7 +43,6 @@ pytestmark = [
 
 ROOT = Path(__file__).parents[2]
 ECHO = ROOT / "tests" / "livekit" / "agents" / "echo.py"
-QUESTION = str(ROOT / "examples" / "question.wav")
 REGISTER_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
@@ -145,11 +146,19 @@ def worker(
         yield w
 
 
-async def _ask(caller: Caller, log: Callable[[], str], *, reply: float = 1.0) -> float:
-    """Once the agent's track is there, ask the question; wait for ``reply`` seconds of the
+@pytest.fixture(scope="module")
+def question(question_audio: AudioFrame) -> np.ndarray:
+    """espeak-ng saying "What is the weather in Paris?", as the caller's 48 kHz samples."""
+    return speech(question_audio)
+
+
+async def _ask(
+    caller: Caller, question: np.ndarray, log: Callable[[], str], *, reply: float = 1.0
+) -> float:
+    """Once the agent's track is there, ask ``question``; wait for ``reply`` seconds of the
     answer's audio. Returns when the question started."""
     await wait_for(lambda: caller.heard, within=30, what=lambda: f"the agent's track; {log()}")
-    said_at = caller.say(speech(QUESTION))
+    said_at = caller.say(question)
     await wait_for(
         lambda: caller.loud_seconds(said_at) > reply,
         within=30,
@@ -175,14 +184,14 @@ def _agent_identity(caller: object) -> str:
 
 
 def test_a_dispatched_agent_answers_a_caller(
-    livekit_server: LiveKitServer, worker: WorkerProcess
+    livekit_server: LiveKitServer, worker: WorkerProcess, question: np.ndarray
 ) -> None:
     room = _room()
 
     async def main() -> None:
         await dispatch_room(livekit_server, room, "echo")
         async with join(livekit_server, room) as caller:
-            await _ask(caller, lambda: _worker_log(worker))
+            await _ask(caller, question, lambda: _worker_log(worker))
 
             def replied() -> bool:
                 agent = _agent_identity(caller)
@@ -201,15 +210,14 @@ def test_a_dispatched_agent_answers_a_caller(
 
 
 def test_the_caller_interrupts_the_reply(
-    livekit_server: LiveKitServer, worker: WorkerProcess
+    livekit_server: LiveKitServer, worker: WorkerProcess, question: np.ndarray
 ) -> None:
     room = _room()
-    question = speech(QUESTION)
 
     async def main() -> tuple[float, float | None, list[str]]:
         await dispatch_room(livekit_server, room, "echo")
         async with join(livekit_server, room) as caller:
-            await _ask(caller, lambda: _worker_log(worker))
+            await _ask(caller, question, lambda: _worker_log(worker))
             # About ten seconds of reply are left: speak over it.
             over_at = caller.say(question)
             await wait_for(
@@ -292,7 +300,7 @@ def test_two_workers_share_rooms_and_a_drained_worker_finishes_its_job(
 
 
 def test_a_killed_job_process_fails_its_job_only(
-    livekit_server: LiveKitServer, worker: WorkerProcess
+    livekit_server: LiveKitServer, worker: WorkerProcess, question: np.ndarray
 ) -> None:
 
     async def main() -> None:
@@ -311,7 +319,7 @@ def test_a_killed_job_process_fails_its_job_only(
         room = _room()
         await dispatch_room(livekit_server, room, "echo")
         async with join(livekit_server, room) as caller:
-            await _ask(caller, lambda: _worker_log(worker), reply=0.5)
+            await _ask(caller, question, lambda: _worker_log(worker), reply=0.5)
 
     asyncio.run(main())
 
@@ -338,7 +346,7 @@ def test_a_worker_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
 
 
 def test_tvoice_connect_runs_one_job_in_a_named_room(
-    livekit_server: LiveKitServer, tmp_path: Path
+    livekit_server: LiveKitServer, tmp_path: Path, question: np.ndarray
 ) -> None:
     room = _room()
     env = {
@@ -361,7 +369,7 @@ def test_tvoice_connect_runs_one_job_in_a_named_room(
 
     async def main() -> None:
         async with join(livekit_server, room) as caller:
-            await _ask(caller, lambda: f"log:\n{log_path.read_text()}", reply=0.5)
+            await _ask(caller, question, lambda: f"log:\n{log_path.read_text()}", reply=0.5)
 
     try:
         asyncio.run(main())
@@ -379,21 +387,18 @@ def test_deleting_the_room_ends_its_job(
     # No caller ever comes: the entrypoint waits for one until the room is deleted.
     room = _room()
 
-    async def main() -> int:
+    async def main() -> None:
         await dispatch_room(livekit_server, room, "echo")
         await _wait_job([worker], room)
+        # Joined: connected and its session waiting for a participant (the job process says).
+        await wait_for(
+            lambda: f"joined room {room}" in worker.log(),
+            within=20,
+            what=lambda: f"the agent joining; {_worker_log(worker)}",
+        )
         async with api.LiveKitAPI(
             livekit_server.http_url, livekit_server.api_key, livekit_server.api_secret
         ) as lkapi:
-
-            async def agent_joined() -> bool:
-                listed = await lkapi.room.list_participants(api.ListParticipantsRequest(room=room))
-                return any(p.kind == api.ParticipantInfo.Kind.AGENT for p in listed.participants)
-
-            deadline = time.monotonic() + 20
-            while not await agent_joined():
-                assert time.monotonic() < deadline, "the agent did not join"
-                await asyncio.sleep(0.1)
             await lkapi.room.delete_room(api.DeleteRoomRequest(room=room))
         pid = worker.job_pids()[room]
         await wait_for(
@@ -401,7 +406,6 @@ def test_deleting_the_room_ends_its_job(
             within=10,
             what=lambda: f"the job process exiting; {_worker_log(worker)}",
         )
-        return pid
 
     asyncio.run(main())
     assert worker.healthy()

@@ -16,7 +16,7 @@ from tvoice.testing import check_vad
 from tvoice.vad import VADEvent, VADEventType
 from tvoice_plugins import silero
 
-from .conftest import QUESTION
+from ..conftest import QUESTION
 
 START, DONE, END = (
     VADEventType.START_OF_SPEECH,
