@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import itertools
 import time
 import uuid
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
+import av
 import numpy as np
 import pytest
 import trio
@@ -400,10 +402,33 @@ def test_an_interruption_stops_the_published_audio_within_the_lead(
     _run(livekit_server, body, options=RoomOptions(playout_lead=lead))
 
 
-def test_pre_connect_audio_comes_before_the_live_track(livekit_server: LiveKitServer) -> None:
+def _webm_opus(samples: np.ndarray, rate: int) -> bytes:
+    """What a browser's MediaRecorder sends: Opus in WebM (encoded with PyAV)."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="webm") as out:
+        stream = out.add_stream("libopus", rate=48000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples[None, :], format="s16", layout="mono")
+        frame.sample_rate = rate
+        to_48k = av.AudioResampler(format="s16", layout="mono", rate=48000)
+        for resampled in [*to_48k.resample(frame), *to_48k.resample(None)]:
+            for packet in stream.encode(resampled):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("encoding", ["pcm", "webm-opus"])
+def test_pre_connect_audio_comes_before_the_live_track(
+    livekit_server: LiveKitServer, encoding: str
+) -> None:
     rate, seconds = 16000, 0.5
     t = np.arange(int(rate * seconds)) / rate
     recorded = (10000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
+    if encoding == "pcm":
+        payload, mime = recorded.tobytes(), None
+    else:
+        payload, mime = _webm_opus(recorded, rate), "audio/webm;codecs=opus"
 
     async def body(client: Client, room: LiveKitRoom) -> None:
         bridge = current_bridge()
@@ -414,7 +439,8 @@ def test_pre_connect_audio_comes_before_the_live_track(livekit_server: LiveKitSe
         await bridge.call(
             functools.partial(
                 client.room.local_participant.send_bytes,
-                recorded.tobytes(),
+                payload,
+                mime_type=mime,
                 topic="lk.agent.pre-connect-audio-buffer",
                 attributes={"sampleRate": str(rate), "channels": "1", "trackId": publication.sid},
                 destination_identities=[room.local_identity],

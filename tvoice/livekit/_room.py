@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import logging
 from typing import Any
@@ -549,21 +550,24 @@ async def _read_bytes(reader: rtc.ByteStreamReader, limit: int) -> bytes:
 def _decode_pre_connect(
     info: rtc.ByteStreamInfo, data: bytes, options: RoomOptions
 ) -> list[AudioFrame]:
-    """Raw little-endian int16 PCM (``sampleRate``, ``channels`` attributes) as frames at the
-    session's input format. Opus (what browsers may record) is not decoded here."""
-    if "opus" in (info.mime_type or ""):
-        raise ValueError(f"{info.mime_type} pre-connect audio is not supported (PCM only)")
-    attributes = info.attributes or {}
-    rate, channels = int(attributes["sampleRate"]), int(attributes["channels"])
+    """The pre-connect audio as frames at the session's input format: raw little-endian int16
+    PCM (``sampleRate``, ``channels`` attributes: the mobile SDKs), or Opus in a WebM or Ogg
+    container (what browsers record; decoded with PyAV)."""
     if not data:
         return []
-    usable = len(data) - len(data) % (2 * channels)
-    frame = AudioFrame.from_bytes(data[:usable], rate, channels)
-    if channels != options.input_num_channels:
+    mime = (info.mime_type or "").lower()
+    if any(kind in mime for kind in ("opus", "webm", "ogg")):
+        frame = _decode_compressed(data, mime)
+    else:
+        attributes = info.attributes or {}
+        rate, channels = int(attributes["sampleRate"]), int(attributes["channels"])
+        usable = len(data) - len(data) % (2 * channels)
+        frame = AudioFrame.from_bytes(data[:usable], rate, channels)
+    if frame.num_channels != options.input_num_channels:
         mono = frame.data.mean(axis=1, dtype=np.float32).astype(np.int16)
         frame = AudioFrame(
             np.repeat(mono[:, None], options.input_num_channels, axis=1),
-            rate,
+            frame.sample_rate,
             options.input_num_channels,
         )
     frame = resample(frame, options.input_sample_rate)
@@ -572,6 +576,29 @@ def _decode_pre_connect(
         AudioFrame(frame.data[i : i + size], frame.sample_rate, frame.num_channels)
         for i in range(0, frame.samples_per_channel, size)
     ]
+
+
+def _decode_compressed(data: bytes, mime: str) -> AudioFrame:
+    """Opus (or any audio PyAV reads) in a container, as one mono 48 kHz frame."""
+    try:
+        import av
+    except ImportError:
+        raise ValueError(
+            f"{mime} pre-connect audio needs PyAV to decode it: pip install av"
+        ) from None
+    try:
+        with av.open(io.BytesIO(data), mode="r") as container:
+            to_pcm = av.AudioResampler(format="s16", layout="mono", rate=48000)
+            chunks = [
+                out.to_ndarray().reshape(-1)
+                for decoded in container.decode(audio=0)
+                for out in to_pcm.resample(decoded)
+            ]
+            chunks += [out.to_ndarray().reshape(-1) for out in to_pcm.resample(None)]
+    except av.FFmpegError as e:
+        raise ValueError(f"cannot decode {mime} pre-connect audio: {e}") from None
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    return AudioFrame(samples.astype(np.int16)[:, None], 48000, 1)
 
 
 def _token_claims(token: str) -> dict[str, Any]:

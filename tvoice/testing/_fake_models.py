@@ -39,7 +39,7 @@ async def _sleep_until_timeline(script: Script, t: float) -> None:
     await trio.sleep_until(script.origin + t)
 
 
-async def _drain(receive: trio.MemoryReceiveChannel[Any], done: trio.Event) -> None:
+async def _drain(receive: trio.abc.ReceiveChannel[Any], done: trio.Event) -> None:
     # The fakes follow the script, not the audio; still read it so pushers never block.
     async for _ in receive:
         pass

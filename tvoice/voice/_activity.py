@@ -16,7 +16,9 @@ from ..llm import (
     LLM,
     AgentHandoff,
     ChatContext,
+    ChatItem,
     ChatMessage,
+    FunctionCall,
     FunctionCallOutput,
     StopResponse,
     Tool,
@@ -40,6 +42,7 @@ from ._speech_handle import SPEECH_PRIORITY_NORMAL, SpeechHandle
 from ._tools import ToolExecution, run_tool
 
 if TYPE_CHECKING:
+    from ..io import AudioOutput, TextOutput
     from ._session import AgentSession
 
 __all__ = ["AgentActivity", "current_activity"]
@@ -282,7 +285,7 @@ class AgentActivity:
             gen = self._new_generation(ModelSettings())
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(lambda: gen.produce(text=text))
+                    gen.start(nursery, text=text)
                     await self._play(gen, handle)
             finally:
                 gen.cancel()
@@ -379,12 +382,10 @@ class AgentActivity:
                 if not gen.started:
                     ctx = self._llm_context(instructions)
                     tools = self.agent.tools
-                    nursery.start_soon(lambda: gen.produce(chat_ctx=ctx, tools=tools))
-                nursery.start_soon(self._start_tools, gen, handle, executions)
+                    gen.start(nursery, chat_ctx=ctx, tools=tools)
+                gen.on_call(self._tool_starter(handle, executions))
                 await self._play(gen, handle, turn=turn)
                 await gen.text.wait_closed()
-                while gen.calls_closed is False or len(executions) < len(gen.calls):
-                    await gen.calls_changed.wait()
                 if any(not e.done.is_set() for e in executions):
                     self.session.set_agent_state("thinking")
                 for execution in executions:
@@ -392,25 +393,27 @@ class AgentActivity:
             completed = True
         finally:
             # Synchronous: it happens even when the speech was cancelled.
+            gen.on_call(None)
             gen.cancel()
             self._record_message(handle, gen)
             self._record_tools(executions, completed=completed)
         return executions
 
-    async def _start_tools(
-        self, gen: Generation, handle: SpeechHandle, executions: list[ToolExecution]
-    ) -> None:
-        assert self._tool_nursery is not None
+    def _tool_starter(
+        self, handle: SpeechHandle, executions: list[ToolExecution]
+    ) -> Callable[[FunctionCall], None]:
+        """What starts each tool call of a step in the tool nursery, as the call arrives."""
         tools = {t.name: t for t in self.agent.tools}
-        index = 0
-        while await gen.wait_calls(index):
-            call = gen.calls[index]
-            index += 1
+
+        def start(call: FunctionCall) -> None:
+            assert self._tool_nursery is not None
             execution = ToolExecution(call=call)
             executions.append(execution)
             self._running_tools.add(execution)
             self._tool_nursery.start_soon(self._execute, execution, tools.get(call.name), handle)
             self._wake()
+
+        return start
 
     async def _execute(
         self, execution: ToolExecution, tool: Tool | None, handle: SpeechHandle
@@ -443,7 +446,6 @@ class AgentActivity:
         self._current_generation = gen
         output = self.session.audio_output
         text_output = self.session.text_output
-        played = 0.0
         started = False
 
         def on_started(_: object) -> None:
@@ -455,29 +457,47 @@ class AgentActivity:
             if turn is not None and turn.stopped_speaking_at is not None:
                 self._report_turn(handle, gen, turn)
 
-        if output is not None and gen.audio:
-            output.on("playback_started", on_started)
+        audio = output if gen.audio else None
+        if audio is not None:
+            audio.on("playback_started", on_started)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._forward_text, gen, text_output, on_started)
-                if output is not None and gen.audio:
-                    async for frame in gen.frames:
-                        await output.capture_frame(frame)
-                        gen.audio_pushed += frame.duration
-                    output.flush()
-                    if gen.audio_pushed > 0:
-                        finished = await output.wait_for_playout()
-                        played = finished.playback_position
-                    gen.heard = heard_text(gen.text.text, played=played, pushed=gen.audio_pushed)
-                else:
-                    await gen.text.wait_closed()
-                    gen.heard = gen.text.text
+            if self._shows_text(gen, text_output):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._forward_text, gen, text_output, on_started)
+                    await self._play_out(gen, audio)
+            else:
+                await self._play_out(gen, audio)
         finally:
             if gen.heard is None:
                 with trio.CancelScope(shield=True):
                     gen.heard = await self._cut(gen)
-            if output is not None and gen.audio:
-                output.off("playback_started", on_started)
+            if audio is not None:
+                audio.off("playback_started", on_started)
+
+    def _shows_text(self, gen: Generation, text_output: TextOutput | None) -> bool:
+        # The transcript goes nowhere when there is no text output, the audio says when the
+        # speech starts, and the agent keeps the default node: no task to forward it then.
+        return (
+            text_output is not None
+            or not gen.audio
+            or getattr(self.agent.transcription_node, "__func__", None)
+            is not Agent.transcription_node
+        )
+
+    async def _play_out(self, gen: Generation, output: AudioOutput | None) -> None:
+        if output is not None:
+            while (frame := await gen.next_frame()) is not None:
+                await output.capture_frame(frame)
+                gen.audio_pushed += frame.duration
+            output.flush()
+            played = 0.0
+            if gen.audio_pushed > 0:
+                finished = await output.wait_for_playout()
+                played = finished.playback_position
+            gen.heard = heard_text(gen.text.text, played=played, pushed=gen.audio_pushed)
+        else:
+            await gen.text.wait_closed()
+            gen.heard = gen.text.text
 
     async def _cut(self, gen: Generation) -> str:
         output = self.session.audio_output
@@ -672,7 +692,7 @@ class AgentActivity:
         gen = self._new_generation(ModelSettings())
         self._preemptive = _Preemptive(gen, transcript, self._fingerprint())
         tools = self.agent.tools
-        self._nursery.start_soon(lambda: gen.produce(chat_ctx=ctx, tools=tools))
+        gen.start(self._nursery, chat_ctx=ctx, tools=tools)
 
     def _fingerprint(self) -> object:
         # The chat only grows by appending, so its length and last item identify it: O(1)
@@ -692,7 +712,8 @@ class AgentActivity:
             self._wake()
 
     def on_end_of_turn(self, turn: EndOfTurn) -> None:
-        """The user's turn is committed: reply (in a task, the hook may take time)."""
+        """The user's turn is committed: reply (after ``on_user_turn_completed``, in a task
+        when the agent has its own: the hook may take time)."""
         assert self._nursery is not None
         if turn.discarded:
             logger.info("discarding %r, heard during uninterruptible speech", turn.transcript)
@@ -704,14 +725,20 @@ class AgentActivity:
             logger.info("ignoring %r: fewer than %d words while speaking", turn.transcript, needed)
             self._cancel_preemptive()
             return
+        if getattr(self.agent.on_user_turn_completed, "__func__", None) is (
+            Agent.on_user_turn_completed
+        ):
+            # The hook is the default, which does nothing: reply now, with no task to wait on it.
+            self._interrupt_for_turn()
+            message = ChatMessage(role="user", content=[turn.transcript])
+            self._reply_to_turn(turn, message, self._fingerprint(), hook_delay=0.0, added=[])
+            return
         self._turn_tasks += 1
         self._nursery.start_soon(self._user_turn_completed, turn)
 
     async def _user_turn_completed(self, turn: EndOfTurn) -> None:
         try:
-            speech = self._interruptible_speech()
-            if speech is not None:
-                self._interrupt(speech)
+            self._interrupt_for_turn()
             message = ChatMessage(role="user", content=[turn.transcript])
             # The hook's own list over the agent's items (as LiveKit's copy is): what it adds
             # is found below; copying every item would make each turn cost the history.
@@ -727,26 +754,55 @@ class AgentActivity:
             except Exception as e:
                 logger.exception("%s.on_user_turn_completed failed", self.agent.label)
                 self.session.report_error(e, self.agent)
-            hook_delay = trio.current_time() - hook_start
-            self.session.report_metrics(
-                EOUMetrics(
-                    timestamp=trio.current_time(),
-                    end_of_utterance_delay=turn.end_of_utterance_delay,
-                    transcription_delay=turn.transcription_delay,
-                    on_user_turn_completed_delay=hook_delay,
-                )
-            )
-            known = {item.id for item in self.agent.chat_ctx_ref().items}
-            added = [i for i in turn_ctx.items if i.id not in known]
-            for item in added:
-                self.session.add_item(item, agent=self.agent)
-            preemptive = self._adopt_preemptive(message, fingerprint, unchanged=not added)
-            self.generate_reply(
-                user_message=message, user_initiated=False, turn=turn, preemptive=preemptive
+            self._reply_to_turn(
+                turn,
+                message,
+                fingerprint,
+                hook_delay=trio.current_time() - hook_start,
+                added=self._added_by_hook(turn_ctx.items),
             )
         finally:
             self._turn_tasks -= 1
             self._wake()
+
+    def _interrupt_for_turn(self) -> None:
+        speech = self._interruptible_speech()
+        if speech is not None:
+            self._interrupt(speech)
+
+    def _reply_to_turn(
+        self,
+        turn: EndOfTurn,
+        message: ChatMessage,
+        fingerprint: object,
+        *,
+        hook_delay: float,
+        added: list[ChatItem],
+    ) -> None:
+        self.session.report_metrics(
+            EOUMetrics(
+                timestamp=trio.current_time(),
+                end_of_utterance_delay=turn.end_of_utterance_delay,
+                transcription_delay=turn.transcription_delay,
+                on_user_turn_completed_delay=hook_delay,
+            )
+        )
+        for item in added:
+            self.session.add_item(item, agent=self.agent)
+        preemptive = self._adopt_preemptive(message, fingerprint, unchanged=not added)
+        self.generate_reply(
+            user_message=message, user_initiated=False, turn=turn, preemptive=preemptive
+        )
+
+    def _added_by_hook(self, seen: list[ChatItem]) -> list[ChatItem]:
+        """The items of the hook's context that the agent's chat lacks (by id)."""
+        items = self.agent.chat_ctx_ref().items
+        # Usually the hook adds nothing: its list is then still a prefix of the chat, which a
+        # list comparison (identity first, in C) tells without hashing every id of the history.
+        if len(seen) <= len(items) and seen == items[: len(seen)]:
+            return []
+        known = {item.id for item in items}
+        return [i for i in seen if i.id not in known]
 
     def _adopt_preemptive(
         self, message: ChatMessage, fingerprint: object, *, unchanged: bool

@@ -204,14 +204,9 @@ class Agent:
         tts = self.activity.tts
         if tts is None:
             return
-        async with tts.stream() as stream, BackgroundTasks() as nursery:
-
-            async def push() -> None:
-                async for piece in text:
-                    await stream.push_text(piece)
-                stream.end_input()
-
-            nursery.start_soon(push)
+        stream = tts.stream()
+        stream.input_from(text)  # the stream reads the text itself: no task pushes it
+        async with stream:
             async for audio in stream:
                 if not audio.is_final:
                     yield audio.frame

@@ -42,9 +42,11 @@ class Generation:
         self.audio = audio
         self.text = TextLog()
         self.calls: list[FunctionCall] = []
-        self.calls_changed = trio.Event()
         self.calls_closed = False
-        self.frame_send, self.frames = trio.open_memory_channel[AudioFrame](64)
+        self._call_listener: Callable[[FunctionCall], None] | None = None
+        self.frame_send: trio.MemorySendChannel[AudioFrame]
+        self.frames: trio.MemoryReceiveChannel[AudioFrame]
+        self.frame_send, self.frames = trio.open_memory_channel(64)
         self.scope = trio.CancelScope()
         self.started = False
         self.failed = False
@@ -59,6 +61,19 @@ class Generation:
         """Stop producing (the player then sees the end of text and audio)."""
         self.scope.cancel()
 
+    def start(
+        self,
+        nursery: trio.Nursery,
+        *,
+        chat_ctx: ChatContext | None = None,
+        tools: Sequence[Tool] = (),
+        text: str | AsyncIterable[str] | None = None,
+    ) -> None:
+        """Produce in a task of ``nursery`` (see :meth:`produce`); ``started`` at once, so
+        a speech that adopts this generation before its task ran does not start it again."""
+        self.started = True
+        nursery.start_soon(lambda: self.produce(chat_ctx=chat_ctx, tools=tools, text=text))
+
     async def produce(
         self,
         *,
@@ -71,22 +86,31 @@ class Generation:
         self.started_at = trio.current_time()
         with self.scope:
             async with trio.open_nursery() as nursery:
-                if text is None:
-                    assert chat_ctx is not None
-                    nursery.start_soon(self._run_llm, chat_ctx, tools)
-                else:
-                    nursery.start_soon(self._run_text, text)
                 if self.audio:
                     nursery.start_soon(self._run_tts)
                 else:
                     self.frame_send.close()
+                # The text side runs in this task: one task fewer per step.
+                if text is None:
+                    assert chat_ctx is not None
+                    await self._run_llm(chat_ctx, tools)
+                else:
+                    await self._run_text(text)
         self._close_text()
         self.frame_send.close()
+
+    def on_call(self, listener: Callable[[FunctionCall], None] | None) -> None:
+        """Call ``listener`` with every tool call, those already made first (a preemptive
+        generation may have some); ``None`` stops it. It runs in the producing task, so a tool
+        starts the moment its call arrives, with no task waiting for calls."""
+        self._call_listener = listener
+        if listener is not None:
+            for call in list(self.calls):
+                listener(call)
 
     def _close_text(self) -> None:
         self.text.close()
         self.calls_closed = True
-        self.calls_changed.set()
 
     def _add_text(self, piece: str) -> None:
         if piece and self.first_token_at is None:
@@ -118,13 +142,12 @@ class Generation:
                         if self.first_token_at is None:
                             self.first_token_at = trio.current_time()
                         # A fresh item: providers (and scripts) may repeat call objects.
-                        self.calls.append(
-                            FunctionCall(
-                                call_id=call.call_id, name=call.name, arguments=call.arguments
-                            )
+                        made = FunctionCall(
+                            call_id=call.call_id, name=call.name, arguments=call.arguments
                         )
-                        self.calls_changed.set()
-                        self.calls_changed = trio.Event()
+                        self.calls.append(made)
+                        if self._call_listener is not None:
+                            self._call_listener(made)
         except Exception as e:
             self.failed = True
             self._on_error(e, self.agent.activity.llm)
@@ -138,18 +161,28 @@ class Generation:
                 async for frame in frames:
                     if self.first_frame_at is None:
                         self.first_frame_at = trio.current_time()
-                    await self.frame_send.send(frame)
+                    try:  # no scheduler step while there is room (the player yields enough)
+                        self.frame_send.send_nowait(frame)
+                    except trio.WouldBlock:
+                        await self.frame_send.send(frame)
         except Exception as e:
             self.failed = True
             self._on_error(e, self.agent.activity.tts)
 
-    async def wait_calls(self, index: int) -> bool:
-        """Wait until there is a call at ``index``; False when there will be none."""
-        while len(self.calls) <= index:
-            if self.calls_closed:
-                return False
-            await self.calls_changed.wait()
-        return True
+    async def next_frame(self) -> AudioFrame | None:
+        """The next frame to play, ``None`` after the last; a frame already there is taken
+        without a scheduler step."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            return self.frames.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        except trio.EndOfChannel:
+            return None
+        try:
+            return await self.frames.receive()
+        except trio.EndOfChannel:
+            return None
 
 
 def heard_text(text: str, *, played: float, pushed: float) -> str:
