@@ -25,15 +25,32 @@ def run_worker(options: WorkerOptions, target: str, *, log_level: int) -> int:
     _check_credentials(options)
     # Imported here: the worker pulls the LiveKit protocol in, which `import tvoice` must not.
     from ..job._serve import serve_worker
+    from ..livekit.protocol import agent_url
+
+    try:
+        agent_url(options.ws_url)
+    except ValueError as e:
+        raise SystemExit(f"tvoice worker: {e}") from None
 
     failures: list[BaseException] = []
     try:
         trio.run(lambda: serve_worker(options, target, log_level=log_level))
     except* APIConnectionError as group:
         failures.extend(group.exceptions)
-    for exc in failures:
+    for exc in _leaves(failures):
         print(f"tvoice worker: {exc}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _leaves(errors: list[BaseException]) -> list[BaseException]:
+    """The errors themselves, out of the exception groups the nurseries wrapped them in."""
+    found: list[BaseException] = []
+    for exc in errors:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(_leaves(list(exc.exceptions)))
+        else:
+            found.append(exc)
+    return found
 
 
 def run_connect(
