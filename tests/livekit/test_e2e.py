@@ -409,3 +409,24 @@ def test_deleting_the_room_ends_its_job(
 
     asyncio.run(main())
     assert worker.healthy()
+
+
+def test_a_worker_with_a_wrong_secret_says_so_and_exits(livekit_server: LiveKitServer) -> None:
+    env = {
+        **os.environ,
+        "LIVEKIT_URL": livekit_server.url,
+        "LIVEKIT_API_KEY": livekit_server.api_key,
+        "LIVEKIT_API_SECRET": "not-the-secret",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tvoice", "worker", str(ECHO), "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "refused the worker's token (401)" in done.stderr
+    assert "Traceback" not in done.stderr
