@@ -47,7 +47,8 @@ class Generation:
         self.frame_send: trio.MemorySendChannel[AudioFrame]
         self.frames: trio.MemoryReceiveChannel[AudioFrame]
         self.frame_send, self.frames = trio.open_memory_channel(64)
-        self.scope = trio.CancelScope()
+        self._scope: trio.CancelScope | None = None
+        self._cancelled = False
         self.started = False
         self.failed = False
         self.started_at = trio.current_time()
@@ -59,7 +60,9 @@ class Generation:
 
     def cancel(self) -> None:
         """Stop producing (the player then sees the end of text and audio)."""
-        self.scope.cancel()
+        self._cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
 
     def start(
         self,
@@ -84,18 +87,21 @@ class Generation:
         """Run the LLM node (or read ``text``) and the TTS node until done or cancelled."""
         self.started = True
         self.started_at = trio.current_time()
-        with self.scope:
-            async with trio.open_nursery() as nursery:
-                if self.audio:
-                    nursery.start_soon(self._run_tts)
-                else:
-                    self.frame_send.close()
-                # The text side runs in this task: one task fewer per step.
-                if text is None:
-                    assert chat_ctx is not None
-                    await self._run_llm(chat_ctx, tools)
-                else:
-                    await self._run_text(text)
+        # The nursery's own scope is the one cancel() cancels: one scope fewer per step.
+        async with trio.open_nursery() as nursery:
+            self._scope = nursery.cancel_scope
+            if self._cancelled:
+                nursery.cancel_scope.cancel()
+            if self.audio:
+                nursery.start_soon(self._run_tts)
+            else:
+                self.frame_send.close()
+            # The text side runs in this task: one task fewer per step.
+            if text is None:
+                assert chat_ctx is not None
+                await self._run_llm(chat_ctx, tools)
+            else:
+                await self._run_text(text)
         self._close_text()
         self.frame_send.close()
 
