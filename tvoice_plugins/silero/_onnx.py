@@ -162,5 +162,11 @@ class WindowInference:
                 probabilities.append(float(output[0, 0]))
         except Exception as e:
             raise APIError(f"Silero VAD inference failed: {e}", retryable=False) from e
-        self._pending = pending[count * self.window :]
+        if count:
+            # Keep the context and the partial window, not the whole block they were cut from
+            # (between frames a stream holds a few hundred samples, not a few thousand).
+            self._pending = pending[count * self.window :].copy()
+            del feed["input"]
+        else:
+            self._pending = pending
         return probabilities

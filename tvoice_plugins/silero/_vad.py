@@ -193,32 +193,58 @@ class _SileroStream(vad.VADStream):
                 await self._emit(event)
 
 
-class _History:
-    """The input audio an END_OF_SPEECH may need, as chunks indexed by input sample."""
+class _Gap:
+    """Input samples the history skipped (past ``max_buffered_speech``): a length, no audio."""
 
-    __slots__ = ("_chunks", "end")
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class _History:
+    """The input audio an END_OF_SPEECH may need: consecutive chunks from input sample
+    ``_first`` on. A chunk is the pushed array itself (or its start, at the buffering limit),
+    so an idle stream holds its padding's frames and nothing more per frame."""
+
+    __slots__ = ("_chunks", "_first", "_stored", "end")
 
     def __init__(self) -> None:
-        self._chunks: deque[tuple[int, Int16Array]] = deque()
+        self._chunks: deque[Int16Array | _Gap] = deque()
+        self._first = 0  # input index of the first chunk
+        self._stored = 0  # input index past the last chunk
         self.end = 0
 
     def append(self, data: Int16Array, limit: float) -> None:
         """Add the next input samples, keeping only those before index ``limit``."""
         start, self.end = self.end, self.end + len(data)
-        if start < limit:
-            self._chunks.append((start, data[: int(min(limit, self.end)) - start]))
+        if start >= limit:
+            return
+        if not self._chunks:
+            self._first = start
+        elif start > self._stored:
+            self._chunks.append(_Gap(start - self._stored))
+        kept = data if self.end <= limit else data[: int(limit) - start]
+        self._chunks.append(kept)
+        self._stored = start + len(kept)
 
     def forget_before(self, index: int) -> None:
         chunks = self._chunks
-        while chunks and chunks[0][0] + len(chunks[0][1]) <= index:
-            chunks.popleft()
+        while chunks and self._first + len(chunks[0]) <= index:
+            self._first += len(chunks.popleft())
 
     def audio(self, start: int, end: int) -> list[Int16Array]:
-        return [
-            data[max(start - at, 0) : end - at]
-            for at, data in self._chunks
-            if at < end and at + len(data) > start
-        ]
+        out: list[Int16Array] = []
+        at = self._first
+        for data in self._chunks:
+            n = len(data)
+            if at < end and at + n > start and not isinstance(data, _Gap):
+                out.append(data[max(start - at, 0) : end - at])
+            at += n
+        return out
 
 
 class _Detector:
