@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import trio
 
@@ -46,6 +47,8 @@ class OutputStream(Generic[T]):
         self._watchdog: trio.CancelScope | None = None
         self._started_at = 0.0
         self._first_output_at: float | None = None
+        self._sink: Callable[[T], None] | None = None
+        self._on_end: Callable[[APIError | None], None] | None = None
 
     @property
     def conn_options(self) -> APIConnectOptions:
@@ -100,6 +103,21 @@ class OutputStream(Generic[T]):
         """Read the whole output (the stream must be open)."""
         return [item async for item in self]
 
+    def _deliver_to(
+        self, sink: Callable[[T], None], on_end: Callable[[APIError | None], None]
+    ) -> None:
+        """Hand each piece of output to ``sink`` as it is produced, synchronously in the
+        stream's own task, instead of queueing it for iteration; call ``on_end`` once when the
+        output ends, with the error iteration would have raised (or None). Before opening only.
+
+        The owner then needs no task waiting for output, and the stream no queue: subclasses
+        offer it as ``deliver_to`` where the runtime listens that way.
+        """
+        if self._state != "new":
+            raise RuntimeError(f"{type(self).__name__}: deliver_to() comes before opening it")
+        self._sink, self._on_end = sink, on_end
+        self._send, self._recv = _DELIVERED  # nothing is queued: the queue goes
+
     async def _emit(self, item: T) -> None:
         """Send one piece of output; waits while the consumer is behind (backpressure)."""
         self._emitted = True
@@ -108,17 +126,23 @@ class OutputStream(Generic[T]):
         watchdog = self._watchdog
         if watchdog is not None:
             watchdog.deadline = math.inf
-        try:
-            # Sent without yielding while there is room (as the consumer takes what is there):
-            # the channel is bounded, so a producer still yields at most every capacity items.
+        if self._sink is not None:
+            # The consumer runs here and now; an exception from it ends the stream with it.
             await trio.lowlevel.checkpoint_if_cancelled()
+            self._sink(item)
+        else:
             try:
-                self._send.send_nowait(item)
-            except trio.WouldBlock:
-                await self._send.send(item)
-        except trio.BrokenResourceError:
-            # The consumer closed the stream: stop producing.
-            raise _ConsumerGone from None
+                # Sent without yielding while there is room (as the consumer takes what is
+                # there): the channel is bounded, so a producer still yields at most every
+                # capacity items.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    self._send.send_nowait(item)
+                except trio.WouldBlock:
+                    await self._send.send(item)
+            except trio.BrokenResourceError:
+                # The consumer closed the stream: stop producing.
+                raise _ConsumerGone from None
         if watchdog is not None:
             watchdog.deadline = trio.current_time() + self._conn_options.timeout
 
@@ -150,8 +174,17 @@ class OutputStream(Generic[T]):
             # Report before the consumer can see the end of the output, and close without a
             # checkpoint: a consumer that leaves as soon as the output ends cancels this task,
             # which must not turn a finished stream into a cancelled one.
-            self._report(cancelled=not finished or self._error is not None)
-            self._send.close()
+            try:
+                self._report(cancelled=not finished or self._error is not None)
+            finally:
+                self._send.close()
+                self._ended()
+
+    def _ended(self) -> None:
+        """Called once when the provider's task ends, after the output closed."""
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end(self._error)
 
     def _report(self, *, cancelled: bool) -> None:
         """Called once when the stream ends (also on cancellation): emit metrics here."""
@@ -161,7 +194,8 @@ class OutputStream(Generic[T]):
         while True:
             self._emitted = False
             try:
-                await self._attempt()
+                # Without a watchdog, no frame in between: an idle stream's task holds less.
+                await (self._attempt() if self._idle_timeout else self._run())
                 return
             except _ConsumerGone:
                 return
@@ -181,6 +215,14 @@ class OutputStream(Generic[T]):
                 error.__cause__ = e
                 self._error = error
                 return
+
+
+# The output "queue" of every stream that delivers to a sink: closed, shared, empty.
+_DELIVERED: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] = (
+    trio.open_memory_channel(0)
+)
+_DELIVERED[0].close()
+_DELIVERED[1].close()
 
 
 class _ConsumerGone(Exception):
@@ -245,9 +287,7 @@ class InputStream(OutputStream[T], Generic[In, T]):
         self._input_send.close()
         await super().aclose()
 
-    async def _main(self) -> None:
-        try:
-            await super()._main()
-        finally:
-            # Pushes after the provider stopped reading are dropped instead of blocking forever.
-            self._input.close()
+    def _ended(self) -> None:
+        # Pushes after the provider stopped reading are dropped instead of blocking forever.
+        self._input.close()
+        super()._ended()

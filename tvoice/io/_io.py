@@ -102,7 +102,7 @@ class AudioOutput(ABC, EventEmitter[Literal["playback_started", "playback_finish
         self._segments = 0
         self._finished = 0
         self._last_finished: PlaybackFinished | None = None
-        self._finished_event = trio.Event()
+        self._finished_event: trio.Event | None = None  # made by the first wait
 
     @property
     def sample_rate(self) -> int | None:
@@ -159,8 +159,9 @@ class AudioOutput(ABC, EventEmitter[Literal["playback_started", "playback_finish
         )
         self._last_finished = event
         self.emit("playback_finished", event)
-        self._finished_event.set()
-        self._finished_event = trio.Event()
+        if self._finished_event is not None:
+            self._finished_event.set()
+            self._finished_event = None
 
     async def wait_for_playout(self) -> PlaybackFinished:
         """Wait until every segment captured so far has finished; returns the last one's event.
@@ -168,6 +169,8 @@ class AudioOutput(ABC, EventEmitter[Literal["playback_started", "playback_finish
         A segment still open (not flushed) is waited for too, so flush before waiting.
         """
         while self._finished < self._segments:
+            if self._finished_event is None:
+                self._finished_event = trio.Event()
             await self._finished_event.wait()
         return self._last_finished or PlaybackFinished(playback_position=0.0, interrupted=False)
 

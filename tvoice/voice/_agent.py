@@ -163,14 +163,9 @@ class Agent:
     ) -> AsyncGenerator[SpeechEvent, None]:
         """Audio -> speech events. The default streams the audio through the STT (a batch
         STT through ``stt.StreamAdapter`` with the VAD, which cuts the audio into utterances)."""
-        stt = self.activity.stt
+        stt = streaming_stt(self.activity)
         if stt is None:
             return
-        if not stt.capabilities.streaming:
-            vad = self.activity.vad
-            if vad is None:
-                raise RuntimeError(f"{stt.label} does not stream: give the session a VAD")
-            stt = StreamAdapter(stt=stt, vad=vad)
         # Runs in a task of its own (the runtime drives every node that way), so yielding
         # while the pushing task runs is safe.
         async with stt.stream() as stream, BackgroundTasks() as nursery:
@@ -217,6 +212,18 @@ class Agent:
         """Text -> the transcript shown to the user. The default passes it through."""
         async for piece in text:
             yield piece
+
+
+def streaming_stt(activity: AgentActivity) -> STT | None:
+    """The STT the default ``stt_node`` streams through: the activity's, wrapped in a
+    ``StreamAdapter`` (cutting utterances with the VAD) when it does not stream itself."""
+    stt = activity.stt
+    if stt is None or stt.capabilities.streaming:
+        return stt
+    vad = activity.vad
+    if vad is None:
+        raise RuntimeError(f"{stt.label} does not stream: give the session a VAD")
+    return StreamAdapter(stt=stt, vad=vad)
 
 
 class AgentTask(Agent, Generic[T]):

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
+from .._errors import APIError
 from .._utils import BackgroundTasks
 from ..audio import AudioFrame
 from ..llm import ChatContext
-from ..stt import SpeechEvent, SpeechEventType
-from ..vad import VAD, VADEvent, VADEventType
+from ..stt import STT, RecognizeStream, SpeechEvent, SpeechEventType
+from ..vad import VAD, VADEvent, VADEventType, VADStream
+from ._agent import Agent, streaming_stt
 from ._turn import TurnDetection, TurnDetector, endpointing_delay
 
 if TYPE_CHECKING:
-    from ._agent import Agent, ModelSettings
+    from ._agent import ModelSettings
 
 __all__ = ["AudioRecognition", "EndOfTurn", "RecognitionHooks"]
 
 logger = logging.getLogger("tvoice.voice")
+# Frames the STT may fall behind before the pushing task waits (5 s of 20 ms frames).
+_STT_BUFFER = 256
 
 
 @attrs.frozen(kw_only=True)
@@ -77,7 +81,12 @@ class AudioRecognition:
         self.min_endpointing_delay = min_endpointing_delay
         self.max_endpointing_delay = max_endpointing_delay
         self._stt_enabled = stt_enabled
-        self._vad_send, self._vad_receive = trio.open_memory_channel[AudioFrame](256)
+        self._vad_source = vad
+        self._vad_stream: VADStream | None = None
+        # The STT: a stream fed directly (the default stt_node), or a channel to a custom node.
+        self._stt_source: STT | None = None
+        self._stt_stream: RecognizeStream | None = None
+        self._stt_backlog: list[AudioFrame] | None = None
         self._stt_send: trio.MemorySendChannel[AudioFrame] | None = None
         self._stt_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
@@ -121,59 +130,147 @@ class AudioRecognition:
         self,
         agent: Agent,
         settings: ModelSettings,
+        audio: AsyncIterable[AudioFrame],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run the VAD and STT pipelines until cancelled."""
-        async with trio.open_nursery() as nursery:
+        """Listen to ``audio`` until cancelled (its end stops only the listening).
+
+        This task reads the audio and pushes each frame straight into the VAD and STT streams,
+        and the VAD hands its events over in its own task: an idle session holds no pumping
+        task, no forwarding channel and no task waiting for VAD events.
+        """
+        async with BackgroundTasks() as nursery:
             self._nursery = nursery
-            if self._vad is not None:
-                nursery.start_soon(self._run_vad, self._vad)
             self.restart_stt(agent, settings)
-            task_status.started()
+            vad, stream = self._vad, None
+            if vad is not None:
+                try:
+                    stream = vad.stream()
+                    stream.deliver_to(self._on_vad_event, on_end=self._vad_ended)
+                except Exception as e:
+                    self._vad_failed(e)
+            if stream is None:
+                task_status.started()
+                del task_status  # it would keep the nursery it started in: see StartedOnce
+                await self._pump(audio)
+            else:
+                async with stream:
+                    self._vad_stream = stream
+                    task_status.started()
+                    del task_status
+                    await self._pump(audio)
+
+    async def _pump(self, audio: AsyncIterable[AudioFrame]) -> None:
+        async for frame in audio:
+            await self.push_frame(frame)
+        await trio.sleep_forever()  # the user's audio ended: what was heard still goes on
 
     def restart_stt(self, agent: Agent, settings: ModelSettings) -> None:
         """Start (or restart, for a new agent) the STT node with the current agent."""
         if self._stt_scope is not None:
             self._stt_scope.cancel()
+        self._stt_stream = self._stt_send = self._stt_backlog = None
         if not self._stt_enabled or self._nursery is None:
             return
-        send, receive = trio.open_memory_channel[AudioFrame](256)
-        self._stt_send = send
         scope = self._stt_scope = trio.CancelScope()
-        self._nursery.start_soon(self._run_stt, agent, settings, receive, scope)
+        if getattr(agent.stt_node, "__func__", None) is Agent.stt_node:
+            # Frames pushed before the stream opens wait here (in order, bounded).
+            self._stt_backlog = []
+            self._nursery.start_soon(self._run_stt_stream, agent, scope)
+        else:
+            send, receive = trio.open_memory_channel[AudioFrame](_STT_BUFFER)
+            self._stt_send = send
+            self._nursery.start_soon(self._run_stt_node, agent, settings, receive, scope)
 
     async def push_frame(self, frame: AudioFrame) -> None:
         """Feed one frame of the user's audio to the VAD and the STT."""
-        if self._vad is not None:
+        vad = self._vad_stream
+        if vad is not None:
             try:
-                await self._vad_send.send(frame)
-            except trio.BrokenResourceError:
-                self._vad = None
-        if self._stt_send is not None:
+                await vad.push_frame(frame)
+            except Exception as e:
+                self._vad_rejected(vad, e)
+        stt = self._stt_stream
+        if stt is not None:
             try:
-                await self._stt_send.send(frame)
+                await stt.push_frame(frame)
+            except Exception as e:
+                self._stt_rejected(stt, e)
+        elif self._stt_backlog is not None:
+            if len(self._stt_backlog) < _STT_BUFFER:
+                self._stt_backlog.append(frame)
+        elif self._stt_send is not None:
+            send = self._stt_send
+            try:
+                await send.send(frame)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._stt_send = None  # the STT ended (an error was reported): go on with VAD
+                # The STT ended (an error was reported): go on with VAD.
+                if self._stt_send is send:
+                    self._stt_send = None
 
-    async def _run_vad(self, vad: VAD) -> None:
-        try:
-            async with vad.stream() as stream, BackgroundTasks() as nursery:
+    def _vad_rejected(self, stream: VADStream, error: Exception) -> None:
+        # The VAD refused a frame (another audio format, say): listening goes on without it,
+        # as when it fails; what it still says while it ends its input is ignored.
+        if self._vad_stream is not stream:
+            return
+        self._vad_stream = None
+        stream.end_input()
+        self._vad_failed(error)
 
-                async def forward() -> None:
-                    async for frame in self._vad_receive:
-                        await stream.push_frame(frame)
+    def _vad_ended(self, error: APIError | None) -> None:
+        self._vad_stream = None
+        if error is not None:
+            self._vad_failed(error)
 
-                nursery.start_soon(forward)
-                async for event in stream:
-                    self._on_vad_event(event)
-        except Exception as e:
+    def _vad_failed(self, error: Exception) -> None:
+        if self._vad is not None:
             # Listening goes on with speech-to-text alone.
             self._vad = None
-            self._vad_receive.close()
-            self._hooks.on_error(e, vad)
+            self._hooks.on_error(error, self._vad_source)
 
-    async def _run_stt(
+    def _stt_rejected(self, stream: RecognizeStream, error: Exception) -> None:
+        if self._stt_stream is not stream:
+            return  # a restart closed it under the push: not an error
+        self._stt_stream = None
+        if self._stt_scope is not None:
+            self._stt_scope.cancel()
+        self._hooks.on_error(error, self._stt_source)
+
+    async def _run_stt_stream(self, agent: Agent, scope: trio.CancelScope) -> None:
+        # The default ``stt_node``, without its channel and pushing task: push_frame feeds the
+        # stream directly and the stream hands its events over in its own task.
+        backlog = self._stt_backlog
+        with scope:
+            source = self._stt_source = agent.activity.stt
+            try:
+                stt = streaming_stt(agent.activity)
+                if stt is None:
+                    return
+                stream = stt.stream()
+
+                def ended(error: APIError | None) -> None:
+                    if self._stt_stream is stream:
+                        self._stt_stream = None
+                    if error is not None:
+                        # The session goes on (text input, a later agent's STT).
+                        self._hooks.on_error(error, source)
+
+                stream.deliver_to(self._on_stt_event, on_end=ended)
+                async with stream:
+                    while backlog:
+                        await stream.push_frame(backlog.pop(0))
+                    if self._stt_backlog is backlog:
+                        self._stt_stream, self._stt_backlog = stream, None
+                    await trio.sleep_forever()
+            except Exception as e:
+                # The session goes on (text input, a later agent's STT); pushes are dropped.
+                self._hooks.on_error(e, source)
+            finally:
+                if self._stt_backlog is backlog:
+                    self._stt_backlog = None
+
+    async def _run_stt_node(
         self,
         agent: Agent,
         settings: ModelSettings,
@@ -194,6 +291,8 @@ class AudioRecognition:
     # -- events -------------------------------------------------------------------------------
 
     def _on_vad_event(self, event: VADEvent) -> None:
+        if self._vad is None:
+            return  # it failed or refused a frame: we listen without it
         if event.type == VADEventType.START_OF_SPEECH:
             self.start_of_speech(event)
         elif event.type == VADEventType.END_OF_SPEECH:

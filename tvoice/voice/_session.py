@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 import attrs
 import trio
 
-from .._utils import BackgroundTasks, EventEmitter
+from .._utils import BackgroundTasks, EventEmitter, StartedOnce
 from ..io import AudioInput, AudioOutput, RoomIO, SessionRoom, TextOutput
 from ..llm import LLM, ChatContext, ChatItem, ChatMessage, ToolChoice
 from ..metrics import AgentMetrics
@@ -122,12 +122,15 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         self._activities: list[tuple[AgentActivity, trio.CancelScope]] = []
         self._recognition: AudioRecognition | None = None
         self._changed = trio.Event()
-        self._closed = trio.Event()
-        self._close_requested = trio.Event()
+        self._closed = False
+        # Made when someone waits (most sessions end by leaving their block): an idle session
+        # holds less.
+        self._close_waiter: trio.Event | None = None
+        self._close_requested = False
         self._close_reason: CloseReason = "user_initiated"
         self._close_error: BaseException | None = None
         self._handoffs = 0
-        self._watched: set[int] = set()
+        self._watched: list[int] = []  # ids of models whose metrics we forward (a handful)
         self._started = False
         self._state_since = 0.0
         self._agents: dict[str, Agent] = {}
@@ -209,20 +212,26 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
             scope.cancel()
 
     def _finish_close(self) -> None:
-        if self._closed.is_set():
+        if self._closed:
             return
-        self._closed.set()
+        self._closed = True
         self.notify_changed()
         self.emit("close", CloseEvent(reason=self._close_reason, error=self._close_error))
 
     def shutdown(self, reason: CloseReason = "user_initiated") -> None:
         """Ask the session to end: :meth:`wait_closed` returns, leaving the block closes it."""
         self._close_reason = reason
-        self._close_requested.set()
+        self._close_requested = True
+        if self._close_waiter is not None:
+            self._close_waiter.set()
 
     async def wait_closed(self) -> None:
         """Wait until the session is asked to end (``shutdown``, the participant left...)."""
-        await self._close_requested.wait()
+        if self._close_waiter is None:
+            self._close_waiter = trio.Event()
+            if self._close_requested:
+                self._close_waiter.set()
+        await self._close_waiter.wait()
 
     async def start(
         self,
@@ -260,8 +269,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         activity.commit_handoff(None)
         if audio_input is not None:
             self._recognition = self._make_recognition(agent)
-            await self._nursery.start(self._recognition.run, agent, ModelSettings())
-            self._nursery.start_soon(self._pump_audio, audio_input, self._recognition)
+            await self._nursery.start(self._recognition.run, agent, ModelSettings(), audio_input)
         if self.options.user_away_timeout is not None:
             self._nursery.start_soon(self._watch_away, self.options.user_away_timeout)
 
@@ -284,10 +292,6 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
             stt_enabled=stt is not None,
         )
 
-    async def _pump_audio(self, audio_input: AudioInput, recognition: AudioRecognition) -> None:
-        async for frame in audio_input:
-            await recognition.push_frame(frame)
-
     async def _start_activity(self, agent: Agent) -> AgentActivity:
         assert self._nursery is not None
         if agent.activity_or_none() is not None:
@@ -299,8 +303,10 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
             self._watch(model)
 
         async def run(task_status: trio.TaskStatus[None]) -> None:
+            status = StartedOnce(task_status)
+            del task_status  # it would keep the nursery it started in for the activity's life
             with scope:
-                await activity.run(task_status=task_status)
+                await activity.run(task_status=status)
 
         self._activities.append((activity, scope))
         await self._nursery.start(run)
@@ -310,7 +316,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
     def _watch(self, model: STT | VAD | LLM | TTS | None) -> None:
         if model is None or id(model) in self._watched:
             return
-        self._watched.add(id(model))
+        self._watched.append(id(model))
         model.on("metrics_collected", self.report_metrics)
 
     # -- handoffs -----------------------------------------------------------------------------
@@ -458,7 +464,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
 
     async def wait_for_idle(self) -> None:
         """Wait until the session is :attr:`idle` (or closed)."""
-        while not self.idle and not self._closed.is_set():
+        while not self.idle and not self._closed:
             await self._changed.wait()
 
     # -- runtime hooks ------------------------------------------------------------------------
@@ -505,11 +511,11 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         while True:
             if self.user_state == "listening" and self.agent_state == "listening" and self.idle:
                 with trio.move_on_at(self._state_since + after):
-                    await self.wait_changed()
+                    await self._changed.wait()
                     continue
                 self.set_user_state("away")
             else:
-                await self.wait_changed()
+                await self._changed.wait()
 
 
 def _hears_differently(old: Agent, new: Agent, default: STT | None) -> bool:
