@@ -12,6 +12,8 @@ the worker goes away (the socket ends), the job is shut down as if it had asked.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import inspect
 import logging
 import os
@@ -206,6 +208,16 @@ async def _prewarm(options: WorkerOptions, proc: JobProcess) -> None:
         await result
 
 
+def _give_back_free_memory() -> None:
+    """Return the heap that loading models freed to the system (glibc keeps it otherwise: an
+    ONNX session's graph optimizer leaves about 6 MB of free heap in every warm process)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to give back this way
+
+
 async def serve(sock: socket.socket) -> int:
     """Serve the worker on ``sock``: initialize, run one job, return the exit code."""
     stream = MessageStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
@@ -222,6 +234,7 @@ async def serve(sock: socket.socket) -> int:
         options = attrs.evolve(load_agent_file(init.target), shutdown_timeout=init.shutdown_timeout)
         proc = JobProcess()
         await _prewarm(options, proc)
+        _give_back_free_memory()
     except (Exception, SystemExit) as exc:
         logger.exception("the job process failed to initialize")
         await stream.send(ProcessReady(error=_error_text(exc)))
