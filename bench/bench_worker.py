@@ -38,14 +38,11 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +57,6 @@ import _common as C  # noqa: E402
 AGENT_NAME = "bench-worker"
 SIDES = ("tvoice", "livekit")
 LABELS = {"tvoice": "tvoice", "livekit": "LiveKit Agents"}
-SERVER_START_TIMEOUT = 30.0
 WORKER_READY_TIMEOUT = 120.0  # start, register, prewarm the idle processes (model loads)
 REGISTER_TIMEOUT = 30.0
 ENTRY_TIMEOUT = 20.0  # one dispatch to its entrypoint
@@ -90,62 +86,13 @@ class Server:
 
 @contextlib.contextmanager
 def livekit_server(folder: Path) -> Iterator[Server]:
-    """livekit-server on 127.0.0.1 (config from tvoice.livekit._server_config), stopped on exit."""
-    from tvoice.livekit._server_config import (
-        BINARY_ENV,
-        INSTALL_COMMAND,
-        LocalServerConfig,
-        find_server_binary,
-        free_loopback_port,
-        server_environment,
-    )
+    """livekit-server on 127.0.0.1 (tvoice.livekit._server_config), stopped on exit."""
+    from tvoice.livekit._server_config import run_local_server
 
-    binary = find_server_binary()
-    if binary is None:
-        raise RuntimeError(
-            f"no livekit-server binary: run {INSTALL_COMMAND} (or set ${BINARY_ENV})"
+    with run_local_server(folder) as server:
+        yield Server(
+            server.url, server.http_url, server.api_key, server.api_secret, server.log_path
         )
-    config = LocalServerConfig(
-        port=free_loopback_port(socket.SOCK_STREAM),
-        udp_port=free_loopback_port(socket.SOCK_DGRAM),
-    )
-    config_path = config.write(folder / "server.yaml")
-    log_path = folder / "server.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [str(binary), "--config", str(config_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=server_environment(),
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"livekit-server exited on start:\n{tail(log_path)}")
-            with (
-                contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(config.http_url, timeout=1.0) as response,
-            ):
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"livekit-server did not start:\n{tail(log_path)}")
-            time.sleep(0.05)
-        time.sleep(0.15)  # it answers HTTP shortly before it acts on signals
-        yield Server(config.url, config.http_url, "devkey", config.keys["devkey"], log_path)
-    finally:
-        # The first SIGTERM drains (waits for participants), the second closes the rooms.
-        for timeout in (2.0, 5.0):
-            if proc.poll() is not None:
-                break
-            proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=timeout)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def tail(path: Path, lines: int = 30) -> str:

@@ -1,9 +1,9 @@
 """A LiveKit server confined to loopback, for tests, benchmarks and local development.
 
 The server is the real ``livekit-server`` (v1.13.5, installed by
-``scripts/install-livekit-server.sh``). This module only finds the binary and writes its config
-file; starting and stopping the process is left to the caller (a pytest fixture, a benchmark).
-It imports neither asyncio nor livekit.
+``scripts/install-livekit-server.sh``). This module finds the binary, writes its config file,
+and runs it (:func:`run_local_server`, for the tests' fixtures and the benchmarks). It imports
+neither asyncio nor livekit.
 
 Loopback confinement, as livekit-server v1.13.5 reads its config (``pkg/config/config.go`` and
 ``mediatransportutil/pkg/rtcconfig``):
@@ -33,12 +33,17 @@ Loopback confinement, as livekit-server v1.13.5 reads its config (``pkg/config/c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
-from collections.abc import Mapping
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +53,12 @@ __all__ = [
     "BINARY_ENV",
     "INSTALL_COMMAND",
     "SERVER_VERSION",
+    "LocalServer",
     "LocalServerConfig",
+    "ServerError",
     "find_server_binary",
     "free_loopback_port",
+    "run_local_server",
     "server_environment",
 ]
 
@@ -173,3 +181,128 @@ def _go_bin_dirs(env: Mapping[str, str]) -> list[Path]:
     dirs = [Path(gobin)] if gobin else []
     dirs += [Path(entry) / "bin" for entry in gopath.split(os.pathsep) if entry]
     return [*dirs, Path.home() / "go" / "bin"]
+
+
+START_TIMEOUT = 30.0
+# livekit-server answers HTTP up to 100 ms before it acts on SIGTERM (Start() sleeps, then sets
+# `running`; Stop() on a server not yet running returns and does nothing).
+SIGNAL_READY_DELAY = 0.15
+DRAIN_TIMEOUT = 2.0  # after the first SIGTERM; an idle server exits in milliseconds
+FORCE_TIMEOUT = 5.0  # after the second SIGTERM, which closes the rooms; then SIGKILL
+LOG_TAIL_LINES = 40
+
+
+class ServerError(RuntimeError):
+    """livekit-server is missing, or did not start (the message has the end of its log)."""
+
+
+@attrs.frozen(kw_only=True)
+class LocalServer:
+    """A running livekit-server: where to reach it, and its credentials."""
+
+    url: str  # ws://127.0.0.1:<port>, for rtc.Room and workers
+    http_url: str  # http://127.0.0.1:<port>, for livekit.api.LiveKitAPI
+    api_key: str
+    api_secret: str
+    config: LocalServerConfig
+    log_path: Path
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The end of the server's log, to add to a failure message."""
+        return log_tail(self.log_path, lines)
+
+
+@contextlib.contextmanager
+def run_local_server(
+    folder: Path, config: LocalServerConfig | None = None
+) -> Iterator[LocalServer]:
+    """Start livekit-server with its config and log in ``folder``; stop it on exit (bounded:
+    SIGTERM, SIGTERM again, then SIGKILL). Passing a stopped server's ``config`` starts the next
+    one on the same ports. Raises :class:`ServerError` when it cannot start."""
+    binary = find_server_binary()
+    if binary is None:
+        where = os.environ.get(BINARY_ENV)
+        raise ServerError(
+            f"${BINARY_ENV}={where} is not a file"
+            if where
+            else f"livekit-server {SERVER_VERSION} is not installed: run {INSTALL_COMMAND}"
+            f" (or point ${BINARY_ENV} at a server binary)"
+        )
+    if config is None:
+        config = LocalServerConfig(
+            port=free_loopback_port(socket.SOCK_STREAM),
+            udp_port=free_loopback_port(socket.SOCK_DGRAM),
+        )
+    config_path = config.write(folder / "config.yaml")
+    log_path = folder / "server.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [str(binary), "--config", str(config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=server_environment(),
+        )
+    try:
+        _wait_until_serving(process, config.http_url, log_path)
+        yield LocalServer(
+            url=config.url,
+            http_url=config.http_url,
+            api_key="devkey",
+            api_secret=config.keys["devkey"],
+            config=config,
+            log_path=log_path,
+        )
+    finally:
+        _stop(process)
+
+
+def _wait_until_serving(process: subprocess.Popen[bytes], http_url: str, log_path: Path) -> None:
+    # Outside any event loop: polling on the wall clock is the only way to wait for a process.
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            # The server exits with status 0 even when it rejects its config.
+            raise ServerError(
+                f"livekit-server exited with status {process.returncode} on start;"
+                f" log {log_path}:\n{log_tail(log_path)}"
+            )
+        try:
+            with urllib.request.urlopen(http_url, timeout=1.0) as response:
+                if response.status == 200:
+                    time.sleep(SIGNAL_READY_DELAY)
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            _stop(process)
+            raise ServerError(
+                f"livekit-server did not answer GET {http_url} within {START_TIMEOUT:.0f} s;"
+                f" log {log_path}:\n{log_tail(log_path)}"
+            )
+        time.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    # The first SIGTERM drains: the server waits, with no bound, for every participant to leave.
+    # The second closes the rooms; a server that still hangs is killed.
+    for timeout in (DRAIN_TIMEOUT, FORCE_TIMEOUT):
+        if process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            continue
+        return
+    process.kill()
+    process.wait()
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` of a log file (or why it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
