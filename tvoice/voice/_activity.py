@@ -42,6 +42,7 @@ from ._speech_handle import SPEECH_PRIORITY_NORMAL, SpeechHandle
 from ._tools import ToolExecution, run_tool
 
 if TYPE_CHECKING:
+    from ..audio import AudioFrame
     from ..io import AudioOutput, TextOutput
     from ._session import AgentSession
 
@@ -285,7 +286,7 @@ class AgentActivity:
             gen = self._new_generation(ModelSettings())
             try:
                 async with trio.open_nursery() as nursery:
-                    gen.start(nursery, text=text)
+                    gen.start(nursery, text=text, playing=True)
                     await self._play(gen, handle)
             finally:
                 gen.cancel()
@@ -382,7 +383,7 @@ class AgentActivity:
                 if not gen.started:
                     ctx = self._llm_context(instructions)
                     tools = self.agent.tools
-                    gen.start(nursery, chat_ctx=ctx, tools=tools)
+                    gen.start(nursery, chat_ctx=ctx, tools=tools, playing=True)
                 gen.on_call(self._tool_starter(handle, executions))
                 await self._play(gen, handle, turn=turn)
                 await gen.text.wait_closed()
@@ -486,9 +487,12 @@ class AgentActivity:
 
     async def _play_out(self, gen: Generation, output: AudioOutput | None) -> None:
         if output is not None:
-            while (frame := await gen.next_frame()) is not None:
+
+            async def play(frame: AudioFrame) -> None:
                 await output.capture_frame(frame)
                 gen.audio_pushed += frame.duration
+
+            await gen.play_audio(play)
             output.flush()
             played = 0.0
             if gen.audio_pushed > 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,8 @@ ErrorSink = Callable[[BaseException, Any], None]
 class Generation:
     """Produces one step of a speech. Production can start before the speech is allowed to
     play (preemptive generation): text and tool calls are logged, audio waits in a bounded
-    channel until the player reads it. ``cancel()`` stops production wherever it is."""
+    channel until the player reads it. A generation started as it plays has the player run
+    the TTS node instead. ``cancel()`` stops production wherever it is."""
 
     def __init__(
         self,
@@ -44,10 +45,11 @@ class Generation:
         self.calls: list[FunctionCall] = []
         self.calls_closed = False
         self._call_listener: Callable[[FunctionCall], None] | None = None
-        self.frame_send: trio.MemorySendChannel[AudioFrame]
-        self.frames: trio.MemoryReceiveChannel[AudioFrame]
-        self.frame_send, self.frames = trio.open_memory_channel(64)
+        # Audio made ahead of the player (a task runs the TTS node): opened only then.
+        self._frame_send: trio.MemorySendChannel[AudioFrame] | None = None
+        self._frames: trio.MemoryReceiveChannel[AudioFrame] | None = None
         self._scope: trio.CancelScope | None = None
+        self._tts_in_player = False
         self._cancelled = False
         self.started = False
         self.failed = False
@@ -71,10 +73,19 @@ class Generation:
         chat_ctx: ChatContext | None = None,
         tools: Sequence[Tool] = (),
         text: str | AsyncIterable[str] | None = None,
+        playing: bool = False,
     ) -> None:
         """Produce in a task of ``nursery`` (see :meth:`produce`); ``started`` at once, so
-        a speech that adopts this generation before its task ran does not start it again."""
+        a speech that adopts this generation before its task ran does not start it again.
+
+        ``playing``: the speech plays it now, so the player runs the TTS node itself as it
+        reads the audio (:meth:`play_audio`), with no task or channel of its own; otherwise
+        (a preemptive generation, made before it may play) a task runs the TTS node ahead,
+        into a bounded channel."""
         self.started = True
+        self._tts_in_player = playing and self.audio
+        if self.audio and not playing:
+            self._open_frames()
         nursery.start_soon(lambda: self.produce(chat_ctx=chat_ctx, tools=tools, text=text))
 
     async def produce(
@@ -92,10 +103,9 @@ class Generation:
             self._scope = nursery.cancel_scope
             if self._cancelled:
                 nursery.cancel_scope.cancel()
-            if self.audio:
+            if self.audio and not self._tts_in_player:
+                self._open_frames()
                 nursery.start_soon(self._run_tts)
-            else:
-                self.frame_send.close()
             # The text side runs in this task: one task fewer per step.
             if text is None:
                 assert chat_ctx is not None
@@ -103,7 +113,12 @@ class Generation:
             else:
                 await self._run_text(text)
         self._close_text()
-        self.frame_send.close()
+        if self._frame_send is not None:
+            self._frame_send.close()
+
+    def _open_frames(self) -> None:
+        if self._frame_send is None:
+            self._frame_send, self._frames = trio.open_memory_channel(64)
 
     def on_call(self, listener: Callable[[FunctionCall], None] | None) -> None:
         """Call ``listener`` with every tool call, those already made first (a preemptive
@@ -161,32 +176,67 @@ class Generation:
             self._close_text()
 
     async def _run_tts(self) -> None:
+        send = self._frame_send
+        assert send is not None
         try:
             node = self.agent.tts_node(self.text.reader(), self.settings)
-            async with self.frame_send, aclosing(node) as frames:
+            async with send, aclosing(node) as frames:
                 async for frame in frames:
-                    if self.first_frame_at is None:
-                        self.first_frame_at = trio.current_time()
+                    self._note_frame()
                     try:  # no scheduler step while there is room (the player yields enough)
-                        self.frame_send.send_nowait(frame)
+                        send.send_nowait(frame)
                     except trio.WouldBlock:
-                        await self.frame_send.send(frame)
+                        await send.send(frame)
         except Exception as e:
-            self.failed = True
-            self._on_error(e, self.agent.activity.tts)
+            self._tts_failed(e)
 
-    async def next_frame(self) -> AudioFrame | None:
-        """The next frame to play, ``None`` after the last; a frame already there is taken
-        without a scheduler step."""
-        await trio.lowlevel.checkpoint_if_cancelled()
+    def _note_frame(self) -> None:
+        if self.first_frame_at is None:
+            self.first_frame_at = trio.current_time()
+
+    def _tts_failed(self, error: Exception) -> None:
+        self.failed = True
+        self._on_error(error, self.agent.activity.tts)
+
+    async def play_audio(self, play: Callable[[AudioFrame], Awaitable[None]]) -> None:
+        """Hand every audio frame to ``play``, in order, until the last. A TTS failure ends
+        the audio (it is reported); an error from ``play`` propagates."""
+        if not self._tts_in_player:
+            while (frame := await self._next_frame()) is not None:
+                await play(frame)
+            return
+        node = self.agent.tts_node(self.text.reader(), self.settings)
         try:
-            return self.frames.receive_nowait()
+            while True:
+                try:
+                    frame = await anext(node)
+                except StopAsyncIteration:
+                    break
+                except Exception as e:
+                    self._tts_failed(e)
+                    break
+                self._note_frame()
+                await play(frame)
+        finally:
+            try:
+                await node.aclose()
+            except Exception as e:
+                self._tts_failed(e)
+
+    async def _next_frame(self) -> AudioFrame | None:
+        # A frame already there is taken without a scheduler step.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        frames = self._frames
+        if frames is None:  # no audio
+            return None
+        try:
+            return frames.receive_nowait()
         except trio.WouldBlock:
             pass
         except trio.EndOfChannel:
             return None
         try:
-            return await self.frames.receive()
+            return await frames.receive()
         except trio.EndOfChannel:
             return None
 
