@@ -167,6 +167,31 @@ async def test_nodes_can_be_overridden(autojump_clock):
     assert tl.text_output.segments == ["[HI!]"]
 
 
+@pytest.mark.parametrize("own_node", [False, True])
+async def test_a_reply_without_text_output(autojump_clock, own_node):
+    seen = []
+
+    class Noted(Assistant):
+        async def transcription_node(self, text, model_settings):
+            async for piece in text:
+                seen.append(piece)
+                yield piece
+
+    tl = hello_timeline()
+    async with tl.session() as session:
+        rec = Recorder(session)
+        await session.start(Noted() if own_node else Assistant())
+        session.text_output = None  # the transcript goes nowhere
+        await tl.wait_done()
+    (reply,) = [m for m in session.history.messages() if m.role == "assistant"]
+    assert reply.text_content == "Hi!"
+    assert not reply.interrupted
+    assert [s for s, _ in rec.agent_states] == ["listening", "thinking", "speaking", "listening"]
+    assert tl.text_output.segments == []
+    # An agent's own transcription node still runs: it may do more than pass the text on.
+    assert seen == (["Hi!"] if own_node else [])
+
+
 async def test_update_agent_from_outside(autojump_clock):
     class Second(Agent):
         def __init__(self):
