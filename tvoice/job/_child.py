@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import inspect
 import logging
 import os
@@ -235,6 +236,9 @@ async def serve(sock: socket.socket) -> int:
         proc = JobProcess()
         await _prewarm(options, proc)
         _give_back_free_memory()
+        # What prewarm built lives as long as the process: keep the collector off it, so a
+        # full collection during a call walks only the call's own objects.
+        gc.freeze()
     except (Exception, SystemExit) as exc:
         logger.exception("the job process failed to initialize")
         await stream.send(ProcessReady(error=_error_text(exc)))
