@@ -39,7 +39,10 @@ class OutputStream(Generic[T]):
 
     def __init__(self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> None:
         self._conn_options = conn_options
-        self._send, self._recv = trio.open_memory_channel[T](self._output_capacity)
+        self._send: trio.MemorySendChannel[T]
+        self._recv: trio.MemoryReceiveChannel[T]
+        # Not ``open_memory_channel[T](...)``: subscripting runs typing's machinery per stream.
+        self._send, self._recv = trio.open_memory_channel(self._output_capacity)
         self._tasks = BackgroundTasks()
         self._state = "new"
         self._error: APIError | None = None
@@ -124,8 +127,9 @@ class OutputStream(Generic[T]):
         if self._first_output_at is None:
             self._first_output_at = trio.current_time()
         watchdog = self._watchdog
-        if watchdog is not None:
-            watchdog.deadline = math.inf
+        # The watchdog's deadline is set aside only while the send waits for the consumer: a
+        # send that succeeds at once (or a sink, which runs synchronously) passes no checkpoint
+        # before the deadline is moved on below, so the old one can't fire meanwhile.
         if self._sink is not None:
             # The consumer runs here and now; an exception from it ends the stream with it.
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -139,6 +143,8 @@ class OutputStream(Generic[T]):
                 try:
                     self._send.send_nowait(item)
                 except trio.WouldBlock:
+                    if watchdog is not None:
+                        watchdog.deadline = math.inf
                     await self._send.send(item)
             except trio.BrokenResourceError:
                 # The consumer closed the stream: stop producing.
@@ -225,6 +231,18 @@ _DELIVERED[0].close()
 _DELIVERED[1].close()
 
 
+# The input of an input stream not opened yet, and of one that reads a source: both closed.
+_NO_INPUT_YET: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] = (
+    trio.open_memory_channel(0)
+)
+_NO_INPUT: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] = (
+    trio.open_memory_channel(0)
+)
+for _channel in (*_NO_INPUT_YET, *_NO_INPUT):
+    _channel.close()
+del _channel
+
+
 class _ConsumerGone(Exception):
     """Raised inside ``_run`` when nobody reads the output any more."""
 
@@ -255,7 +273,18 @@ class InputStream(OutputStream[T], Generic[In, T]):
         super().__init__(conn_options=conn_options)
         self._input_send: trio.MemorySendChannel[In]
         self._input: trio.MemoryReceiveChannel[In] | InputSource[In]
-        self._input_send, self._input = trio.open_memory_channel(self._input_capacity)
+        # The input channel is made when the stream opens (or its input ends), unless
+        # ``_read_input_from`` chose a source instead: until then, the shared closed one.
+        self._input_send, self._input = _NO_INPUT_YET
+
+    def _make_input(self) -> None:
+        if self._input_send is _NO_INPUT_YET[0]:
+            self._input_send, self._input = trio.open_memory_channel(self._input_capacity)
+
+    async def __aenter__(self) -> Self:
+        if self._state == "new":
+            self._make_input()
+        return await super().__aenter__()
 
     def _read_input_from(self, source: InputSource[In]) -> None:
         """Let ``_run`` read ``source`` instead of what is pushed: no task has to push then.
@@ -263,6 +292,7 @@ class InputStream(OutputStream[T], Generic[In, T]):
         if self._state != "new":
             raise RuntimeError(f"{type(self).__name__}: its input is chosen before opening it")
         self._input_send.close()
+        self._input_send = _NO_INPUT[0]  # closed: a push raises "input already ended"
         self._input = source
 
     async def _push(self, item: In) -> None:
@@ -281,9 +311,11 @@ class InputStream(OutputStream[T], Generic[In, T]):
 
     def end_input(self) -> None:
         """No more input: the provider finishes what it has, then the output ends."""
+        self._make_input()
         self._input_send.close()
 
     async def aclose(self) -> None:
+        self._make_input()
         self._input_send.close()
         await super().aclose()
 

@@ -7,12 +7,13 @@ in place. Every item has a unique ``id`` and a ``created_at`` read from trio's c
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 from typing import Any, Literal, TypeAlias
 
 import attrs
 import trio
+
+from .._utils import short_id
 
 __all__ = [
     "AgentHandoff",
@@ -31,7 +32,7 @@ _INSTRUCTION_ROLES = ("system", "developer")
 
 
 def _new_id() -> str:
-    return "item_" + secrets.token_hex(6)
+    return short_id("item")
 
 
 def _now() -> float:

@@ -133,6 +133,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         self._watched: list[int] = []  # ids of models whose metrics we forward (a handful)
         self._started = False
         self._state_since = 0.0
+        self._state_changed: trio.Event | None = None  # made when the away watcher waits
         self._agents: dict[str, Agent] = {}
 
     # -- public state -------------------------------------------------------------------------
@@ -476,6 +477,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         old, self.agent_state = self.agent_state, state
         self._state_since = trio.current_time()
         self.emit("agent_state_changed", AgentStateChangedEvent(old_state=old, new_state=state))
+        self._notify_state_changed()
         self.notify_changed()
 
     def set_user_state(self, state: UserState) -> None:
@@ -485,6 +487,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         old, self.user_state = self.user_state, state
         self._state_since = trio.current_time()
         self.emit("user_state_changed", UserStateChangedEvent(old_state=old, new_state=state))
+        self._notify_state_changed()
         self.notify_changed()
 
     def add_item(self, item: ChatItem, *, agent: Agent) -> None:
@@ -508,14 +511,32 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         self.emit("metrics_collected", MetricsCollectedEvent(metrics=metrics))
 
     async def _watch_away(self, after: float) -> None:
+        # The user is away once both sides have been listening for ``after`` seconds and the
+        # session is idle: until then only a change of state matters (it moves the deadline),
+        # so this task sleeps through the other changes of a turn.
         while True:
-            if self.user_state == "listening" and self.agent_state == "listening" and self.idle:
+            if self.user_state == "listening" and self.agent_state == "listening":
                 with trio.move_on_at(self._state_since + after):
-                    await self._changed.wait()
+                    await self._wait_state_changed()
                     continue
-                self.set_user_state("away")
+                if self.idle:
+                    self.set_user_state("away")
+                else:
+                    await self._changed.wait()
             else:
-                await self._changed.wait()
+                await self._wait_state_changed()
+
+    async def _wait_state_changed(self) -> None:
+        event = self._state_changed
+        if event is None:
+            event = self._state_changed = trio.Event()
+        await event.wait()
+
+    def _notify_state_changed(self) -> None:
+        event = self._state_changed
+        if event is not None:
+            self._state_changed = None
+            event.set()
 
 
 def _hears_differently(old: Agent, new: Agent, default: STT | None) -> bool:
