@@ -22,9 +22,9 @@ import logging
 from typing import Any
 
 import attrs
+import livekit.rtc as rtc
 import numpy as np
 import trio
-from livekit import rtc
 from livekit.rtc._proto.track_pb2 import AudioTrackFeature
 from livekit.rtc.room import EventTypes
 

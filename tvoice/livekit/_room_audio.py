@@ -20,9 +20,9 @@ import collections
 import logging
 from collections.abc import Callable
 
+import livekit.rtc as rtc
 import numpy as np
 import trio
-from livekit import rtc
 
 from ..audio import AudioFrame, AudioResampler
 from ..io import AudioInput, ClockedAudioOutput

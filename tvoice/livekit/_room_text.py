@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import livekit.rtc as rtc
 import trio
-from livekit import rtc
 
 from .._utils import short_id
 from ..io import PlaybackFinished, TextOutput
