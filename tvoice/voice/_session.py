@@ -133,7 +133,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         self._watched: list[int] = []  # ids of models whose metrics we forward (a handful)
         self._started = False
         self._state_since = 0.0
-        self._state_changed: trio.Event | None = None  # made when the away watcher waits
+        self._both_listening: trio.Event | None = None  # made when the away watcher waits
         self._agents: dict[str, Agent] = {}
 
     # -- public state -------------------------------------------------------------------------
@@ -512,30 +512,26 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
 
     async def _watch_away(self, after: float) -> None:
         # The user is away once both sides have been listening for ``after`` seconds and the
-        # session is idle: until then only a change of state matters (it moves the deadline),
-        # so this task sleeps through the other changes of a turn.
+        # session is idle. While both listen this task sleeps until that deadline, not woken by
+        # the turns in between: a later change of state only moves the deadline on, so waking
+        # at the old one and sleeping again until the new one comes to the same.
         while True:
             if self.user_state == "listening" and self.agent_state == "listening":
-                with trio.move_on_at(self._state_since + after):
-                    await self._wait_state_changed()
-                    continue
-                if self.idle:
+                deadline = self._state_since + after
+                if trio.current_time() < deadline:
+                    await trio.sleep_until(deadline)
+                elif self.idle:
                     self.set_user_state("away")
                 else:
                     await self._changed.wait()
             else:
-                await self._wait_state_changed()
-
-    async def _wait_state_changed(self) -> None:
-        event = self._state_changed
-        if event is None:
-            event = self._state_changed = trio.Event()
-        await event.wait()
+                event = self._both_listening = trio.Event()
+                await event.wait()
 
     def _notify_state_changed(self) -> None:
-        event = self._state_changed
-        if event is not None:
-            self._state_changed = None
+        event = self._both_listening
+        if event is not None and self.user_state == self.agent_state == "listening":
+            self._both_listening = None
             event.set()
 
 
