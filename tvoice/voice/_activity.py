@@ -327,8 +327,8 @@ class AgentActivity:
     def _llm_context(self, instructions: str | None) -> ChatContext:
         # A new list over the same items: nodes read the chat, they don't edit its items, and
         # copying every item on every request costs a turn time that grows with the history.
-        ctx = ChatContext(list(self.agent.chat_ctx_ref().items))
-        ctx.items.insert(0, ChatMessage(role="system", content=[self.agent.instructions]))
+        system = ChatMessage(role="system", content=[self.agent.instructions])
+        ctx = ChatContext([system, *self.agent.chat_ctx_ref().items])
         if instructions:
             ctx.add_message(role="system", content=instructions)
         return ctx
