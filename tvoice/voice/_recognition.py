@@ -105,6 +105,9 @@ class AudioRecognition:
         # Between the end of speech and the STT's verdict on it (bounded by stt_wait).
         self._stt_wait = stt_wait
         self._stt_owed = 0
+        # The STT closed the utterance the VAD still hears (the STT can be ahead): when the VAD
+        # closes it, the STT owes nothing for it.
+        self._stt_ahead = False
         self._stt_pending: trio.CancelScope | None = None
 
     # -- state --------------------------------------------------------------------------------
@@ -314,10 +317,11 @@ class AudioRecognition:
             return
         self.speaking = False
         self._speech_ended_at = ended_at
-        if self._stt_enabled:
+        if self._stt_ahead:
+            self._stt_ahead = False
+        elif self._stt_enabled:
             self._stt_owed += 1
-            if self._stt_owed > 0:
-                self._await_stt()
+            self._await_stt()
         self._hooks.on_end_of_speech(event)
         if self.turn_detection != "manual" and self.turn_detection != "stt":
             self._start_endpointing()
@@ -346,9 +350,13 @@ class AudioRecognition:
 
     def _on_stt_event(self, event: SpeechEvent) -> None:
         if event.type == SpeechEventType.END_OF_SPEECH:
-            self._stt_owed -= 1
-            if self._stt_owed <= 0:
-                self._stt_settled()
+            if self._stt_owed > 0:
+                self._stt_owed -= 1
+                if self._stt_owed == 0:
+                    self._stt_settled()
+            elif self.speaking and self._vad is not None:
+                # Ahead of the VAD: this verdict covers the utterance it has not closed yet.
+                self._stt_ahead = True
         if event.type == SpeechEventType.START_OF_SPEECH and self._vad is None:
             self.start_of_speech(None)
         elif event.type == SpeechEventType.INTERIM_TRANSCRIPT:
