@@ -60,3 +60,24 @@ async def test_each_stt_verdict_covers_its_own_utterance(autojump_clock):
         await trio.sleep(1)
         nursery.cancel_scope.cancel()
     assert hooks.turns == [("Hello.", 1.0), ("Thanks.", 3.5), ("Bye.", 4.5)]
+
+
+async def test_without_a_vad_the_stt_ends_the_speech_it_started(autojump_clock):
+    hooks = Hooks()
+    rec = AudioRecognition(
+        hooks,
+        vad=None,
+        turn_detection="stt",
+        min_endpointing_delay=0.0,
+        max_endpointing_delay=3.0,
+        stt_enabled=True,
+    )
+    async with trio.open_nursery() as nursery:
+        rec._nursery = nursery
+        for text in ("Hello.", "Thanks."):
+            rec._on_stt_event(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
+            await trio.sleep(1)
+            stt_says(rec, text)
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert hooks.turns == [("Hello.", 1.0), ("Thanks.", 2.0)]

@@ -319,7 +319,9 @@ class AudioRecognition:
         self._speech_ended_at = ended_at
         if self._stt_ahead:
             self._stt_ahead = False
-        elif self._stt_enabled:
+        elif self._stt_enabled and event is not None:
+            # The VAD closed it: the STT owes its verdict (without a VAD, the STT's own
+            # END_OF_SPEECH is what ended the speech).
             self._stt_owed += 1
             self._await_stt()
         self._hooks.on_end_of_speech(event)
