@@ -286,7 +286,8 @@ async def test_drain_cancels_the_jobs_still_running_at_its_timeout(
             start = trio.current_time()
             worker.drain()
         elapsed = trio.current_time() - start
-    assert 0.5 <= elapsed < 5.0
+    # The drain waited its timeout before cancelling (real clock: no upper bound asserted).
+    assert elapsed >= 0.5
     assert launcher.cancelled == [info.job.id]
     assert worker.jobs_failed == 1
     line = await _server_logged(livekit_server, "job ended", info.job.id)
