@@ -44,6 +44,11 @@ pytestmark = [
 ROOT = Path(__file__).parents[2]
 ECHO = ROOT / "tests" / "livekit" / "agents" / "echo.py"
 REGISTER_TIMEOUT = 60.0
+# The question's words. Whisper tiny.en hears the question through Opus and the receiver's
+# jitter buffer, whose time-stretching varies from run to run under load: one run in a dozen on
+# a busy machine heard "What is not well-known in Paris?" from intact audio. A reply counts as
+# an answer to the question when it echoes most of these words.
+QUESTION_WORDS = {"what", "is", "the", "weather", "in", "paris"}
 STOP_TIMEOUT = 20.0
 
 
@@ -171,6 +176,14 @@ def _worker_log(worker: WorkerProcess) -> str:
     return f"the worker's log:\n{worker.log()[-4000:]}"
 
 
+def _echoes_the_question(text: str) -> bool:
+    if not text.startswith(ECHO_PREFIX):
+        return False
+    heard = text.removeprefix(ECHO_PREFIX).split(".")[0]
+    words = {word.strip(":,?!").lower() for word in heard.split()}
+    return len(words & QUESTION_WORDS) >= 4
+
+
 def _room() -> str:
     return f"e2e-{uuid.uuid4().hex[:8]}"
 
@@ -204,7 +217,7 @@ def test_a_dispatched_agent_answers_a_caller(
             await wait_for(replied, within=30, what=f"the reply's transcription: {caller.texts}")
             agent = _agent_identity(caller)
             texts = [text for _, text in caller.agent_transcripts(agent)]
-            assert any("weather" in text.lower() and ECHO_PREFIX in text for text in texts), texts
+            assert any(_echoes_the_question(text) for text in texts), texts
 
     asyncio.run(main())
 
@@ -243,8 +256,7 @@ def test_the_caller_interrupts_the_reply(
     # The interrupted reply is transcribed only as far as it was heard.
     assert first.startswith(ECHO_PREFIX), first
     assert "close at five" not in first, first
-    assert second.startswith(ECHO_PREFIX), second
-    assert "weather" in second.lower(), second
+    assert _echoes_the_question(second), second
 
 
 async def _wait_job(workers: list[WorkerProcess], room: str) -> WorkerProcess:
