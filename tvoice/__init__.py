@@ -27,6 +27,8 @@ from .job import JobContext as JobContext
 from .job import JobProcess as JobProcess
 from .job import JobRequest as JobRequest
 from .job import WorkerOptions as WorkerOptions
+from .job import WorkerPermissions as WorkerPermissions
+from .job import WorkerType as WorkerType
 from .llm import AgentHandoff as AgentHandoff
 from .llm import ChatContext as ChatContext
 from .llm import ChatMessage as ChatMessage

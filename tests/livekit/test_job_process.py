@@ -58,7 +58,8 @@ async def test_a_job_process_joins_and_leaves_a_real_room(livekit_server, tmp_pa
     room = f"room-{uuid.uuid4().hex[:8]}"
     joined = tmp_path / "joined.txt"
     info = RunningJobInfo(
-        job=JobInfo(id="job-lk", room_name=room, metadata=str(joined)),
+        # As for a publisher worker: the session is to link the participant who published.
+        job=JobInfo(id="job-lk", room_name=room, metadata=str(joined), publisher_identity="caller"),
         url=livekit_server.url,
         token=agent_token(livekit_server, room, "agent-job-lk"),
     )
@@ -82,7 +83,7 @@ async def test_a_job_process_joins_and_leaves_a_real_room(livekit_server, tmp_pa
                         return joined.exists()
 
                     await wait_for(has_joined)
-                    assert joined.read_text() == f"{room} agent-job-lk"
+                    assert joined.read_text() == f"{room} agent-job-lk caller caller"
                     assert await participants(livekit_server, room) == ["agent-job-lk"]
                     if end == "sigkill":
                         (pid,) = pool.statistics().job_pids.values()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -21,11 +22,12 @@ import pytest
 import trio
 from livekit import api
 
-from tvoice.job import JobRequest, WorkerOptions
+from tvoice.job import JobRequest, WorkerOptions, WorkerPermissions, WorkerType
 from tvoice.job._jobs import JobResult, RunningJobInfo
 from tvoice.job._worker import Worker
 from tvoice.livekit.protocol import WorkerStatus
 
+from ._caller import join
 from .conftest import LiveKitServer, run_livekit_server
 
 pytestmark = [
@@ -229,6 +231,69 @@ async def test_request_fnc_accepts_with_an_identity_or_rejects(livekit_server: L
             claims = jwt.decode(info.token, livekit_server.api_secret, algorithms=["HS256"])
             assert (claims["sub"], claims["name"]) == ("helper", "Helper")
             assert worker.jobs_started == 1
+
+
+async def test_the_registered_permissions_are_in_every_job_token(livekit_server: LiveKitServer):
+    permissions = WorkerPermissions(can_update_metadata=False, can_publish_data=False, hidden=True)
+    launcher = FakeLauncher(outcome=None)
+    worker = Worker(_options(livekit_server, permissions=permissions), pool=launcher)
+    with trio.fail_after(40):
+        async with _running(worker):
+            await _dispatch(livekit_server, worker.agent_name)
+            (info,) = await launcher.wait_jobs(1)
+    video = jwt.decode(info.token, livekit_server.api_secret, algorithms=["HS256"])["video"]
+    assert video["canPublishData"] is False
+    assert video["canUpdateOwnMetadata"] is False
+    assert video["hidden"] is True
+    assert video["canPublish"] is True
+    assert video["canSubscribe"] is True
+
+
+async def test_a_publisher_worker_gets_a_job_for_each_participant_who_publishes(
+    livekit_server: LiveKitServer,
+):
+    launcher = FakeLauncher(outcome=None)
+    offered: list[JobRequest] = []
+
+    async def request_fnc(request: JobRequest) -> None:
+        offered.append(request)
+        await request.accept()
+
+    worker = Worker(
+        _options(livekit_server, worker_type=WorkerType.PUBLISHER, request_fnc=request_fnc),
+        pool=launcher,
+    )
+    assert worker.worker_type == "publisher"
+    with trio.fail_after(40):
+        async with _running(worker):
+            room = await _dispatch(livekit_server, worker.agent_name)
+            async with _publishing(livekit_server, room, "caller"):
+                (info,) = await launcher.wait_jobs(1)
+    assert info.job.room_name == room
+    assert info.job.publisher_identity == "caller"
+    assert [request.publisher_identity for request in offered] == ["caller"]
+
+
+@contextlib.asynccontextmanager
+async def _publishing(server: LiveKitServer, room: str, identity: str) -> AsyncIterator[None]:
+    """A participant in ``room`` publishing a microphone track (silence), in a thread with its
+    own asyncio loop, until the block ends."""
+    joined, leave = trio.Event(), threading.Event()
+    token = trio.lowlevel.current_trio_token()
+
+    async def main() -> None:
+        async with join(server, room, identity):
+            trio.from_thread.run_sync(joined.set, trio_token=token)
+            await asyncio.to_thread(leave.wait, WAIT * 2)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, asyncio.run, main())
+        try:
+            with trio.fail_after(WAIT):
+                await joined.wait()
+            yield
+        finally:
+            leave.set()
 
 
 async def test_a_deleted_dispatch_terminates_its_job(livekit_server: LiveKitServer):

@@ -21,13 +21,13 @@ from tvoice.livekit.protocol import (
     JobStatus,
     JobTermination,
     JobType,
-    Permissions,
     ProtocolError,
     Register,
     Registered,
     ServerPong,
     UpdateJobStatus,
     UpdateWorkerStatus,
+    WorkerPermissions,
     WorkerPing,
     WorkerStatus,
     agent_token,
@@ -53,7 +53,9 @@ def test_register_carries_the_agent_name_job_type_and_agent_permission():
             agent_name="support",
             version="0.1.0",
             namespace="ns",
-            permissions=Permissions(hidden=True, can_publish_data=False),
+            permissions=WorkerPermissions(
+                hidden=True, can_publish_data=False, can_publish_sources=("microphone", 4)
+            ),
         )
     )
     assert parsed.WhichOneof("message") == "register"
@@ -63,6 +65,17 @@ def test_register_carries_the_agent_name_job_type_and_agent_permission():
     perms = reg.allowed_permissions
     assert (perms.agent, perms.hidden, perms.can_publish, perms.can_subscribe) == (True,) * 4
     assert not perms.can_publish_data
+    assert list(perms.can_publish_sources) == [
+        models.TrackSource.MICROPHONE,
+        models.TrackSource.SCREEN_SHARE_AUDIO,
+    ]
+
+
+def test_unknown_track_sources_are_refused_when_the_permissions_are_made():
+    with pytest.raises(ValueError, match="unknown track source 'speaker'"):
+        WorkerPermissions(can_publish_sources=("speaker",))
+    with pytest.raises(ValueError, match="unknown track source 9"):
+        WorkerPermissions(can_publish_sources=(9,))
 
 
 def test_availability_response_carries_the_participant():

@@ -8,3 +8,5 @@ from ._context import JobInfo as JobInfo
 from ._context import JobProcess as JobProcess
 from ._options import JobRequest as JobRequest
 from ._options import WorkerOptions as WorkerOptions
+from ._options import WorkerPermissions as WorkerPermissions
+from ._options import WorkerType as WorkerType

@@ -98,9 +98,11 @@ class _DetachedRoom(SessionRoom):
 def _room(start: StartJob) -> SessionRoom:
     if not start.url:
         return _DetachedRoom(start.room_name)
-    from ..livekit import LiveKitRoom  # the warm process imported it already (see _host)
+    from ..livekit import LiveKitRoom, RoomOptions  # imported while warm (see _host)
 
-    return LiveKitRoom(url=start.url, token=start.token)
+    # A publisher job is for the participant who published; a room job links the first one.
+    options = RoomOptions(participant_identity=start.publisher_identity or None)
+    return LiveKitRoom(url=start.url, token=start.token, options=options)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -140,6 +142,7 @@ class _JobProcessServer:
             room_name=start.room_name,
             agent_name=start.agent_name,
             metadata=start.metadata,
+            publisher_identity=start.publisher_identity,
         )
         try:
             room = _room(start)

@@ -46,6 +46,9 @@ class JobInfo:
     room_name: str
     agent_name: str = ""
     metadata: str = ""
+    publisher_identity: str = ""
+    """For a ``WorkerType.PUBLISHER`` worker, the participant whose publishing started the
+    job (the session links it); "" for a room job."""
 
 
 class JobContext:

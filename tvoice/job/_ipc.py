@@ -81,6 +81,7 @@ class StartJob:
     token: str = ""
     worker_id: str = ""
     participant_identity: str = ""
+    publisher_identity: str = ""
 
 
 @attrs.frozen(kw_only=True)

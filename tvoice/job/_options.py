@@ -8,9 +8,10 @@ from typing import Any
 
 import attrs
 
+from ..livekit._permissions import WorkerPermissions, WorkerType
 from ._context import JobContext, JobProcess
 
-__all__ = ["JobRequest", "WorkerOptions"]
+__all__ = ["JobRequest", "WorkerOptions", "WorkerPermissions", "WorkerType"]
 
 
 @attrs.define(kw_only=True)
@@ -21,6 +22,8 @@ class JobRequest:
     room_name: str
     agent_name: str = ""
     metadata: str = ""
+    publisher_identity: str = ""
+    """The publishing participant a ``WorkerType.PUBLISHER`` job is for ("" for a room job)."""
     accepted: bool | None = None
     identity: str = ""
     name: str = ""
@@ -60,6 +63,10 @@ class WorkerOptions:
     to a worker at load 1."""
     max_retry: int = 16
     """Reconnection attempts to the server before the worker gives up (0: forever)."""
+    worker_type: WorkerType = WorkerType.ROOM
+    """One job per room, or one per participant publishing in it (``WorkerType.PUBLISHER``)."""
+    permissions: WorkerPermissions = attrs.field(factory=WorkerPermissions)
+    """What the agent may do in its rooms (the server writes them into each job's token)."""
     host: str = "127.0.0.1"
     port: int = 8081
     ws_url: str = attrs.field(factory=lambda: _env("LIVEKIT_URL", "ws://127.0.0.1:7880"))

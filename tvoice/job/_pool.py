@@ -375,6 +375,7 @@ class ProcessPool:
             token=info.token,
             worker_id=info.worker_id,
             participant_identity=info.participant_identity,
+            publisher_identity=info.job.publisher_identity,
         )
         await _send(stream, start)
         async with trio.open_nursery() as nursery:

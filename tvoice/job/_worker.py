@@ -147,7 +147,7 @@ class Worker:
     def __init__(self, options: WorkerOptions, *, pool: JobLauncher) -> None:
         self.options = options
         self.agent_name = options.agent_name
-        self.worker_type = "room"
+        self.worker_type = options.worker_type.value
         self.version = _tvoice_version()
         self.worker_id = ""
         """The id the server gave at the last registration ("" before the first)."""
@@ -353,7 +353,14 @@ class Worker:
         self, ws: trio_websocket.WebSocketConnection, url: str, stop: trio.Event
     ) -> None:
         await ws.send_message(
-            p.encode(p.Register(agent_name=self.agent_name, version=self.version))
+            p.encode(
+                p.Register(
+                    agent_name=self.agent_name,
+                    version=self.version,
+                    type=p.JobType[self.options.worker_type.name],
+                    permissions=self.options.permissions,
+                )
+            )
         )
         with trio.move_on_after(REGISTER_TIMEOUT) as registering:
             answer = p.decode(_as_bytes(await ws.get_message()))
@@ -500,7 +507,11 @@ class Worker:
             return
         logger.info("job %s offered for room %r", job.id, job.room_name)
         req = JobRequest(
-            job_id=job.id, room_name=job.room_name, agent_name=job.agent_name, metadata=job.metadata
+            job_id=job.id,
+            room_name=job.room_name,
+            agent_name=job.agent_name,
+            metadata=job.metadata,
+            publisher_identity=job.participant_identity,
         )
         request_fnc = self.options.request_fnc or _accept
         with trio.move_on_after(REQUEST_TIMEOUT) as timeout:
@@ -544,6 +555,7 @@ class Worker:
                 room_name=job.room_name,
                 agent_name=job.agent_name,
                 metadata=job.metadata,
+                publisher_identity=job.participant_identity,
             ),
             url=assignment.url or self.options.ws_url,
             token=assignment.token,

@@ -42,6 +42,8 @@ import attrs
 from livekit.protocol import agent as _pb
 from livekit.protocol import models as _models
 
+from ._permissions import TRACK_SOURCES, WorkerPermissions
+
 __all__ = [
     "AvailabilityRequest",
     "AvailabilityResponse",
@@ -51,7 +53,6 @@ __all__ = [
     "JobStatus",
     "JobTermination",
     "JobType",
-    "Permissions",
     "ProtocolError",
     "Register",
     "Registered",
@@ -60,6 +61,7 @@ __all__ = [
     "UpdateJobStatus",
     "UpdateWorkerStatus",
     "WorkerMessage",
+    "WorkerPermissions",
     "WorkerPing",
     "WorkerStatus",
     "agent_token",
@@ -123,17 +125,6 @@ class Job:
     attributes: Mapping[str, str] = attrs.field(factory=dict)
 
 
-@attrs.frozen(kw_only=True)
-class Permissions:
-    """What the agent participant may do in the rooms it joins (the server puts it in the token)."""
-
-    can_publish: bool = True
-    can_subscribe: bool = True
-    can_publish_data: bool = True
-    can_update_metadata: bool = True
-    hidden: bool = False
-
-
 # Worker -> server.
 
 
@@ -145,7 +136,7 @@ class Register:
     version: str = ""
     namespace: str = ""
     type: JobType = JobType.ROOM
-    permissions: Permissions = Permissions()
+    permissions: WorkerPermissions = attrs.field(factory=WorkerPermissions)
 
 
 @attrs.frozen(kw_only=True)
@@ -268,6 +259,9 @@ def encode(message: WorkerMessage) -> bytes:
                         can_subscribe=perms.can_subscribe,
                         can_publish_data=perms.can_publish_data,
                         can_update_metadata=perms.can_update_metadata,
+                        can_publish_sources=[
+                            TRACK_SOURCES[name] for name in perms.can_publish_sources
+                        ],
                         hidden=perms.hidden,
                         agent=True,
                     ),
