@@ -42,7 +42,7 @@ import attrs
 from livekit.protocol import agent as _pb
 from livekit.protocol import models as _models
 
-from ._permissions import TRACK_SOURCES, WorkerPermissions
+from ._permissions import WorkerPermissions
 
 __all__ = [
     "AvailabilityRequest",
@@ -259,9 +259,7 @@ def encode(message: WorkerMessage) -> bytes:
                         can_subscribe=perms.can_subscribe,
                         can_publish_data=perms.can_publish_data,
                         can_update_metadata=perms.can_update_metadata,
-                        can_publish_sources=[
-                            TRACK_SOURCES[name] for name in perms.can_publish_sources
-                        ],
+                        can_publish_sources=[name.upper() for name in perms.can_publish_sources],
                         hidden=perms.hidden,
                         agent=True,
                     ),
