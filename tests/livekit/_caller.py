@@ -35,7 +35,8 @@ def rms(samples: np.ndarray) -> float:
 
 @attrs.define(eq=False)
 class Caller:
-    """Joined with :func:`join`; :meth:`say` queues speech, silence fills the gaps."""
+    """A participant joined with :func:`connect` (listening only) or :func:`join` (with a
+    microphone: :meth:`say` queues speech, silence fills the gaps)."""
 
     room: rtc.Room
     heard: list[tuple[float, float]] = attrs.field(factory=list)  # (monotonic, RMS) per frame
@@ -43,10 +44,12 @@ class Caller:
     _pending: collections.deque[np.ndarray] = attrs.field(factory=collections.deque)
     _tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run ``coro`` until it ends or the caller leaves."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def say(self, samples: np.ndarray) -> float:
         """Queue ``samples`` after what is queued; returns the monotonic time they start."""
@@ -56,6 +59,17 @@ class Caller:
 
     def agent_transcripts(self, agent_identity: str) -> list[tuple[dict[str, str], str]]:
         return [(a, text) for sender, a, text in self.texts if sender == agent_identity]
+
+    def transcripts(self, track_sid: str) -> list[tuple[dict[str, str], str]]:
+        """The transcripts of a track (the agent publishes the user's too, on its behalf)."""
+        return [
+            (attributes, text)
+            for _, attributes, text in self.texts
+            if attributes.get("lk.transcribed_track_id") == track_sid
+        ]
+
+    def loud_times(self, level: float = LOUD) -> list[float]:
+        return [t for t, rms in self.heard if rms > level]
 
     def loud_seconds(self, since: float = 0.0) -> float:
         return sum(0.01 for t, level in self.heard if t >= since and level > LOUD)
@@ -107,35 +121,47 @@ def token(server: LiveKitServer, room: str, identity: str) -> str:
     )
 
 
-@contextlib.asynccontextmanager
-async def join(server: LiveKitServer, room: str, identity: str = "caller") -> Any:
-    """Join ``room``, publish a microphone track (silence until :meth:`Caller.say`), listen to
-    every remote audio track and the "lk.transcription" text streams; leave on exit."""
+async def connect(server: LiveKitServer, room: str, identity: str) -> Caller:
+    """Join ``room`` as ``identity``, listening to every remote audio track and to the
+    "lk.transcription" text streams; :func:`leave` leaves."""
     caller = Caller(rtc.Room())
 
     def on_track(track: rtc.Track, *_: object) -> None:
         if isinstance(track, rtc.RemoteAudioTrack):
-            caller._spawn(caller._listen(track))
+            caller.spawn(caller._listen(track))
 
     caller.room.on("track_subscribed", on_track)
     caller.room.register_text_stream_handler(
-        "lk.transcription", lambda reader, sender: caller._spawn(caller._read_text(reader, sender))
+        "lk.transcription", lambda reader, sender: caller.spawn(caller._read_text(reader, sender))
     )
     async with asyncio.timeout(15):
         await caller.room.connect(server.url, token(server, room, identity))
-        source = rtc.AudioSource(RATE, 1, queue_size_ms=100)
+    return caller
+
+
+async def leave(caller: Caller) -> None:
+    for task in list(caller._tasks):
+        task.cancel()
+    await asyncio.gather(*caller._tasks, return_exceptions=True)
+    async with asyncio.timeout(10):
+        await caller.room.disconnect()
+
+
+@contextlib.asynccontextmanager
+async def join(server: LiveKitServer, room: str, identity: str = "caller") -> Any:
+    """:func:`connect`, then publish a microphone track (silence until :meth:`Caller.say`);
+    leave on exit."""
+    caller = await connect(server, room, identity)
+    source = rtc.AudioSource(RATE, 1, queue_size_ms=100)
+    try:
         track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-        await caller.room.local_participant.publish_track(track, options)
-    caller._spawn(caller._speak(source))
-    try:
+        async with asyncio.timeout(15):
+            await caller.room.local_participant.publish_track(track, options)
+        caller.spawn(caller._speak(source))
         yield caller
     finally:
-        for task in list(caller._tasks):
-            task.cancel()
-        await asyncio.gather(*caller._tasks, return_exceptions=True)
-        async with asyncio.timeout(10):
-            await caller.room.disconnect()
+        await leave(caller)
         await source.aclose()
 
 

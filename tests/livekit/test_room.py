@@ -16,12 +16,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
 import av
 import numpy as np
 import pytest
 import trio
-from livekit import api, rtc
+from livekit import rtc
 
 from tvoice import Agent, AgentSession
 from tvoice.audio import AudioFrame
@@ -31,6 +30,7 @@ from tvoice.testing import Timeline
 from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
 from tvoice.voice import UserInputTranscribedEvent
 
+from ._caller import Caller, connect, leave, rms, token
 from .conftest import LiveKitServer
 
 pytestmark = [
@@ -69,7 +69,7 @@ class _RecordingStream(VADStream):
         speaking = False
         async for frame in self._input:
             self._recording.frames.append(frame)
-            if not speaking and _rms(frame.data) > LOUD:
+            if not speaking and rms(frame.data) > LOUD:
                 speaking = True
                 await self._emit(
                     VADEvent(
@@ -78,10 +78,6 @@ class _RecordingStream(VADStream):
                         speaking=True,
                     )
                 )
-
-
-def _rms(samples: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if samples.size else 0.0
 
 
 async def _until(
@@ -98,76 +94,11 @@ async def _until(
         ) from None
 
 
-def _token(server: LiveKitServer, room: str, identity: str) -> str:
-    return (
-        api.AccessToken(server.api_key, server.api_secret)
-        .with_identity(identity)
-        .with_grants(api.VideoGrants(room_join=True, room=room))
-        .to_jwt()
-    )
-
-
 # -- the client side (asyncio code, called through the bridge) ----------------------------
 
 
-@attrs.define(eq=False)
-class Client:
-    room: rtc.Room
-    texts: list[tuple[str, dict[str, str], str]] = attrs.field(factory=list)
-    heard: list[tuple[float, float]] = attrs.field(factory=list)  # (monotonic time, RMS)
-    tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
-
-    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self.tasks.add(task)
-        return task
-
-    def transcripts(self, track_sid: str) -> list[tuple[dict[str, str], str]]:
-        """The transcripts of a track (the agent publishes the user's too, on its behalf)."""
-        return [
-            (attributes, text)
-            for _, attributes, text in self.texts
-            if attributes.get("lk.transcribed_track_id") == track_sid
-        ]
-
-    def loud_times(self) -> list[float]:
-        return [t for t, rms in self.heard if rms > LOUD]
-
-
-async def _join(server: LiveKitServer, room_name: str, identity: str) -> Client:
-    client = Client(rtc.Room())
-
-    def on_text(reader: rtc.TextStreamReader, sender: str) -> None:
-        client.spawn(_read_transcript(client, reader, sender))
-
-    def on_track(track: rtc.Track, *_: object) -> None:
-        if isinstance(track, rtc.RemoteAudioTrack):
-            client.spawn(_listen(client, track))
-
-    client.room.register_text_stream_handler("lk.transcription", on_text)
-    client.room.on("track_subscribed", on_track)
-    async with asyncio.timeout(15):
-        await client.room.connect(server.url, _token(server, room_name, identity))
-    return client
-
-
-async def _read_transcript(client: Client, reader: rtc.TextStreamReader, sender: str) -> None:
-    text = await reader.read_all()
-    client.texts.append((sender, dict(reader.info.attributes or {}), text))
-
-
-async def _listen(client: Client, track: rtc.RemoteAudioTrack) -> None:
-    stream = rtc.AudioStream(track, sample_rate=CLIENT_RATE, num_channels=1)
-    try:
-        async for event in stream:
-            samples = np.frombuffer(event.frame.data, dtype=np.int16)
-            client.heard.append((time.monotonic(), _rms(samples)))
-    finally:
-        await stream.aclose()
-
-
 async def _publish(
-    client: Client, amplitude: float, *, pre_connect: bool = False
+    client: Caller, amplitude: float, *, pre_connect: bool = False
 ) -> tuple[rtc.LocalTrackPublication, asyncio.Task[None]]:
     source = rtc.AudioSource(CLIENT_RATE, 1)
     track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
@@ -192,36 +123,28 @@ async def _play(source: rtc.AudioSource, amplitude: float) -> None:
         await source.aclose()
 
 
-async def _unpublish(client: Client, publication: rtc.LocalTrackPublication, task: Any) -> None:
+async def _unpublish(client: Caller, publication: rtc.LocalTrackPublication, task: Any) -> None:
     task.cancel()
     async with asyncio.timeout(10):
         await client.room.local_participant.unpublish_track(publication.sid)
 
 
-async def _leave(client: Client) -> None:
-    for task in client.tasks:
-        task.cancel()
-    await asyncio.gather(*client.tasks, return_exceptions=True)
-    async with asyncio.timeout(10):
-        await client.room.disconnect()
-
-
 def _run(
     server: LiveKitServer,
-    body: Callable[[Client, LiveKitRoom], Awaitable[None]],
+    body: Callable[[Caller, LiveKitRoom], Awaitable[None]],
     *,
     options: RoomOptions = DEFAULT_OPTIONS,
 ) -> None:
-    """Client "user" joins, then the agent's LiveKitRoom; ``body`` runs; both leave."""
+    """The client "user" joins, then the agent's LiveKitRoom; ``body`` runs; both leave."""
     room_name = f"room-{uuid.uuid4().hex[:8]}"
 
     async def main() -> None:
         bridge = current_bridge()
         with trio.fail_after(TEST_TIMEOUT):
-            client = await bridge.call(_join, server, room_name, "user")
+            client = await bridge.call(connect, server, room_name, "user")
             try:
                 room = LiveKitRoom(
-                    url=server.url, token=_token(server, room_name, "agent"), options=options
+                    url=server.url, token=token(server, room_name, "agent"), options=options
                 )
                 assert room.name == room_name  # read from the token, before connecting
                 await room.connect()
@@ -231,7 +154,7 @@ def _run(
                     await room.disconnect()
             finally:
                 if client.room.isconnected():
-                    await bridge.call(_leave, client)
+                    await bridge.call(leave, client)
 
     run_with_asyncio_host(main)
 
@@ -249,7 +172,7 @@ def _scripted(reply: str, audio_duration: float) -> Timeline:
 def test_the_session_hears_the_participant_follows_its_track_and_ends_when_it_leaves(
     livekit_server: LiveKitServer,
 ) -> None:
-    async def body(client: Client, room: LiveKitRoom) -> None:
+    async def body(client: Caller, room: LiveKitRoom) -> None:
         bridge = current_bridge()
         vad = RecordingVAD()
         states: list[str] = []
@@ -263,18 +186,18 @@ def test_the_session_hears_the_participant_follows_its_track_and_ends_when_it_le
             await _until(lambda: "speaking" in states, what="the VAD heard the user")
             assert room.linked_identity == "user"
             assert {f.sample_rate for f in vad.frames} == {24000}
-            await _until(lambda: max(_rms(f.data) for f in vad.frames) > 3000, what="the tone")
+            await _until(lambda: max(rms(f.data) for f in vad.frames) > 3000, what="the tone")
 
             # Unpublished and published again: the room follows the new track.
             await bridge.call(_unpublish, client, publication, tone)
             heard = len(vad.frames)
             await bridge.call(_publish, client, 8000.0)
             await _until(
-                lambda: any(_rms(f.data) > LOUD for f in vad.frames[heard + 5 :]),
+                lambda: any(rms(f.data) > LOUD for f in vad.frames[heard + 5 :]),
                 what="audio from the republished track",
             )
 
-            await bridge.call(_leave, client)
+            await bridge.call(leave, client)
             with trio.fail_after(10):
                 await s.wait_closed()
 
@@ -285,9 +208,9 @@ def test_the_session_links_the_participant_the_entrypoint_waited_for(
     livekit_server: LiveKitServer,
 ) -> None:
     # "user" joined first; the entrypoint waits for "other", so the session talks to "other".
-    async def body(client: Client, room: LiveKitRoom) -> None:
+    async def body(client: Caller, room: LiveKitRoom) -> None:
         bridge = current_bridge()
-        other = await bridge.call(_join, livekit_server, room.name, "other")
+        other = await bridge.call(connect, livekit_server, room.name, "other")
         try:
             participant = await room.wait_for_participant(identity="other")
             assert participant.identity == "other"
@@ -298,7 +221,7 @@ def test_the_session_links_the_participant_the_entrypoint_waited_for(
                 await _until(lambda: room.linked_identity is not None, what="a linked participant")
                 assert room.linked_identity == "other"
         finally:
-            await bridge.call(_leave, other)
+            await bridge.call(leave, other)
 
     _run(livekit_server, body)
 
@@ -309,7 +232,7 @@ def test_text_input_gets_a_spoken_reply_with_its_transcription(
     reply = "It is tea time."
     tl = _scripted(reply, audio_duration=1.0)
 
-    async def body(client: Client, room: LiveKitRoom) -> None:
+    async def body(client: Caller, room: LiveKitRoom) -> None:
         bridge = current_bridge()
         microphone, _ = await bridge.call(_publish, client, 0.0)
         async with AgentSession(
@@ -333,7 +256,7 @@ def test_text_input_gets_a_spoken_reply_with_its_transcription(
             assert text == reply
             assert attributes["lk.transcription_final"] == "true"
             assert attributes["lk.segment_id"].startswith("SG_")
-            loud = client.loud_times()
+            loud = client.loud_times(LOUD)
             assert loud, "the agent's reply audio reached the client"
             # The words were released with the audio, not before it: the text came while the
             # 1 s reply was heard (at least half of it had played).
@@ -369,7 +292,7 @@ def test_an_interruption_stops_the_published_audio_within_the_lead(
     tl = _scripted(reply, audio_duration=6.0)
     lead = 0.1
 
-    async def body(client: Client, room: LiveKitRoom) -> None:
+    async def body(client: Caller, room: LiveKitRoom) -> None:
         bridge = current_bridge()
         async with AgentSession(
             llm=tl.fake_llm, tts=tl.fake_tts, turn_detection="manual", user_away_timeout=None
@@ -379,14 +302,14 @@ def test_an_interruption_stops_the_published_audio_within_the_lead(
             await _until(lambda: room.linked_identity == "user")
             send = client.room.local_participant.send_text
             await bridge.call(functools.partial(send, "What time is it?", topic="lk.chat"))
-            await _until(lambda: bool(client.loud_times()), what="the reply is heard")
-            started = client.loud_times()[0]
-            await _until(lambda: client.loud_times()[-1] - started > 1.0)
+            await _until(lambda: bool(client.loud_times(LOUD)), what="the reply is heard")
+            started = client.loud_times(LOUD)[0]
+            await _until(lambda: client.loud_times(LOUD)[-1] - started > 1.0)
 
             cleared_at = time.monotonic()
             session.interrupt()
             await trio.sleep(1.0)
-            last_loud = client.loud_times()[-1]
+            last_loud = client.loud_times(LOUD)[-1]
             # Network and jitter buffer included; the reply had 5 s left to play.
             assert last_loud - cleared_at < lead + 0.4
 
@@ -409,7 +332,7 @@ def test_after_a_full_reconnection_the_session_still_hears_and_is_heard(
     tl = Timeline()
     tl.tts(input=reply, audio_duration=1.0, ttfb=0.05, duration=0.1)
 
-    async def body(client: Client, room: LiveKitRoom) -> None:
+    async def body(client: Caller, room: LiveKitRoom) -> None:
         bridge = current_bridge()
         vad = RecordingVAD()
         async with AgentSession(
@@ -418,7 +341,7 @@ def test_after_a_full_reconnection_the_session_still_hears_and_is_heard(
             tl.start()
             await session.start(Agent(instructions="Listen."), room=room)
             await bridge.call(_publish, client, 8000.0)
-            await _until(lambda: any(_rms(f.data) > LOUD for f in vad.frames), what="the tone")
+            await _until(lambda: any(rms(f.data) > LOUD for f in vad.frames), what="the tone")
             output = room.audio_output
             assert isinstance(output, ClockedAudioOutput)
             with trio.fail_after(10):
@@ -436,7 +359,7 @@ def test_after_a_full_reconnection_the_session_still_hears_and_is_heard(
 
             heard = len(vad.frames)
             await _until(
-                lambda: any(_rms(f.data) > LOUD for f in vad.frames[heard:]),
+                lambda: any(rms(f.data) > LOUD for f in vad.frames[heard:]),
                 what="the user's audio after the reconnection",
             )
             assert room.linked_identity == "user"
@@ -445,7 +368,7 @@ def test_after_a_full_reconnection_the_session_still_hears_and_is_heard(
             with trio.fail_after(10):
                 await handle.wait_for_playout()
             await _until(
-                lambda: any(t > said_at for t in client.loud_times()),
+                lambda: any(t > said_at for t in client.loud_times(LOUD)),
                 what="the agent's audio after the reconnection",
             )
             # The SDK published the same track again; its words still go out for it. (Once in
@@ -491,7 +414,7 @@ def test_pre_connect_audio_comes_before_the_live_track(
     else:
         payload, mime = _webm_opus(recorded, rate), "audio/webm;codecs=opus"
 
-    async def body(client: Client, room: LiveKitRoom) -> None:
+    async def body(client: Caller, room: LiveKitRoom) -> None:
         bridge = current_bridge()
         # The live microphone is silent; what the user said before the agent came is not.
         publication, _ = await bridge.call(
@@ -511,7 +434,7 @@ def test_pre_connect_audio_comes_before_the_live_track(
         async with AgentSession(vad=vad, turn_detection="manual", user_away_timeout=None) as s:
             await s.start(Agent(instructions="Listen."), room=room)
             await _until(lambda: sum(f.duration for f in vad.frames) > 1.5)
-            loud = [_rms(f.data) > 3000 for f in vad.frames]
+            loud = [rms(f.data) > 3000 for f in vad.frames]
             first_quiet = loud.index(False)
             assert sum(f.duration for f in vad.frames[:first_quiet]) == pytest.approx(
                 seconds, abs=0.03
