@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import attrs
 
-__all__ = ["TRACK_SOURCES", "WorkerPermissions", "WorkerType"]
+__all__ = ["WorkerPermissions", "WorkerType"]
 
 
 class WorkerType(enum.Enum):
@@ -23,17 +23,17 @@ class WorkerType(enum.Enum):
 
 
 # livekit.proto TrackSource numbers, by the name WorkerPermissions takes.
-TRACK_SOURCES = {"camera": 1, "microphone": 2, "screen_share": 3, "screen_share_audio": 4}
+_TRACK_SOURCES = {"camera": 1, "microphone": 2, "screen_share": 3, "screen_share_audio": 4}
 
 
 def _sources(values: Iterable[str | int]) -> tuple[str, ...]:
-    by_number = {number: name for name, number in TRACK_SOURCES.items()}
+    by_number = {number: name for name, number in _TRACK_SOURCES.items()}
     names = []
     for value in values:
         name = by_number.get(value) if isinstance(value, int) else str(value).lower()
-        if name not in TRACK_SOURCES:
+        if name not in _TRACK_SOURCES:
             raise ValueError(
-                f"unknown track source {value!r}: use one of {', '.join(TRACK_SOURCES)}"
+                f"unknown track source {value!r}: use one of {', '.join(_TRACK_SOURCES)}"
             )
         names.append(name)
     return tuple(names)
