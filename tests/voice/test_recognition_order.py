@@ -81,3 +81,42 @@ async def test_without_a_vad_the_stt_ends_the_speech_it_started(autojump_clock):
         await trio.sleep(1)
         nursery.cancel_scope.cancel()
     assert hooks.turns == [("Hello.", 1.0), ("Thanks.", 2.0)]
+
+
+async def test_stt_verdict_of_an_earlier_burst_does_not_close_a_later_one(autojump_clock):
+    """Two bursts the VAD hears as one speech: the STT's verdict on the first one (given while
+    the VAD still hears speech) does not cover the second, which the STT opened afterwards.
+    The VAD's end and the STT's last verdict come at one instant: either order is one turn."""
+    for vad_first in (True, False):
+        hooks = Hooks()
+        rec = AudioRecognition(
+            hooks,
+            vad=object(),
+            turn_detection="vad",
+            min_endpointing_delay=0.5,
+            max_endpointing_delay=3.0,
+            stt_enabled=True,
+        )
+        async with trio.open_nursery() as nursery:
+            rec._nursery = nursery
+            t0 = trio.current_time()
+            rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
+            rec._on_stt_event(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
+            await trio.sleep(1)
+            stt_says(rec, "one")  # the first burst's verdict; the VAD still hears speech
+            rec._on_stt_event(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
+            await trio.sleep(1)
+            end = VADEvent(
+                type=VADEventType.END_OF_SPEECH,
+                timestamp=trio.current_time(),
+                silence_duration=0.5,
+            )
+            if vad_first:
+                rec._on_vad_event(end)
+                stt_says(rec, "two")
+            else:
+                stt_says(rec, "two")
+                rec._on_vad_event(end)
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
+        assert hooks.turns == [("one two", t0 + 2.0)], vad_first

@@ -106,7 +106,8 @@ class AudioRecognition:
         self._stt_wait = stt_wait
         self._stt_owed = 0
         # The STT closed the utterance the VAD still hears (the STT can be ahead): when the VAD
-        # closes it, the STT owes nothing for it.
+        # closes it, the STT owes nothing for it - unless the STT opened another one since
+        # (two bursts the VAD hears as one speech), whose verdict is still to come.
         self._stt_ahead = False
         self._stt_pending: trio.CancelScope | None = None
 
@@ -359,6 +360,10 @@ class AudioRecognition:
             elif self.speaking and self._vad is not None:
                 # Ahead of the VAD: this verdict covers the utterance it has not closed yet.
                 self._stt_ahead = True
+        elif event.type == SpeechEventType.START_OF_SPEECH:
+            # A new utterance (the VAD may hear it as part of the same speech): whatever the
+            # STT closed before, its verdict on this one is still to come.
+            self._stt_ahead = False
         if event.type == SpeechEventType.START_OF_SPEECH and self._vad is None:
             self.start_of_speech(None)
         elif event.type == SpeechEventType.INTERIM_TRANSCRIPT:
