@@ -219,7 +219,9 @@ def numbered(sc: Scenario) -> Scenario:
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
+def scenarios(draw: st.DrawFn, *, min_gap: float = 0.5) -> Scenario:
+    """Random conversations; bursts at least ``min_gap`` apart (below 0.5 s, FakeVAD hears
+    some as one speech)."""
     bursts: list[Burst] = []
     t = draw(steps(0.5, 3))
     for index in range(draw(st.integers(1, 4))):
@@ -239,9 +241,9 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 reply=None if noise else draw(replies(0)),
             )
         )
-        # FakeVAD merges bursts closer than its 0.5 s end delay into one speech: keep them
-        # apart, so that each burst is one VAD speech (check_states relies on it).
-        t = round(end + draw(steps(0.5, 6)), 2)
+        # FakeVAD merges bursts closer than its 0.5 s end delay into one speech: by default
+        # keep them apart, so that each burst is one VAD speech (check_states relies on it).
+        t = round(end + draw(steps(min_gap, 6)), 2)
     merged = draw(
         st.lists(
             replies(0, with_calls=False),

@@ -3,10 +3,21 @@ ready at one instant in (trio picks a random order; seeding its scheduler fixes 
 
 from __future__ import annotations
 
+import hypothesis.strategies as st
 import trio
 import trio.testing
+from hypothesis import given
 
 from tests.voice.conftest import Assistant
+from tests.voice.test_properties import (
+    Burst,
+    Call,
+    Reply,
+    Scenario,
+    numbered,
+    run_scenario,
+    scenarios,
+)
 from tvoice.testing import Timeline
 
 ORDERS = 100  # scheduler seeds per timeline
@@ -58,3 +69,48 @@ def test_a_pause_shorter_than_the_vad_silence_is_one_turn_in_every_order() -> No
     for seed, (said, requests, _) in outcomes.items():
         assert (said, requests) == (["w0x0 w1x0"], ["w0x0 w1x0"]), seed
     assert len({repr(history) for _, _, history in outcomes.values()}) == 1
+
+
+@given(
+    scenarios(min_gap=0.05),
+    st.lists(st.integers(0, 2**32 - 1), min_size=3, max_size=3, unique=True),
+)
+def test_random_timelines_do_not_depend_on_scheduling_order(sc: Scenario, seeds: list[int]):
+    """The history and the LLM requests of a random conversation (bursts close enough to be
+    one VAD speech, tools, interruptions, handoffs, early closes) are the same in three
+    scheduling orders."""
+    outcomes = []
+    for seed in seeds:
+        seed_scheduler(seed)
+        o = run_scenario(sc)
+        outcomes.append((history_of(o.session), o.tl.llm_requests))
+    first = outcomes[0]
+    for seed, outcome in zip(seeds[1:], outcomes[1:], strict=True):
+        assert outcome == first, f"seed {seeds[0]}: {first}\nseed {seed}: {outcome}"
+
+
+def test_outputs_of_tools_that_outlive_their_speech_keep_the_order_of_the_calls() -> None:
+    """Was: two tools of an interrupted reply ending at one instant each recorded its own
+    output as its task ran: the history's order of the outputs was trio's order."""
+    # "hello0" (0.5-1.0): the LLM calls `slow` twice (3 s each, 1.5-4.5); "stop1" (2.0-2.5)
+    # interrupts that reply at 2.6, before the tools end.
+    slow = Call(tool="slow", seconds=3.0, reply=Reply("Alpha."))
+    sc = numbered(
+        Scenario(
+            bursts=(
+                Burst(
+                    start=0.5,
+                    end=1.0,
+                    transcript="hello0",
+                    reply=Reply(content="", calls=(slow, slow), ttft=0.0, duration=0.0),
+                ),
+                Burst(start=2.0, end=2.5, transcript="stop1", reply=Reply("Bravo.")),
+            ),
+            merged=(Reply("Charlie."),),
+        )
+    )
+    for seed in range(ORDERS):
+        seed_scheduler(seed)
+        o = run_scenario(sc)
+        outputs = [i.call_id for i in o.session.history.items if i.type == "function_call_output"]
+        assert outputs == ["call_t1", "call_t2"], seed

@@ -411,13 +411,19 @@ class AgentActivity:
             execution = ToolExecution(call=call)
             executions.append(execution)
             self._running_tools.add(execution)
-            self._tool_nursery.start_soon(self._execute, execution, tools.get(call.name), handle)
+            self._tool_nursery.start_soon(
+                self._execute, execution, executions, tools.get(call.name), handle
+            )
             self._wake()
 
         return start
 
     async def _execute(
-        self, execution: ToolExecution, tool: Tool | None, handle: SpeechHandle
+        self,
+        execution: ToolExecution,
+        step: Sequence[ToolExecution],
+        tool: Tool | None,
+        handle: SpeechHandle,
     ) -> None:
         try:
             await run_tool(execution, tool, session=self.session, speech_handle=handle)
@@ -432,10 +438,26 @@ class AgentActivity:
                     output=TOOL_CANCELLED,
                     is_error=True,
                 )
-            if execution.orphaned and execution.output is not None:
+            if execution.orphaned:
                 # Its speech was interrupted: the result is still kept, exactly once.
-                self.session.add_item(execution.output, agent=self.agent)
+                self._record_orphan(execution, step)
             self._wake()
+
+    def _record_orphan(self, execution: ToolExecution, step: Sequence[ToolExecution]) -> None:
+        # Outputs of one step that end at one instant go in the order of its calls, not in the
+        # order trio happens to run their tasks: each goes before those of later calls.
+        output = execution.output
+        assert output is not None
+        later = {e.call.call_id for e in step[step.index(execution) + 1 :]}
+
+        def of_a_later_call(item: ChatItem) -> bool:
+            return (
+                item.type == "function_call_output"
+                and item.call_id in later
+                and item.created_at == output.created_at
+            )
+
+        self.session.add_item(output, agent=self.agent, before=of_a_later_call)
 
     # -- playing ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -490,14 +490,24 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         self._notify_state_changed()
         self.notify_changed()
 
-    def add_item(self, item: ChatItem, *, agent: Agent) -> None:
-        """Append an item to the history and to ``agent``'s chat (runtime use)."""
+    def add_item(
+        self,
+        item: ChatItem,
+        *,
+        agent: Agent,
+        before: Callable[[ChatItem], bool] | None = None,
+    ) -> None:
+        """Append an item to the history and to ``agent``'s chat (runtime use); the last items
+        that ``before`` matches stay after it."""
         # The history is causal: an item is never stamped before the one it follows (a reply
         # prepared preemptively began before the user's turn was committed, say).
         if self.history.items and item.created_at < self.history.items[-1].created_at:
             item.created_at = self.history.items[-1].created_at
-        self.history.items.append(item)
-        agent.chat_ctx_ref().items.append(item)
+        for items in (self.history.items, agent.chat_ctx_ref().items):
+            index = len(items)
+            while before is not None and index > 0 and before(items[index - 1]):
+                index -= 1
+            items.insert(index, item)
         self.emit("conversation_item_added", ConversationItemAddedEvent(item=item))
         self.notify_changed()
 
