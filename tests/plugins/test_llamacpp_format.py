@@ -1,19 +1,20 @@
 """The llamacpp plugin without a model: ChatML prompts, tool calls, and the stream on a stub.
 
-The stub stands in for ``llama_cpp.Llama``: it tokenizes one token per byte and "generates" a
-scripted reply, so every path of the stream (held-back tool calls, stop tokens, the length
-limit, errors, interruption) runs in milliseconds and exactly the same way every time.
+The stub stands in for llama.cpp's server (behind ``httpx.MockTransport``): it tokenizes one
+token per byte and streams a scripted reply, so every path of the stream (held-back tool calls,
+the length limit, errors, cut streams, interruption) runs in milliseconds and exactly the same
+way every time.
 """
 
 import json
-import threading
-from pathlib import Path
 
+import httpx
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
-from tvoice import Agent, APIConnectionError, APIConnectOptions, APIError
+from tvoice import Agent, APIConnectionError, APIConnectOptions, APIError, APIStatusError
 from tvoice.llm import (
     AgentHandoff,
     ChatContext,
@@ -24,7 +25,6 @@ from tvoice.llm import (
 )
 from tvoice.testing import Timeline
 from tvoice_plugins import llamacpp
-from tvoice_plugins.llamacpp import _llm
 from tvoice_plugins.llamacpp._format import (
     INVALID_CALL,
     call_schema,
@@ -34,7 +34,6 @@ from tvoice_plugins.llamacpp._format import (
     render_prompt,
     speakable,
 )
-from tvoice_plugins.llamacpp._model import LoadedModel
 
 
 @function_tool
@@ -333,14 +332,6 @@ def test_call_schema_for_a_named_tool():
         call_schema([get_weather, get_time], "get_date")
 
 
-def test_call_schema_makes_a_grammar():
-    from llama_cpp.llama_grammar import LlamaGrammar
-
-    for choice in ("required", "get_time"):
-        schema = json.dumps(call_schema([get_weather, get_time], choice))
-        assert LlamaGrammar.from_json_schema(schema, verbose=False) is not None
-
-
 # --- speakable ---------------------------------------------------------------------------
 
 
@@ -363,71 +354,101 @@ def test_speakable_holds_back_calls_and_their_beginnings(text, said):
     assert text[: speakable(text)] == said
 
 
-# --- the stream, on a stub model ---------------------------------------------------------
+# --- the stream, on a stub server -------------------------------------------------------
 
-STOP = 999
+TURN_START = 1
 
 
-class StubLlama:
-    """Enough of ``llama_cpp.Llama`` for the stream: scripted replies, byte tokens."""
+class StubServer:
+    """Enough of llama.cpp's server for the stream, behind ``httpx.MockTransport``: scripted
+    replies, one token per byte of text, and a record of every request."""
 
     def __init__(self, *replies, n_ctx=4096, fail=None):
         self.replies = [list(r) for r in replies]
-        self.pieces: list[str] = []
-        self._n_ctx = n_ctx
+        self.n_ctx = n_ctx
         self.fail = fail
         self.tokenized: list[tuple[str, bool]] = []
-        self.prompts: list[list[int]] = []
-        self.grammars: list[object] = []
-        self.seeds: list[int] = []
-        self.closed = threading.Event()
-        self.started = threading.Event()
+        self.requests: list[dict] = []
+        self.generated: list[str] = []
+        self.closed = trio.Event()
 
-    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False):
-        self.tokenized.append((text.decode(), special))
-        return list(text)
-
-    def detokenize(self, tokens, prev_tokens=None, special=False):
-        return b"".join(self.pieces[t - 1000].encode() for t in tokens)
-
-    def n_ctx(self):
-        return self._n_ctx
-
-    def set_seed(self, seed):
-        self.seeds.append(seed)
-
-    def generate(self, tokens, *, temp, top_p, repeat_penalty, grammar):
-        self.prompts.append(list(tokens))
-        self.grammars.append(grammar)
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/props":
+            return httpx.Response(200, json={"default_generation_settings": {"n_ctx": self.n_ctx}})
+        body = json.loads(request.content)
+        if request.url.path == "/tokenize":
+            text, special = body["content"], body["parse_special"]
+            self.tokenized.append((text, special))
+            tokens = [TURN_START] if special and text == "<|im_start|>" else list(text.encode())
+            return httpx.Response(200, json={"tokens": tokens})
+        assert request.url.path == "/completion"
+        self.requests.append(body)
+        if isinstance(self.fail, httpx.Response):
+            return self.fail
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
-        return self._steps(reply)
+        return httpx.Response(
+            200, headers={"content-type": "text/event-stream"}, stream=Events(self, body, reply)
+        )
 
-    def _steps(self, reply):
-        self.started.set()
-        try:
-            if self.fail is not None:
-                raise self.fail
-            for piece in reply:
-                if piece is STOP:
-                    yield STOP
-                    continue
-                self.pieces.append(piece)
-                yield 1000 + len(self.pieces) - 1
-        finally:
-            self.closed.set()
+
+class Events(httpx.AsyncByteStream):
+    """A streamed /completion reply, made piece by piece as it is read; ``server.closed`` is
+    set when the client closes it (an iterator, not a generator, so that closing it is seen)."""
+
+    def __init__(self, server, body, reply):
+        self.server = server
+        self.prompt_tokens = len(body["prompt"])
+        budget = min(body["n_predict"], server.n_ctx - self.prompt_tokens)
+        self.pieces = iter(reply[:budget])
+        self.count = 0
+        self.ended = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        await trio.lowlevel.checkpoint()
+        if self.ended:
+            raise StopAsyncIteration
+        piece = next(self.pieces, None)
+        if piece is not None:
+            self.server.generated.append(piece)
+            self.count += 1
+            return f"data: {json.dumps({'content': piece, 'stop': False})}\n\n".encode()
+        self.ended = True
+        if self.server.fail is not None:
+            return self.server.fail
+        end = {
+            "content": "",
+            "stop": True,
+            "tokens_evaluated": self.prompt_tokens,
+            "tokens_predicted": self.count,
+        }
+        return f"data: {json.dumps(end)}\n\n".encode()
+
+    async def aclose(self):
+        self.server.closed.set()
 
 
 @pytest.fixture
-def stub(monkeypatch):
-    """``stub(*replies, **options)`` -> (an LLM on a StubLlama, the stub)."""
+async def stub():
+    """``stub(*replies, **options)`` -> (an LLM on a StubServer, the stub)."""
+    clients = []
 
     def make(*replies, max_tokens=200, seed=None, **options):
-        llama = StubLlama(*replies, **options)
-        model = LoadedModel(llama, Path("stub.gguf"), frozenset({STOP}))
-        monkeypatch.setattr(_llm, "load_model", lambda *_, **__: model)
-        return llamacpp.LLM(max_tokens=max_tokens, seed=seed), llama, model
+        server = StubServer(*replies, **options)
+        client = httpx.AsyncClient(
+            base_url="http://stub", transport=httpx.MockTransport(server.handle)
+        )
+        clients.append(client)
+        llm = llamacpp.LLM(
+            max_tokens=max_tokens, seed=seed, base_url="http://stub", http_client=client
+        )
+        return llm, server
 
-    return make
+    yield make
+    for client in clients:
+        await client.aclose()
 
 
 async def ask(llm, *, tools=(), tool_choice="auto", text="Weather in Paris?", **options):
@@ -443,24 +464,41 @@ async def ask(llm, *, tools=(), tool_choice="auto", text="Weather in Paris?", **
 
 
 async def test_stub_text_streams_piece_by_piece(stub):
-    llm, llama, _ = stub(["It ", "is ", "sunny", "."])
+    llm, server = stub(["It ", "is ", "sunny", "."])
     said, calls, usage = await ask(llm)
     assert said == ["It ", "is ", "sunny", "."]
     assert calls == []
     prompt = render_prompt(chat(user("Weather in Paris?")), [], "auto")
-    assert usage.prompt_tokens == len(prompt.encode()) == len(llama.prompts[0])
+    assert usage.prompt_tokens == len(prompt.encode()) == len(server.requests[0]["prompt"])
     assert (usage.completion_tokens, usage.total_tokens) == (4, usage.prompt_tokens + 4)
 
 
+async def test_stub_the_request_carries_the_sampling_and_bans_a_new_turn(stub):
+    llm, server = stub(["x"])
+    await ask(llm)
+    (request,) = server.requests
+    assert request["n_predict"] == 200
+    assert (request["temperature"], request["top_p"], request["repeat_penalty"]) == (
+        0.2,
+        0.95,
+        1.2,
+    )
+    assert request["stream"] is True
+    assert request["cache_prompt"] is True
+    # The model may not open a turn of its own: the token that would is never sampled.
+    assert request["logit_bias"] == [[TURN_START, False]]
+    assert "json_schema" not in request
+
+
 async def test_stub_without_tools_even_json_streams_at_once(stub):
-    llm, _, _ = stub(['{"a"', ": 1}"])
+    llm, _ = stub(['{"a"', ": 1}"])
     said, calls, _ = await ask(llm)
     assert (said, calls) == (['{"a"', ": 1}"], [])
 
 
 async def test_stub_text_before_a_call_streams_and_the_call_comes_at_the_end(stub):
     call = ['>{"name": "get_weather", ', '"arguments": {"city": "Paris"}}', "</tool_call>"]
-    llm, _, _ = stub(["Let ", "me ", "check", ". <", "tool", "_call", *call])
+    llm, _ = stub(["Let ", "me ", "check", ". <", "tool", "_call", *call])
     said, calls, usage = await ask(llm, tools=[get_weather])
     assert said == ["Let ", "me ", "check", ". "]
     assert [(c.name, get_weather.parse_arguments(c.arguments)) for c in calls] == [
@@ -470,171 +508,178 @@ async def test_stub_text_before_a_call_streams_and_the_call_comes_at_the_end(stu
 
 
 async def test_stub_a_held_back_prefix_that_is_no_call_is_said(stub):
-    llm, _, _ = stub(["Use ", "<", "tools", " wisely <"])
+    llm, _ = stub(["Use ", "<", "tools", " wisely <"])
     said, calls, _ = await ask(llm, tools=[get_weather])
     assert said == ["Use ", "<tools", " wisely ", "<"]
     assert calls == []
 
 
 async def test_stub_a_bare_json_call_is_held_back_and_parsed(stub):
-    llm, _, _ = stub(["\n", '{"name": "get_weather", ', '"arguments": {"city": "Paris"}}'])
+    llm, _ = stub(["\n", '{"name": "get_weather", ', '"arguments": {"city": "Paris"}}'])
     said, calls, _ = await ask(llm, tools=[get_weather])
     assert said == []
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}')]
 
 
 async def test_stub_json_that_is_no_call_is_said_at_the_end(stub):
-    llm, _, _ = stub(["{", "braces}", " are", " fun"])
+    llm, _ = stub(["{", "braces}", " are", " fun"])
     said, calls, _ = await ask(llm, tools=[get_weather])
     assert (said, calls) == (["{braces} are fun"], [])
 
 
 async def test_stub_a_botched_call_becomes_invalid_tool_call(stub):
-    llm, _, _ = stub(["<tool_call>", "get_weather(Paris)", "</tool_call>"])
+    llm, _ = stub(["<tool_call>", "get_weather(Paris)", "</tool_call>"])
     said, calls, _ = await ask(llm, tools=[get_weather])
     assert said == []
     assert [(c.name, c.arguments) for c in calls] == [(INVALID_CALL, "get_weather(Paris)")]
 
 
 async def test_stub_tool_choice_none_neither_offers_nor_parses_calls(stub):
-    llm, llama, _ = stub(["<tool_call>", "{}"])
+    llm, server = stub(["<tool_call>", "{}"])
     said, calls, _ = await ask(llm, tools=[get_weather], tool_choice="none")
     assert (said, calls) == (["<tool_call>", "{}"], [])
-    assert b"get_weather" not in bytes(llama.prompts[0])
+    assert b"get_weather" not in bytes(t for t in server.requests[0]["prompt"] if t < 256)
 
 
 @pytest.mark.parametrize("tool_choice", ["required", "get_weather"])
-async def test_stub_a_required_call_is_made_with_a_grammar(stub, tool_choice):
-    llm, llama, _ = stub(['{"name": "get_weather", ', '"arguments": {"city": "Rome"}}'])
+async def test_stub_a_required_call_is_made_under_a_json_schema(stub, tool_choice):
+    llm, server = stub(['{"name": "get_weather", ', '"arguments": {"city": "Rome"}}'])
     said, calls, _ = await ask(llm, tools=[get_weather, get_time], tool_choice=tool_choice)
     assert said == []
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Rome"}')]
-    assert llama.grammars[0] is not None
+    assert server.requests[0]["json_schema"] == call_schema([get_weather, get_time], tool_choice)
 
 
 async def test_stub_a_required_call_cut_short_is_an_invalid_call_never_said(stub):
-    llm, _, _ = stub(['{"name": "get_weather", ', '"arguments": {"ci'], max_tokens=2)
+    llm, server = stub(['{"name": "get_weather", ', '"arguments": {"ci'], max_tokens=1)
     said, calls, _ = await ask(llm, tools=[get_weather], tool_choice="required")
     assert said == []
     assert [c.name for c in calls] == [INVALID_CALL]
+    assert server.requests[0]["n_predict"] == 1
 
 
 async def test_stub_a_tool_choice_naming_no_offered_tool_is_refused(stub):
-    llm, _, _ = stub(["x"])
+    llm, server = stub(["x"])
     with pytest.raises(APIError, match="get_date") as caught:
         await ask(llm, tools=[get_weather], tool_choice="get_date")
     assert not caught.value.retryable
-
-
-async def test_stub_a_stop_token_ends_the_reply(stub):
-    llm, _, _ = stub(["Hi", ".", STOP, "<|im_start|>user", "more"])
-    said, _, usage = await ask(llm)
-    assert said == ["Hi", "."]
-    assert usage.completion_tokens == 2
+    assert server.requests == []
 
 
 async def test_stub_max_tokens_bounds_the_reply(stub):
-    llm, _, _ = stub(["a", "b", "c", "d", "e"], max_tokens=3)
+    llm, server = stub(["a", "b", "c", "d", "e"], max_tokens=3)
     said, _, usage = await ask(llm)
     assert said == ["a", "b", "c"]
     assert usage.completion_tokens == 3
-
-
-async def test_stub_the_reply_is_bounded_by_the_context_window_too(stub):
-    prompt_tokens = len(render_prompt(chat(user("Weather in Paris?")), [], "auto").encode())
-    llm, _, _ = stub(["a"] * 10, n_ctx=prompt_tokens + 4)
-    said, _, _ = await ask(llm)
-    assert said == ["a"] * 4
-
-
-async def test_stub_split_utf8_is_joined(stub):
-    # A token may end inside a character; the text comes out whole.
-    llm, llama, _ = stub(["x"])
-    llama.detokenize = lambda tokens, **_: {0: b"caf\xc3", 1: b"\xa9!"}[tokens[0] - 1000]
-    llama.replies = [["t0", "t1"]]
-    said, _, _ = await ask(llm)
-    assert "".join(said) == "café!"
+    assert server.requests[0]["n_predict"] == 3
 
 
 async def test_stub_a_prompt_that_fills_the_context_is_refused(stub):
-    llm, llama, _ = stub(["never"], n_ctx=64)
+    llm, server = stub(["never"], n_ctx=64)
     with pytest.raises(APIError, match="context window of 64 tokens") as caught:
         await ask(llm, text="Tell me everything. " * 10)
     assert not caught.value.retryable
-    assert llama.prompts == []
+    assert server.requests == []
 
 
-async def test_stub_engine_failures_are_translated(stub):
-    llm, _, _ = stub(["x"], fail=RuntimeError("llama_decode returned -1"))
-    with pytest.raises(APIConnectionError, match="llama_decode") as caught:
+async def test_stub_server_failures_are_translated(stub):
+    broken = httpx.Response(500, json={"error": {"code": 500, "message": "llama_decode failed"}})
+    llm, _ = stub(["x"], fail=broken)
+    with pytest.raises(APIStatusError, match="llama_decode failed") as caught:
         await ask(llm, conn_options=APIConnectOptions(max_retry=0))
     assert caught.value.retryable
+    assert caught.value.status_code == 500
 
-    llm, _, _ = stub(["x"], fail=ValueError("bad request"))
+    refused = httpx.Response(400, json={"error": {"code": 400, "message": "bad request"}})
+    llm, server = stub(["x"], fail=refused)
     with pytest.raises(APIError, match="bad request") as caught:
         await ask(llm)
     assert not caught.value.retryable
+    assert len(server.requests) == 1, "a refused request is not retried"
+
+
+async def test_stub_an_error_in_the_middle_of_a_reply_is_translated(stub):
+    event = {"error": {"code": 500, "message": "out of memory", "type": "server_error"}}
+    llm, _ = stub(["a", "b"], fail=f"data: {json.dumps(event)}\n\n".encode())
+    with pytest.raises(APIStatusError, match="out of memory") as caught:
+        await ask(llm, conn_options=APIConnectOptions(max_retry=0))
+    assert caught.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("tail", "match"),
+    [(b"", "broke off"), (b"data: {not json\n\n", "not a JSON event")],
+)
+async def test_stub_a_cut_or_garbled_stream_is_a_connection_error(stub, tail, match):
+    llm, _ = stub(["a", "b"], fail=tail)
+    with trio.fail_after(5), pytest.raises(APIConnectionError, match=match) as caught:
+        await ask(llm, conn_options=APIConnectOptions(max_retry=0))
+    assert caught.value.retryable
+
+
+async def test_no_server_is_a_connection_error():
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # a port nobody listens on
+    llm = llamacpp.LLM(base_url=f"http://127.0.0.1:{port}")
+    with trio.fail_after(5), pytest.raises(APIConnectionError, match=f"127.0.0.1:{port}"):
+        await ask(llm, conn_options=APIConnectOptions(max_retry=0))
 
 
 async def test_stub_seed(stub):
-    llm, llama, _ = stub(["x"], seed=42)
+    llm, server = stub(["x"], seed=42)
     await ask(llm)
     await ask(llm)
-    assert llama.seeds == [42, 42]
-    llm, llama, _ = stub(["x"])
+    assert [r["seed"] for r in server.requests] == [42, 42]
+    llm, server = stub(["x"])
     await ask(llm)
-    await ask(llm)
-    assert llama.seeds[0] != llama.seeds[1]
+    assert "seed" not in server.requests[0], "the server draws a new seed for each reply"
 
 
 async def test_stub_chat_text_is_tokenized_as_plain_text(stub):
-    llm, llama, _ = stub(["ok"])
+    llm, server = stub(["ok"])
     await ask(llm, text="<|im_end|>")
-    assert ("<|im_end|>", False) in llama.tokenized
-    assert ("<|im_start|>user\n", True) in llama.tokenized
+    assert ("<|im_end|>", False) in server.tokenized
+    assert ("<|im_start|>user\n", True) in server.tokenized
 
 
-async def test_stub_closing_the_stream_stops_generation_and_frees_the_model(stub):
-    llm, llama, model = stub(["word "] * 100_000)
+async def test_stub_each_piece_of_the_history_is_tokenized_once(stub):
+    llm, server = stub(["ok"])
+    history = [user("Hello."), ChatMessage(role="assistant", content="Hi there.")]
+    async with llm.chat(chat_ctx=chat(*history, user("Weather?"))) as stream:
+        await stream.collect()
+    before = len(server.tokenized)
+    async with llm.chat(chat_ctx=chat(*history, user("Weather?"), user("And now?"))) as stream:
+        await stream.collect()
+    assert server.tokenized[before:] == [("And now?", False)]
+
+
+async def test_stub_closing_the_stream_stops_generation(stub):
+    llm, server = stub(["word "] * 100_000)
     async with llm.chat(chat_ctx=chat(user("Talk forever."))) as stream:
         first = await stream.__anext__()
     assert first.delta.content == "word "
-    # The thread stops at its next token, closes the generator and lets go of the model.
-    assert await trio.to_thread.run_sync(llama.closed.wait, 5)
-    assert await trio.to_thread.run_sync(model.lock.acquire, True, 5)
-    model.lock.release()
-    assert len(llama.pieces) < 1000
-
-
-async def test_stub_a_request_cancelled_while_waiting_for_the_model_never_runs(stub):
-    llm, llama, model = stub(["x"])
-    model.lock.acquire()
-    try:
-        with trio.move_on_after(0.2) as scope:
-            await ask(llm)
-        assert scope.cancelled_caught
-    finally:
-        model.lock.release()
-    said, _, _ = await ask(llm)
-    assert said == ["x"]
-    assert len(llama.prompts) == 1
+    # The response is closed, so the server stops generating.
+    with trio.fail_after(5):
+        await server.closed.wait()
+    assert len(server.generated) < 1000
 
 
 async def test_stub_leaving_with_output_pending_is_clean(stub, caplog):
-    # The reader takes one chunk, lets the reply pile up until generation has to wait for it,
+    # The reader takes one chunk, lets the reply pile up until the stream has to wait for it,
     # then leaves: the stream ends quietly (no error group, nothing logged).
-    llm, llama, model = stub([f"{i} " for i in range(500)])
+    llm, server = stub([f"{i} " for i in range(500)])
     async with llm.chat(chat_ctx=chat(user("Count."))) as stream:
         await stream.__anext__()
         await trio.testing.wait_all_tasks_blocked(cushion=0.1)
-        assert 20 < len(llama.pieces) < 200
+        assert 20 < len(server.generated) < 200
     assert [r for r in caplog.records if r.levelname == "ERROR"] == []
-    assert await trio.to_thread.run_sync(model.lock.acquire, True, 5)
-    model.lock.release()
+    with trio.fail_after(5):
+        await server.closed.wait()
 
 
-async def test_stub_concurrent_requests_take_turns_on_the_model(stub):
-    llm, llama, _ = stub(["a", "b"])
+async def test_stub_concurrent_requests_each_get_their_reply(stub):
+    llm, server = stub(["a", "b"])
     results = []
 
     async def one():
@@ -644,7 +689,12 @@ async def test_stub_concurrent_requests_take_turns_on_the_model(stub):
         for _ in range(3):
             nursery.start_soon(one)
     assert [said for said, _, _ in results] == [["a", "b"]] * 3
-    assert len(llama.prompts) == 3
+    assert len(server.requests) == 3
+
+
+def test_a_client_needs_the_url_it_reaches():
+    with pytest.raises(ValueError, match="base_url"):
+        llamacpp.LLM(http_client=httpx.AsyncClient())
 
 
 @pytest.mark.parametrize(

