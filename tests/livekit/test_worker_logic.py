@@ -296,3 +296,59 @@ def test_an_unreadable_proc_stat_means_load_zero(tmp_path, caplog):
     cpu.sample()
     assert cpu.value == 0.0
     assert caplog.text.count("cannot read the CPU load") == 1
+
+
+async def test_a_repeated_offer_for_a_pending_job_is_refused_and_ends_nothing(
+    autojump_clock: trio.abc.Clock,
+):
+    answers: list[tuple[str, bool]] = []
+    done = trio.Event()
+
+    async def script(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws)
+        # A running job, which nothing about another job's offers may end.
+        await _send(ws, availability=pb.AvailabilityRequest(job=_job("AJ_0")))
+        await _receive_kind(ws, "availability")
+        await _send(ws, assignment=pb.JobAssignment(job=_job("AJ_0"), token="tok"))
+        # The same offer twice while the first waits for its assignment.
+        for _ in range(2):
+            await _send(ws, availability=pb.AvailabilityRequest(job=_job()))
+            answer = (await _receive_kind(ws, "availability")).availability
+            answers.append((answer.job_id, answer.available))
+        await _send(ws, assignment=pb.JobAssignment(job=_job(), token="tok"))
+        # Past the assignment timeout of both offers.
+        await trio.sleep(10)
+        done.set()
+        await trio.sleep_forever()
+
+    launcher = SlowLauncher()
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, script)
+        worker = Worker(_options(port), pool=launcher)
+        await nursery.start(worker.run)
+        await done.wait()
+        assert worker.connected
+        assert sorted(job.job.id for job in worker.active_jobs) == ["AJ_0", "AJ_1"]
+        assert launcher.cancelled == []
+        worker.drain()
+        nursery.cancel_scope.deadline = trio.current_time() + 10
+    assert answers == [("AJ_1", True), ("AJ_1", False)]
+    assert [job.job.id for job in launcher.jobs] == ["AJ_0", "AJ_1"]
+
+
+class SlowLauncher(Launcher):
+    """Jobs that run until cancelled (a drain), recording which were cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled: list[str] = []
+
+    async def run_job(
+        self, info: RunningJobInfo, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> JobResult:
+        self.jobs.append(info)
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.cancelled.append(info.job.id)

@@ -123,9 +123,11 @@ class _RunningJob:
 
 @attrs.define(eq=False)
 class _Pending:
-    """An accepted job waiting for the server's assignment."""
+    """An offered job: being decided on, then (accepted) waiting for the server's assignment."""
 
     requested_at: float
+    answered: bool = False
+    """Whether the worker said yes: only then is an assignment for it expected."""
     arrived: trio.Event = attrs.field(factory=trio.Event)
     assignment: p.JobAssignment | None = None
 
@@ -413,7 +415,7 @@ class Worker:
                 continue
             match message:
                 case p.AvailabilityRequest():
-                    conn.start_soon(self._answer_availability, message, trio.current_time())
+                    self._on_availability(message, conn)
                 case p.JobAssignment():
                     self._on_assignment(message)
                 case p.JobTermination():
@@ -495,10 +497,34 @@ class Worker:
 
     # --- jobs
 
-    async def _answer_availability(
-        self, request: p.AvailabilityRequest, requested_at: float
-    ) -> None:
+    def _on_availability(self, request: p.AvailabilityRequest, conn: trio.Nursery) -> None:
+        job_id = request.job.id
+        if job_id in self._pending or job_id in self._running:
+            # A repeated offer (the server retrying, or a confused one): the job is already
+            # ours. Answering it again would make two tasks wait for one assignment.
+            logger.warning("refusing a repeated offer of job %s", job_id)
+            self.jobs_rejected += 1
+            conn.start_soon(self._send, p.AvailabilityResponse(job_id=job_id, available=False))
+            return
+        # Reserved at once: a second offer may arrive while request_fnc decides on this one.
+        pending = self._pending[job_id] = _Pending(requested_at=trio.current_time())
+        conn.start_soon(self._answer_availability, request, pending)
+
+    async def _answer_availability(self, request: p.AvailabilityRequest, pending: _Pending) -> None:
+        try:
+            await self._decide_and_start(request, pending)
+        except Exception:
+            # One offer's failure costs that offer alone, not the connection and its jobs.
+            logger.exception("failed to answer the offer of job %s", request.job.id)
+            await self._send(p.AvailabilityResponse(job_id=request.job.id, available=False))
+        finally:
+            if self._pending.get(request.job.id) is pending:
+                del self._pending[request.job.id]
+                self._notify_jobs_changed()
+
+    async def _decide_and_start(self, request: p.AvailabilityRequest, pending: _Pending) -> None:
         job = request.job
+        requested_at = pending.requested_at
         if self._draining or self.status is p.WorkerStatus.FULL:
             why = "draining" if self._draining else f"full (load {self.load:.2f})"
             logger.info("refusing job %s for room %r: %s", job.id, job.room_name, why)
@@ -529,22 +555,18 @@ class Worker:
             await self._send(p.AvailabilityResponse(job_id=job.id, available=False))
             return
         identity = req.identity or f"agent-{job.id}"
-        pending = self._pending[job.id] = _Pending(requested_at=requested_at)
-        try:
-            answered = await self._send(
-                p.AvailabilityResponse(
-                    job_id=job.id,
-                    available=True,
-                    participant_identity=identity,
-                    participant_name=req.name,
-                )
+        answered = await self._send(
+            p.AvailabilityResponse(
+                job_id=job.id,
+                available=True,
+                participant_identity=identity,
+                participant_name=req.name,
             )
-            if answered:
-                with trio.move_on_after(ASSIGNMENT_TIMEOUT):
-                    await pending.arrived.wait()
-        finally:
-            del self._pending[job.id]
-            self._notify_jobs_changed()
+        )
+        if answered:
+            pending.answered = True
+            with trio.move_on_after(ASSIGNMENT_TIMEOUT):
+                await pending.arrived.wait()
         assignment = pending.assignment
         if assignment is None:
             logger.warning("job %s was accepted but never assigned", job.id)
@@ -576,7 +598,7 @@ class Worker:
 
     def _on_assignment(self, assignment: p.JobAssignment) -> None:
         pending = self._pending.get(assignment.job.id)
-        if pending is None or pending.arrived.is_set():
+        if pending is None or not pending.answered or pending.arrived.is_set():
             logger.warning("skipping the assignment of a job not waited for: %s", assignment.job.id)
             return
         pending.assignment = assignment
