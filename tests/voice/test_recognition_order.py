@@ -2,6 +2,7 @@
 utterance first (real VADs and STTs do both: the bench's scripted ones and network STTs)."""
 
 import trio
+import trio.testing
 
 from tvoice.stt import SpeechData, SpeechEvent, SpeechEventType
 from tvoice.vad import VADEvent, VADEventType
@@ -120,3 +121,88 @@ async def test_stt_verdict_of_an_earlier_burst_does_not_close_a_later_one(autoju
             await trio.sleep(1)
             nursery.cancel_scope.cancel()
         assert hooks.turns == [("one two", t0 + 2.0)], vad_first
+
+
+def in_every_order(play, orders=40):
+    """``play``'s result in ``orders`` scheduling orders (trio picks the order in which tasks
+    ready at one instant run; seeding its scheduler fixes one)."""
+    results = set()
+    for seed in range(orders):
+        trio._core._run._r.seed(seed)
+        results.add(repr(trio.run(play, clock=trio.testing.MockClock(autojump_threshold=0))))
+    return results
+
+
+def recognition(hooks, nursery):
+    rec = AudioRecognition(
+        hooks,
+        vad=object(),
+        turn_detection="vad",
+        min_endpointing_delay=0.8,
+        max_endpointing_delay=3.0,
+        stt_enabled=True,
+    )
+    rec._nursery = nursery
+    return rec
+
+
+def vad_end(silence=0.5):
+    return VADEvent(
+        type=VADEventType.END_OF_SPEECH, timestamp=trio.current_time(), silence_duration=silence
+    )
+
+
+def test_speech_that_starts_as_the_endpointing_delay_ends_begins_the_next_turn():
+    """The endpointing timer and a new start of speech at one instant: the turn is committed
+    and the speech is the next turn's, whichever of the two tasks trio runs first."""
+
+    async def play():
+        hooks = Hooks()
+        async with trio.open_nursery() as nursery:
+            rec = recognition(hooks, nursery)
+            rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
+            await trio.sleep(1.0)
+            stt_says(rec, "one")
+            await trio.sleep(0.5)
+            rec._on_vad_event(vad_end())  # speech ended at 1.0: the timer commits at 1.8
+            await trio.sleep_until(1.8)
+            rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
+            await trio.sleep(1.0)
+            stt_says(rec, "two")
+            rec._on_vad_event(vad_end(silence=0.0))
+            await trio.sleep(1.0)
+            nursery.cancel_scope.cancel()
+        return [(text, round(at, 9)) for text, at in hooks.turns]
+
+    assert in_every_order(play) == {repr([("one", 1.8), ("two", 3.6)])}
+
+
+def test_speech_that_starts_as_the_stt_gives_its_verdict_begins_the_next_turn():
+    """The STT's verdict on a speech the VAD closed, at the instant a new speech starts: the
+    turn is committed (its endpointing delay is over) and the new speech is the next turn's."""
+
+    async def play():
+        hooks = Hooks()
+        async with trio.open_nursery() as nursery:
+            rec = recognition(hooks, nursery)
+            rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
+            await trio.sleep(1.0)
+            rec._on_vad_event(vad_end(silence=0.0))  # the STT owes its verdict
+            await trio.sleep(1.0)
+
+            async def stt() -> None:
+                stt_says(rec, "one")
+
+            async def speech() -> None:
+                rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
+
+            nursery.start_soon(stt)  # the two, at one instant, in trio's order
+            nursery.start_soon(speech)
+            await trio.sleep(1.0)
+            stt_says(rec, "two")
+            rec._on_vad_event(vad_end(silence=0.0))
+            await trio.sleep(1.0)
+            nursery.cancel_scope.cancel()
+        return [(text, round(at, 9)) for text, at in hooks.turns]
+
+    assert in_every_order(play) == {repr([("one", 2.0), ("two", 3.8)])}

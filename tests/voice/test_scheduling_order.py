@@ -18,7 +18,7 @@ from tests.voice.test_properties import (
     run_scenario,
     scenarios,
 )
-from tvoice.testing import Timeline
+from tvoice.testing import Playback, Timeline
 
 ORDERS = 100  # scheduler seeds per timeline
 
@@ -114,3 +114,32 @@ def test_outputs_of_tools_that_outlive_their_speech_keep_the_order_of_the_calls(
         o = run_scenario(sc)
         outputs = [i.call_id for i in o.session.history.items if i.type == "function_call_output"]
         assert outputs == ["call_t1", "call_t2"], seed
+
+
+def test_speech_that_starts_as_the_turn_ends_is_heard_over_the_reply_in_every_order() -> None:
+    """The STT's verdict on "hello" (1.75) ends the turn at the instant the user starts again
+    (1.7 + 0.05): the turn is committed, the new speech is the next turn's, and the reply that
+    starts at that instant is held while the user speaks, whichever task trio runs first."""
+
+    async def play():
+        tl = Timeline(frame_duration=0.1)
+        tl.user_speech(start=0.5, end=1.0, transcript="hello", stt_delay=0.75)
+        tl.user_speech(start=1.7, end=3.0, transcript="", stt_delay=0.2)  # noise
+        tl.llm(input="hello", content="Hi there.")
+        tl.tts(input="Hi there.", audio_duration=1.0)
+        async with tl.session(false_interruption_timeout=1.0) as session:
+            await session.start(Assistant())
+            await tl.wait_done()
+        paused = tl.audio_output.paused_periods
+        return history_of(session), tl.llm_requests, tl.audio_output.playbacks, paused
+
+    outcomes = {repr(run_in_order(seed, play)) for seed in range(ORDERS)}
+    assert len(outcomes) == 1, outcomes
+    history, requests, playbacks, paused = run_in_order(0, play)
+    assert [(kind, role, text) for kind, role, text, _ in history[1:]] == [
+        ("message", "user", "hello"),
+        ("message", "assistant", "Hi there."),
+    ]
+    assert requests == ["hello"]
+    assert playbacks == [Playback(started_at=4.5, position=1.0, interrupted=False)]
+    assert paused == [(1.75, 4.5)]  # from the start of the noise to its end + 1.0

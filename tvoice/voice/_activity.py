@@ -127,6 +127,8 @@ class AgentActivity:
         self._interruption_timer = _Timer()
         self._false_interruption_timer = _Timer()
         self._pending_turn: EndOfTurn | None = None
+        self._user_speaking_since: float | None = None
+        self._heard_generation: Generation | None = None  # the step whose playout started
         self._turn_tasks = 0
         self._entering = False
         self._finished = trio.Event()
@@ -251,6 +253,10 @@ class AgentActivity:
                 continue
             self.current_speech = handle
             handle.mark_started()
+            if self._user_speaking_since == trio.current_time():
+                # The user began speaking at the instant this speech starts: whichever trio
+                # ran first, the speech is heard over as if it had started first.
+                self._user_speaks_over(handle)
             try:
                 with handle.scope:
                     await run(handle)
@@ -259,7 +265,7 @@ class AgentActivity:
                 self.session.report_error(e, self.agent)
             finally:
                 self.current_speech = None
-                self._current_generation = None
+                self._current_generation = self._heard_generation = None
                 if self._paused_speech is handle:
                     self._release_pause()
                 handle.mark_done()
@@ -476,6 +482,7 @@ class AgentActivity:
             if started or self._current_generation is not gen:
                 return
             started = True
+            self._heard_generation = gen
             self.session.set_agent_state("speaking")
             if turn is not None and turn.stopped_speaking_at is not None:
                 self._report_turn(handle, gen, turn)
@@ -614,18 +621,28 @@ class AgentActivity:
         )
 
     def on_start_of_speech(self, event: VADEvent | None) -> None:
-        """The user started speaking: arm the interruption (or note the turn to discard)."""
-        self._cancel_preemptive()
+        """The user started speaking: arm the interruption (or note the turn to discard).
+
+        A preemptive reply goes on: speech that brings no new words leaves the turn as it was
+        (and speech that begins at the instant the turn ends belongs to the next one)."""
         self._false_interruption_timer.cancel()
-        speech = self.current_speech
-        if speech is not None and not speech.done() and not speech.allow_interruptions:
+        self._user_speaking_since = trio.current_time()
+        self._user_speaks_over(self.current_speech)
+
+    def _user_speaks_over(self, speech: SpeechHandle | None) -> None:
+        if speech is None or speech.done():
+            return
+        if not speech.allow_interruptions:
             self.session.discard_user_turn()
             return
-        speech = self._interruptible_speech()
-        if speech is None or self.session.options.min_interruption_words > 0:
+        if self.session.options.min_interruption_words > 0:
             return
         assert self._nursery is not None
-        playing = self.session.agent_state == "speaking"
+        # Not the agent state: the speech may have started at this instant, the state not yet.
+        playing = speech is self.current_speech and (
+            self._heard_generation is not None
+            and self._heard_generation is self._current_generation
+        )
         if self._pause_mode() and not playing:
             self._pause(speech)  # nothing heard yet: hold it while the user speaks
         elif self._pause_mode():
@@ -643,6 +660,7 @@ class AgentActivity:
 
     def on_end_of_speech(self, event: VADEvent | None) -> None:
         """The user stopped: if the speech was paused and no words came, resume it later."""
+        self._user_speaking_since = None
         self._interruption_timer.cancel()
         if self._paused_speech is not None and self._nursery is not None:
             self._false_interruption_timer.start(
@@ -707,7 +725,7 @@ class AgentActivity:
 
     def on_preemptive_generation(self, transcript: str) -> None:
         """A final transcript exists: start the reply now, to adopt if the turn ends as is."""
-        self._cancel_preemptive()
+        self.cancel_preemptive()
         if not self.session.options.preemptive_generation or self._nursery is None:
             return
         speech = self.current_speech
@@ -731,7 +749,8 @@ class AgentActivity:
             items[-1].id if items else None,
         )
 
-    def _cancel_preemptive(self) -> None:
+    def cancel_preemptive(self) -> None:
+        """Drop the reply prepared for a turn that will not end as it stood."""
         if self._preemptive is not None:
             self._preemptive.generation.cancel()
             self._preemptive = None
@@ -743,13 +762,13 @@ class AgentActivity:
         assert self._nursery is not None
         if turn.discarded:
             logger.info("discarding %r, heard during uninterruptible speech", turn.transcript)
-            self._cancel_preemptive()
+            self.cancel_preemptive()
             return
         needed = self.session.options.min_interruption_words
         if self._interruptible_speech() is not None and count_words(turn.transcript) < needed:
             # Too few words to interrupt ("uh-huh", "ok"): the agent goes on, as people do.
             logger.info("ignoring %r: fewer than %d words while speaking", turn.transcript, needed)
-            self._cancel_preemptive()
+            self.cancel_preemptive()
             return
         if getattr(self.agent.on_user_turn_completed, "__func__", None) is (
             Agent.on_user_turn_completed
@@ -774,7 +793,7 @@ class AgentActivity:
             try:
                 await self.agent.on_user_turn_completed(turn_ctx, message)
             except StopResponse:
-                self._cancel_preemptive()
+                self.cancel_preemptive()
                 self.session.add_item(message, agent=self.agent)
                 return
             except Exception as e:

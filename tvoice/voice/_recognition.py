@@ -91,15 +91,20 @@ class AudioRecognition:
         self._stt_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._endpointing: trio.CancelScope | None = None
+        self._endpointing_at: float | None = None  # when the pending endpointing commits
         # The turn being heard.
         self.speaking = False
+        self._speaking_since = 0.0  # when the speech being heard began
         self._finals: list[str] = []
         self._interim = ""
         self._speech_started_at: float | None = None
         self._speech_ended_at: float | None = None
         self._final_at: float | None = None
         self._last_preemptive: str | None = None
-        self.discard_turn = False
+        # Speech heard while the agent spoke without allowing interruptions (the speech being
+        # heard, or an earlier one of the turn): the turn is discarded when it commits.
+        self._speech_discarded = False
+        self._turn_discarded = False
         # Utterances the VAD closed minus those the STT closed (END_OF_SPEECH): above zero,
         # the STT still owes a verdict and the turn may not commit yet (bounded by stt_wait).
         # Between the end of speech and the STT's verdict on it (bounded by stt_wait).
@@ -306,11 +311,29 @@ class AudioRecognition:
         """The user started speaking (from the VAD, or the STT when there is no VAD)."""
         if self.speaking:
             return
+        now = trio.current_time()
+        if self._endpointing_at is not None and now >= self._endpointing_at:
+            # The turn ends at this very instant (its timer is due, its task has not run yet):
+            # this speech begins the next turn, as it does when the timer runs first.
+            self.commit()
         self.speaking = True
+        self._speaking_since = now
         if self._speech_started_at is None:
-            self._speech_started_at = trio.current_time()
+            self._speech_started_at = now
+        self._turn_discarded = self._turn_discarded or self._speech_discarded
+        self._speech_discarded = False
         self._cancel_endpointing()
         self._hooks.on_start_of_speech(event)
+
+    def discard_speech(self) -> None:
+        """The speech being heard was heard while the agent spoke without allowing
+        interruptions: its turn is discarded when it commits."""
+        self._speech_discarded = True
+
+    def _speaking_on(self) -> bool:
+        # Speech that began at this very instant does not hold back a turn that ends now: the
+        # order of two events of one instant is trio's, the outcome must not be.
+        return self.speaking and self._speaking_since < trio.current_time()
 
     def end_of_speech(self, event: VADEvent | None, *, ended_at: float) -> None:
         """The user stopped speaking at ``ended_at``."""
@@ -348,7 +371,7 @@ class AudioRecognition:
             self._stt_pending.cancel()
             self._stt_pending = None
             self._hooks.on_pending_changed()
-        if not self.speaking and self.turn_detection not in ("manual", "stt"):
+        if not self._speaking_on() and self.turn_detection not in ("manual", "stt"):
             self._start_endpointing()
 
     def _on_stt_event(self, event: SpeechEvent) -> None:
@@ -390,12 +413,13 @@ class AudioRecognition:
         if self.transcript != self._last_preemptive:
             self._last_preemptive = self.transcript
             self._hooks.on_preemptive_generation(self.transcript)
-        if not self.speaking and self.turn_detection not in ("manual", "stt"):
+        if not self._speaking_on() and self.turn_detection not in ("manual", "stt"):
             self._start_endpointing()
 
     # -- end of turn --------------------------------------------------------------------------
 
     def _cancel_endpointing(self) -> None:
+        self._endpointing_at = None
         if self._endpointing is not None:
             self._endpointing.cancel()
             self._endpointing = None
@@ -412,6 +436,8 @@ class AudioRecognition:
             # happens at this instant (a new start of speech, say).
             self.commit()
             return
+        if self.speaking and self.turn_detection != "stt":
+            return  # speech that began at this instant holds a turn that is not due yet
         scope = self._endpointing = trio.CancelScope()
         self._nursery.start_soon(self._endpoint, scope)
 
@@ -428,8 +454,9 @@ class AudioRecognition:
                     max_delay=self.max_endpointing_delay,
                 )
             ended = self._speech_ended_at if self._speech_ended_at is not None else 0.0
+            self._endpointing_at = ended + delay
             await trio.sleep_until(ended + delay)
-            self._endpointing = None
+            self._endpointing = self._endpointing_at = None
             self.commit()
 
     def commit(self) -> EndOfTurn | None:
@@ -438,6 +465,8 @@ class AudioRecognition:
         text = self.transcript or self._interim.strip()
         now = trio.current_time()
         ended = self._speech_ended_at
+        # Speech that began at this very instant is the next turn's, and so is its discard mark.
+        speech_is_next = self.speaking and self._speaking_since == now
         turn = EndOfTurn(
             transcript=text,
             started_speaking_at=self._speech_started_at,
@@ -445,7 +474,7 @@ class AudioRecognition:
             transcription_delay=max(0.0, (self._final_at or now) - ended) if ended else 0.0,
             end_of_utterance_delay=(now - ended) if ended is not None else 0.0,
             committed_at=now,
-            discarded=self.discard_turn,
+            discarded=self._turn_discarded or (self._speech_discarded and not speech_is_next),
         )
         self.clear()
         if text:
@@ -460,7 +489,10 @@ class AudioRecognition:
         self._interim = ""
         self._final_at = None
         self._last_preemptive = None
-        self.discard_turn = False
+        self._speech_discarded = self._speech_discarded and (
+            self.speaking and self._speaking_since == trio.current_time()
+        )
+        self._turn_discarded = False
         self._stt_owed = 0
         if self._stt_pending is not None:
             self._stt_pending.cancel()

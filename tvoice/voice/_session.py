@@ -425,12 +425,14 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         """Drop the user's current turn when it commits: it was heard while the agent spoke
         without allowing interruptions (runtime use)."""
         if self._recognition is not None:
-            self._recognition.discard_turn = True
+            self._recognition.discard_speech()
 
     def clear_user_turn(self) -> None:
         """Forget what the user said in the current turn."""
         if self._recognition is not None:
             self._recognition.clear()
+        if self._activities:
+            self.activity.cancel_preemptive()
 
     async def run(self, *, user_input: str) -> RunResult:
         """Send ``user_input`` as a user message and collect everything the agent does until
