@@ -219,3 +219,12 @@ class _NoPool:
 
     async def run_job(self, info: RunningJobInfo, *, task_status: object = None) -> object:
         raise AssertionError("no job runs here")
+
+
+async def test_liveness_stays_ok_while_a_worker_without_its_server_drains():
+    # Readiness (/) takes the worker out of rotation; liveness must not get it restarted, or
+    # its running calls would drop.
+    worker = FakeWorker(connected=False, draining=True, active_jobs=[_job("AJ_1")])
+    server = HealthServer(worker)
+    assert (await _get(server, "/"))[0] == 503
+    assert (await _get(server, "/livez"))[0::2] == (200, b"alive\n")

@@ -31,15 +31,16 @@ Script = Callable[[trio_websocket.WebSocketConnection], Awaitable[None]]
 class Launcher:
     active_jobs = 0
 
-    def __init__(self) -> None:
+    def __init__(self, duration: float = 1.0) -> None:
         self.jobs: list[RunningJobInfo] = []
+        self.duration = duration
 
     async def run_job(
         self, info: RunningJobInfo, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> JobResult:
         self.jobs.append(info)
         task_status.started()
-        await trio.sleep(1.0)
+        await trio.sleep(self.duration)
         return JobResult(success=False, error="boom")
 
 
@@ -96,7 +97,11 @@ async def _serve(nursery: trio.Nursery, *scripts: Script) -> tuple[int, list[byt
 
     async def handler(request: trio_websocket.WebSocketRequest) -> None:
         authorizations.extend(v for k, v in request.headers if k.lower() == b"authorization")
-        script = remaining.pop(0)
+        # Past its scripts the server is down: every handshake is refused.
+        script = remaining.pop(0) if remaining else _unavailable
+        if script is _unavailable:
+            await request.reject(503, body=b"unavailable")
+            return
         if script is _reject:
             await request.reject(401, body=b"unauthorized")
             return
@@ -108,6 +113,10 @@ async def _serve(nursery: trio.Nursery, *scripts: Script) -> tuple[int, list[byt
 
 
 async def _reject(ws: trio_websocket.WebSocketConnection) -> None:
+    raise AssertionError("rejected before")
+
+
+async def _unavailable(ws: trio_websocket.WebSocketConnection) -> None:
     raise AssertionError("rejected before")
 
 
@@ -352,3 +361,29 @@ class SlowLauncher(Launcher):
             await trio.sleep_forever()
         finally:
             self.cancelled.append(info.job.id)
+
+
+async def test_giving_up_on_the_server_drains_the_running_jobs(autojump_clock: trio.abc.Clock):
+    # The server goes away for good with a call running: the call goes on to its end, then
+    # the worker reports the lost server.
+    async def script(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws)
+        await _send(ws, availability=pb.AvailabilityRequest(job=_job()))
+        await _receive_kind(ws, "availability")
+        await _send(ws, assignment=pb.JobAssignment(job=_job(), token="tok"))
+        await _receive_kind(ws, "update_worker")
+        await ws.aclose()
+
+    launcher = Launcher(duration=60.0)
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, script)
+        worker = Worker(_options(port, max_retry=3, drain_timeout=600.0), pool=launcher)
+        start = trio.current_time()
+        with pytest.RaisesGroup(
+            pytest.RaisesExc(APIConnectionError, match="after 3 retries"), flatten_subgroups=True
+        ):
+            await worker.run()
+        nursery.cancel_scope.cancel()
+    assert trio.current_time() - start == 60.0
+    assert worker.draining
+    assert (worker.jobs_started, worker.jobs_failed) == (1, 1)  # the launcher's "boom", at 60 s

@@ -1,8 +1,10 @@
 """The worker's health and metrics endpoint: a tiny HTTP/1.1 server on trio.
 
 ``GET /`` answers 200 ``OK`` while the worker is registered over a live connection (503
-otherwise: a load balancer or Kubernetes probe takes the worker out); ``GET /worker`` describes
-it in JSON; ``GET /metrics`` is the Prometheus text exposition format (version 0.0.4).
+otherwise: a load balancer or Kubernetes readiness probe takes the worker out); ``GET /livez``
+answers 200 as long as the process serves at all (a liveness probe: a worker that lost its
+server still runs its calls to their end, and restarting it would drop them); ``GET /worker``
+describes it in JSON; ``GET /metrics`` is the Prometheus text exposition format (version 0.0.4).
 
 One request per connection (``Connection: close``), GET and HEAD only, request heads of at most
 8 KiB read within 5 s: enough for probes and scrapers, and nothing a client sends can make the
@@ -138,6 +140,8 @@ class HealthServer:
             if worker.connected:
                 return 200, text, b"OK\n"
             return 503, text, b"not registered with the LiveKit server\n"
+        if path == b"/livez":
+            return 200, text, b"alive\n"
         if path == b"/worker":
             info = {
                 "agent_name": worker.agent_name,

@@ -183,6 +183,8 @@ class Worker:
         self._last_heard = 0.0
         self._drain_expired = False
         self._task_status: trio.TaskStatus[None] | None = None
+        self._lost: Exception | None = None
+        """Why the connection loop gave up (raised by run() once the jobs drained)."""
 
     # --- state for health checks and metrics
 
@@ -226,7 +228,8 @@ class Worker:
 
         ``task_status.started()`` once registered with the server for the first time.
         Raises :class:`~tvoice.APIConnectionError` when the server stays unreachable for
-        ``options.max_retry`` attempts in a row, or refuses the API key.
+        ``options.max_retry`` attempts in a row, or refuses the API key: the worker then
+        drains first (running jobs get ``options.drain_timeout``, with no new ones).
         """
         p.agent_url(self.options.ws_url)  # a bad URL fails here, not in a retry loop
         self._task_status = task_status
@@ -235,7 +238,7 @@ class Worker:
             if self.options.load_fnc is None:
                 nursery.start_soon(self._sample_cpu)
             async with trio.open_nursery() as connection:
-                connection.start_soon(self._connection_loop, stop_connection)
+                connection.start_soon(self._stay_connected, stop_connection)
                 async with trio.open_nursery() as jobs:
                     self._jobs = jobs
                     await self._drain_requested.wait()
@@ -245,6 +248,8 @@ class Worker:
                 stop_connection.set()
                 connection.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT + 1.0
             nursery.cancel_scope.cancel()
+            if self._lost is not None:
+                raise self._lost
         self._mark_started()  # drained before it ever registered
         logger.info("worker %s drained and closed", self.worker_id or "(never registered)")
 
@@ -254,6 +259,22 @@ class Worker:
             task_status.started()
 
     # --- connection
+
+    async def _stay_connected(self, stop: trio.Event) -> None:
+        try:
+            await self._connection_loop(stop)
+        except Exception as exc:
+            # The jobs nursery sits inside the connection's: raising here would cancel every
+            # running call. They drain instead (the room connections do not need the worker's),
+            # and run() raises once they are over.
+            logger.error(
+                "%s: draining %d running job(s)",
+                exc,
+                len(self._running),
+                exc_info=not isinstance(exc, APIConnectionError),
+            )
+            self._lost = exc
+            self.drain()
 
     async def _connection_loop(self, stop: trio.Event) -> None:
         url = p.agent_url(self.options.ws_url)
