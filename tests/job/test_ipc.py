@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tvoice.job._ipc import (
+    MAX_MESSAGE_SIZE,
     Decoder,
     Exiting,
     InitializeProcess,
@@ -151,8 +152,8 @@ def test_a_message_over_the_limit_is_refused_from_its_header():
 
 
 def test_encode_refuses_a_message_over_the_limit():
-    with pytest.raises(ValueError, match="over the 1 MiB limit"):
-        encode(ProcessReady(error="x" * (1 << 20)))
+    with pytest.raises(ValueError, match="over the 8 MiB limit"):
+        encode(ProcessReady(error="x" * MAX_MESSAGE_SIZE))
 
 
 def test_every_message_class_is_frozen():

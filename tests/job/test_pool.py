@@ -352,3 +352,51 @@ def test_the_job_process_wants_its_socket():
     )
     assert done.returncode == 2
     assert "usage" in done.stderr
+
+
+async def test_metadata_as_large_as_the_server_accepts_reaches_the_job(tmp_path):
+    # 174,700 CJK characters: 524 KB of UTF-8, under the LiveKit server's 512 KiB default limit.
+    metadata = json.dumps(
+        {"out": str(tmp_path / "big.json"), "pad": "語" * 174_700}, ensure_ascii=False
+    )
+    token = "t" * 1000  # about the size of a room token with its grants
+    info = RunningJobInfo(
+        job=JobInfo(id="big", room_name="r", metadata=metadata), url="", token=token
+    )
+    pool = make_pool(idle=0)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            result = await pool.run_job(info)
+            nursery.cancel_scope.cancel()
+    assert result == JobResult(success=True)
+    assert json.loads((tmp_path / "big.json").read_text())["metadata_chars"] == len(metadata)
+
+
+async def test_a_job_too_large_for_its_process_fails_alone(tmp_path):
+    huge = RunningJobInfo(
+        job=JobInfo(id="huge", room_name="r", metadata="\x01" * (4 << 20)), url="", token=""
+    )
+    pool = make_pool(idle=1)
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            failed = await pool.run_job(huge)
+            after = await pool.run_job(job("next", out=str(tmp_path / "next.json")))
+            nursery.cancel_scope.cancel()
+    assert not failed.success
+    assert failed.error.startswith("cannot hand the job to its process: StartJob is")
+    assert after.success
+
+
+async def test_a_long_error_text_is_cut_and_the_job_fails_with_it():
+    pool = make_pool(idle=0)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            result = await pool.run_job(job(action="raise_long"))
+            nursery.cancel_scope.cancel()
+    assert not result.success
+    assert result.error.startswith("RuntimeError: boom boom")
+    assert result.error.endswith("(2500014 characters in all)")
+    assert len(result.error) < 5000

@@ -387,3 +387,34 @@ async def test_giving_up_on_the_server_drains_the_running_jobs(autojump_clock: t
     assert trio.current_time() - start == 60.0
     assert worker.draining
     assert (worker.jobs_started, worker.jobs_failed) == (1, 1)  # the launcher's "boom", at 60 s
+
+
+async def test_a_job_with_metadata_over_a_mebibyte_reaches_the_launcher(
+    autojump_clock: trio.abc.Clock,
+):
+    # A server configured for larger metadata than its 512 KiB default: its offer and its
+    # assignment are larger than trio-websocket's default message limit of 1 MiB.
+    metadata = "語" * 400_000  # 1.2 MB of UTF-8
+    done = trio.Event()
+
+    async def script(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws)
+        job = _job()
+        job.metadata = metadata
+        await _send(ws, availability=pb.AvailabilityRequest(job=job))
+        await _receive_kind(ws, "availability")
+        await _send(ws, assignment=pb.JobAssignment(job=job, token="tok"))
+        await _receive_kind(ws, "update_job")
+        done.set()
+        await trio.sleep_forever()
+
+    launcher = Launcher()
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, script)
+        worker = Worker(_options(port), pool=launcher)
+        await nursery.start(worker.run)
+        await done.wait()
+        worker.drain()
+        nursery.cancel_scope.deadline = trio.current_time() + 10
+    assert [info.job.metadata for info in launcher.jobs] == [metadata]
+    assert worker.registrations == 1

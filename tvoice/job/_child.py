@@ -43,6 +43,7 @@ from ._ipc import (
     ShutdownJob,
     StartJob,
 )
+from ._jobs import cut_error
 from ._loader import load_agent_file
 from ._options import WorkerOptions
 from ._runner import run_job
@@ -107,8 +108,8 @@ def _room(start: StartJob) -> SessionRoom:
 
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
-        return str(exc.code)
-    return f"{type(exc).__name__}: {exc}"
+        return cut_error(str(exc.code))
+    return cut_error(f"{type(exc).__name__}: {exc}")
 
 
 @attrs.define(eq=False)

@@ -43,8 +43,10 @@ __all__ = [
     "encode",
 ]
 
-MAX_MESSAGE_SIZE = 1 << 20
-"""The largest payload a :class:`Decoder` accepts by default (1 MiB)."""
+MAX_MESSAGE_SIZE = 8 << 20
+"""The largest payload a :class:`Decoder` accepts by default (8 MiB): a StartJob carries the
+job's metadata, which the LiveKit server accepts up to 512 KiB by default, and JSON may escape
+each byte of it into six."""
 
 _HEADER = struct.Struct(">I")
 
@@ -165,9 +167,13 @@ _CHECKS: dict[str, Any] = {
 def encode(message: Message) -> bytes:
     """The bytes of ``message`` on the wire: length prefix and JSON payload."""
     fields = attrs.asdict(message)
-    payload = json.dumps({"type": type(message).__name__, **fields}).encode()
+    # As UTF-8, not \u escapes: text in most scripts stays at its size instead of doubling.
+    payload = json.dumps({"type": type(message).__name__, **fields}, ensure_ascii=False).encode()
     if len(payload) > MAX_MESSAGE_SIZE:
-        raise ValueError(f"{type(message).__name__} is {len(payload)} bytes, over the 1 MiB limit")
+        raise ValueError(
+            f"{type(message).__name__} is {len(payload)} bytes,"
+            f" over the {MAX_MESSAGE_SIZE >> 20} MiB limit"
+        )
     return _HEADER.pack(len(payload)) + payload
 
 

@@ -14,7 +14,20 @@ import trio
 
 from ._context import JobInfo
 
-__all__ = ["JobLauncher", "JobResult", "RunningJobInfo"]
+__all__ = ["MAX_ERROR_CHARS", "JobLauncher", "JobResult", "RunningJobInfo", "cut_error"]
+
+MAX_ERROR_CHARS = 4000
+"""How much of an error text travels (to the worker, to the server, into the logs): an
+exception's text is the job's to choose, and a long one must not outgrow a message."""
+
+
+def cut_error(text: str) -> str:
+    """``text``, cut to :data:`MAX_ERROR_CHARS` characters at most (saying how long it was)."""
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    # The cut text fits the limit itself: cutting it again (worker after process) is a no-op.
+    suffix = f"... ({len(text)} characters in all)"
+    return text[: MAX_ERROR_CHARS - len(suffix)] + suffix
 
 
 @attrs.frozen(kw_only=True)
@@ -36,7 +49,7 @@ class JobResult:
     """How a job ended: ``success``, or a clear ``error`` (crash, killed, timeout...)."""
 
     success: bool
-    error: str = ""
+    error: str = attrs.field(default="", converter=cut_error)
 
 
 class JobLauncher(Protocol):

@@ -377,7 +377,14 @@ class ProcessPool:
             participant_identity=info.participant_identity,
             publisher_identity=info.job.publisher_identity,
         )
-        await _send(stream, start)
+        try:
+            await _send(stream, start)
+        except ValueError as exc:  # too large for the wire: this job fails, nothing else
+            logger.error("job %s cannot start: %s", info.job.id, exc)
+            process.finish(
+                JobResult(success=False, error=f"cannot hand the job to its process: {exc}")
+            )
+            await _send(stream, ShutdownJob(reason="job not started"))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._forward_shutdown, stream, proc, process)
             await process.ended.wait()

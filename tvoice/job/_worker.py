@@ -55,6 +55,9 @@ BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 10.0
 LOAD_SAMPLE_INTERVAL = 0.5
 LOAD_SAMPLES = 5  # averaged: the load over the last 2.5 s
+# An offer carries the job's metadata, which a server may be configured to accept far past its
+# 512 KiB default; trio-websocket's 1 MiB default would drop the connection, again and again.
+MAX_SERVER_MESSAGE = 16 << 20
 
 
 def _tvoice_version() -> str:
@@ -358,6 +361,7 @@ class Worker:
                             parts.netloc,
                             parts.path or "/",
                             extra_headers=headers,
+                            max_message_size=MAX_SERVER_MESSAGE,
                         )
                     if handshake.cancelled_caught:
                         raise _Retry(f"no WebSocket handshake within {CONNECT_TIMEOUT:.0f} s")

@@ -46,12 +46,15 @@ async def entrypoint(ctx):
             userdata=ctx.proc.userdata,
             job_id=ctx.job.id,
             bridged=_bridged(),
+            metadata_chars=len(ctx.job.metadata),
         )
     action = spec.get("action", "return")
     if action == "return":
         return
     if action == "raise":
         raise RuntimeError("boom")
+    if action == "raise_long":
+        raise RuntimeError("boom " * 500_000)  # 2.5 MB of error text
     if action == "wait":
 
         async def note_shutdown():
