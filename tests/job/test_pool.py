@@ -400,3 +400,24 @@ async def test_a_long_error_text_is_cut_and_the_job_fails_with_it():
     assert result.error.startswith("RuntimeError: boom boom")
     assert result.error.endswith("(2500014 characters in all)")
     assert len(result.error) < 5000
+
+
+async def test_a_job_that_uses_its_whole_shutdown_budget_is_not_killed(tmp_path, caplog):
+    # The job process counts shutdown_timeout from the ShutdownJob it receives, and ends
+    # everything by then (its callback cancelled at that deadline); the pool must not kill it
+    # at the same instant, measured from its own, earlier, sending.
+    pool = make_pool(idle=0, shutdown_timeout=1.0)
+    callback = tmp_path / "callback.json"
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as jobs:
+                    spec = {"action": "slow_shutdown", "callback_out": str(callback)}
+                    await start_job(jobs, pool, job(**spec))
+                    (pid,) = pool.statistics().job_pids.values()
+                    scope.cancel()
+            nursery.cancel_scope.cancel()
+    assert json.loads(callback.read_text()) == {"reason": "job cancelled by the worker"}
+    assert "killed" not in caplog.text
+    assert not alive(pid)

@@ -131,3 +131,32 @@ async def test_cancelling_the_runner_still_cleans_up(autojump_clock):
     assert done == [("callback", 4.0)]
     assert ctx.room.left_at == 4.0
     assert ctx.shutdown_reason == "job cancelled"
+
+
+async def test_one_deadline_from_the_shutdown_request_covers_the_whole_shutdown(autojump_clock):
+    # The entrypoint's own cleanup (a session closing, 3 s), then a callback that would run
+    # forever, then leaving the room: all within shutdown_timeout of the request, since the
+    # process is killed at that deadline (plus a moment to exit).
+    done = []
+
+    async def hang():
+        try:
+            await trio.sleep_forever()
+        finally:
+            done.append(("callback cancelled", trio.current_time()))
+
+    async def entrypoint(ctx):
+        ctx.add_shutdown_callback(hang)
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(3)
+
+    options, ctx = make(entrypoint, shutdown_timeout=5.0)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_job, options, ctx)
+        await trio.sleep(1)
+        ctx.shutdown("participant left")
+    assert done == [("callback cancelled", 6.0)]
+    assert ctx.room.left_at == 6.0

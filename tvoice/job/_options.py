@@ -54,7 +54,11 @@ class WorkerOptions:
     job_memory_warn_mb: float = 500.0
     job_memory_limit_mb: float = 0.0
     drain_timeout: float = 1800.0
-    shutdown_timeout: float = 10.0
+    shutdown_timeout: float = 60.0
+    """Seconds a job has to end once asked to (by the room, the server, a drain): its
+    session's close (``AgentSession(close_timeout=...)``, 10 s by default), its shutdown
+    callbacks and leaving its room all come out of this one budget; past it (and a moment to
+    exit) the process is killed."""
     initialize_process_timeout: float = 10.0
     load_fnc: Callable[[], float] | Callable[[Any], float] | None = None
     """The worker's load in [0, 1], read every 2.5 s: ``load_fnc()`` or ``load_fnc(worker)``

@@ -39,6 +39,11 @@ __all__ = ["JobResult", "PoolStatistics", "ProcessPool", "RunningJobInfo"]
 
 logger = logging.getLogger("tvoice.job.pool")
 
+KILL_GRACE = 1.0
+"""How long past ``shutdown_timeout`` a job process may take before it is killed: the process
+counts its deadline from when it received ShutdownJob (later than it was sent), may take a
+moment past it to leave its room, then reports and exits."""
+
 
 @attrs.frozen(kw_only=True)
 class PoolStatistics:
@@ -227,8 +232,9 @@ class ProcessPool:
         except trio.Cancelled:
             process.request_shutdown("job cancelled by the worker")
             with trio.CancelScope(shield=True):
-                # The supervisor kills the process at shutdown_timeout; this bound is a backstop.
-                with trio.move_on_after(self.options.shutdown_timeout + 5.0):
+                # The supervisor kills the process just past shutdown_timeout; this bound is a
+                # backstop.
+                with trio.move_on_after(self.options.shutdown_timeout + KILL_GRACE + 5.0):
                     await process.ended.wait()
             raise
         return process.outcome()
@@ -398,7 +404,7 @@ class ProcessPool:
         await process.shutdown_requested.wait()
         if not await _send(stream, ShutdownJob(reason=process.shutdown_reason or "")):
             return
-        await trio.sleep(self.options.shutdown_timeout)
+        await trio.sleep(self.options.shutdown_timeout + KILL_GRACE)
         self._kill(
             proc,
             process,
@@ -520,7 +526,7 @@ class ProcessPool:
         if proc.returncode is None:
             busy = process.job is not None and not process.ended.is_set()
             await _send(stream, ShutdownJob(reason="worker closing"))
-            grace = self.options.shutdown_timeout if busy else 1.0
+            grace = self.options.shutdown_timeout + KILL_GRACE if busy else 1.0
             with trio.move_on_after(grace):
                 # Its last words (JobEnded) say how the job ended; the stream ends at its exit.
                 await self._read_messages(stream, proc, process)

@@ -25,12 +25,17 @@ async def run_job(options: WorkerOptions, ctx: JobContext) -> None:
     returning entrypoint is a finished call), when it raises, when ``ctx.shutdown(reason)``
     is called, or when the room closes under the agent (deleted, or the connection lost for
     good); the entrypoint is then cancelled. Then the shutdown callbacks run, shielded,
-    and the room is left; both together take at most ``options.shutdown_timeout`` (leaving the
-    room gets at least a moment even if the callbacks used it all). An error in the entrypoint
-    is logged and re-raised once that cleanup is done: the job failed. Cancelling ``run_job``
-    cleans up the same way.
+    and the room is left.
+
+    One deadline covers the whole shutdown: ``options.shutdown_timeout`` from the moment the
+    job was asked to end. The entrypoint's own cleanup (its session closing) comes out of it,
+    the callbacks get what is left, and leaving the room gets at least a moment even if they
+    used it all. The process pool kills a job process only a moment after that deadline.
+    An error in the entrypoint is logged and re-raised once that cleanup is done: the job
+    failed. Cancelling ``run_job`` cleans up the same way.
     """
     failure: BaseException | None = None
+    deadline: float | None = None
     try:
         async with trio.open_nursery() as nursery:
 
@@ -52,12 +57,14 @@ async def run_job(options: WorkerOptions, ctx: JobContext) -> None:
             nursery.start_soon(entrypoint)
             nursery.start_soon(room_closed)
             await ctx.wait_for_shutdown()
+            deadline = trio.current_time() + options.shutdown_timeout
             nursery.cancel_scope.cancel()
     finally:
         if not ctx.shutdown_reason:
             ctx.shutdown("job cancelled")
-        deadline = trio.current_time() + options.shutdown_timeout
-        await ctx.run_shutdown_callbacks(timeout_s=options.shutdown_timeout)
+        if deadline is None:  # run_job itself was cancelled: the request is now
+            deadline = trio.current_time() + options.shutdown_timeout
+        await ctx.run_shutdown_callbacks(timeout_s=deadline - trio.current_time())
         # Leaving the room is bounded too: a hung network must not keep the job alive.
         with trio.CancelScope(shield=True, deadline=max(deadline, trio.current_time() + 0.5)):
             try:

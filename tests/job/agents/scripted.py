@@ -62,6 +62,20 @@ async def entrypoint(ctx):
 
         ctx.add_shutdown_callback(note_shutdown)
         await trio.sleep_forever()
+    if action == "slow_shutdown":
+        # A session that takes 0.3 s to close, then a callback that uses what is left.
+        async def hang():
+            try:
+                await trio.sleep_forever()
+            finally:
+                _write(spec["callback_out"], reason=ctx.shutdown_reason)
+
+        ctx.add_shutdown_callback(hang)
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.3)
     if action == "hang":
         with trio.CancelScope(shield=True):
             await trio.sleep_forever()
