@@ -53,7 +53,7 @@ def test_a_pause_shorter_than_the_vad_silence_is_one_turn_in_every_order() -> No
     of its own: two user messages and two replies in 22 of 40 orders."""
 
     async def play() -> tuple[list[str], list[str], list[tuple[object, ...]]]:
-        tl = Timeline()
+        tl = Timeline(frame_duration=0.1)  # the fakes follow the script: big frames save CPU
         tl.user_speech(start=1.3, end=2.3, transcript="w0x0", stt_delay=0.5)
         tl.user_speech(start=2.51875, end=4.51875, transcript="w1x0", stt_delay=0.5)
         for text in ("w0x0", "w1x0", "w0x0 w1x0"):
@@ -143,3 +143,20 @@ def test_speech_that_starts_as_the_turn_ends_is_heard_over_the_reply_in_every_or
     assert requests == ["hello"]
     assert playbacks == [Playback(started_at=4.5, position=1.0, interrupted=False)]
     assert paused == [(1.75, 4.5)]  # from the start of the noise to its end + 1.0
+
+
+def test_a_transcript_final_at_the_instant_of_the_close_is_kept_in_every_order() -> None:
+    """Was: leaving the session at the instant the final transcript came kept the user's words
+    (as a message) only when the STT's task happened to run before the close."""
+
+    async def play():
+        tl = Timeline(frame_duration=0.1)
+        tl.user_speech(start=0.5, end=1.0, transcript="hello", stt_delay=0.5)  # final at 1.5
+        async with tl.session(min_endpointing_delay=1.0) as session:
+            await session.start(Assistant())
+            await trio.sleep_until(1.5)
+        said = [(m.text_content, round(m.created_at, 6)) for m in session.history.messages()]
+        return said, tl.llm_requests
+
+    outcomes = {repr(run_in_order(seed, play)) for seed in range(ORDERS)}
+    assert outcomes == {repr(([("hello", 1.5)], []))}

@@ -39,6 +39,8 @@ from ._turn import TurnDetection
 
 __all__ = ["AgentSession", "SessionOptions"]
 
+_AN_INSTANT = 1e-9  # seconds: after everything due now, before anything due later
+
 logger = logging.getLogger("tvoice.voice")
 Userdata = TypeVar("Userdata")
 
@@ -201,6 +203,11 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
             self._finish_close()
 
     async def _close_gracefully(self) -> None:
+        # What is due at the instant of the close (a final transcript, a committed turn) happens
+        # first: trio runs the tasks ready at one instant in a random order, and what the close
+        # keeps must not depend on it. (Instants are shared on a virtual clock; on a real one
+        # this is one checkpoint.)
+        await trio.sleep(_AN_INSTANT)
         recognition = self._recognition
         if recognition is not None and recognition.transcript and self._activities:
             message = ChatMessage(role="user", content=[recognition.transcript])
