@@ -1,5 +1,9 @@
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.llm.strict_openai import message_errors
 from tvoice.llm import (
     AgentHandoff,
     ChatContext,
@@ -121,3 +125,109 @@ async def test_tools_are_wrapped_as_functions():
             },
         },
     ]
+
+
+# What a strict provider receives, whatever order the runtime recorded.
+
+
+def roles_and_ids(messages: list[dict[str, Any]]) -> list[str]:
+    """``user``, ``assistant[a,b]``, ``tool:a``...: the shape of ``messages``."""
+    shape = []
+    for m in messages:
+        if m["role"] == "tool":
+            shape.append(f"tool:{m['tool_call_id']}")
+        elif "tool_calls" in m:
+            shape.append(f"assistant[{','.join(c['id'] for c in m['tool_calls'])}]")
+        else:
+            shape.append(m["role"])
+    return shape
+
+
+def test_an_output_recorded_after_later_messages_follows_its_call():
+    # A tool that outlived its interrupted speech: the user spoke before it finished.
+    ctx = ChatContext(
+        [
+            ChatMessage(role="user", content="weather?"),
+            ChatMessage(role="assistant", content="Let me", interrupted=True),
+            call("a"),
+            ChatMessage(role="user", content="hello?"),
+            ChatMessage(role="assistant", content="Still looking."),
+            output("a"),
+        ]
+    )
+    messages = to_openai_messages(ctx)
+    assert roles_and_ids(messages) == ["user", "assistant[a]", "tool:a", "user", "assistant"]
+    assert messages[1]["content"] == "Let me"
+    assert message_errors(messages) == []
+
+
+def test_calls_without_an_output_yet_are_left_out():
+    ctx = ChatContext(
+        [
+            ChatMessage(role="user", content="go"),
+            ChatMessage(role="assistant", content="On it."),
+            call("done"),
+            call("running"),
+            output("done"),
+            ChatMessage(role="user", content="and?"),
+            call("alone"),  # nothing else in its assistant message
+            ChatMessage(role="user", content="hm"),
+        ]
+    )
+    messages = to_openai_messages(ctx)
+    assert roles_and_ids(messages) == ["user", "assistant[done]", "tool:done", "user", "user"]
+    assert messages[1]["content"] == "On it."
+    assert message_errors(messages) == []
+
+
+def test_orphan_and_repeated_outputs_are_left_out():
+    ctx = ChatContext(
+        [
+            output("trimmed"),  # its call was cut from the chat
+            ChatMessage(role="user", content="go"),
+            call("a"),
+            output("a"),
+            output("a"),
+        ]
+    )
+    messages = to_openai_messages(ctx)
+    assert roles_and_ids(messages) == ["user", "assistant[a]", "tool:a"]
+    assert message_errors(messages) == []
+
+
+def test_outputs_follow_in_the_order_of_the_calls():
+    ctx = ChatContext([ChatMessage(role="user", content="go"), call("a"), call("b")])
+    ctx.items += [ChatMessage(role="user", content="wait"), output("b"), output("a")]
+    assert roles_and_ids(to_openai_messages(ctx)) == [
+        "user",
+        "assistant[a,b]",
+        "tool:a",
+        "tool:b",
+        "user",
+    ]
+
+
+_ITEM = st.one_of(
+    st.sampled_from(["user", "assistant", "system", "developer"]).map(
+        lambda role: ChatMessage(role=role, content=f"{role} text")
+    ),
+    st.sampled_from("abcd").map(call),
+    st.sampled_from("abcdz").map(output),
+    st.just(AgentHandoff(new_agent_id="other")),
+)
+
+
+@given(st.lists(_ITEM, max_size=14))
+def test_any_recorded_order_gives_messages_a_strict_provider_accepts(items):
+    ctx = ChatContext(items)
+    messages = to_openai_messages(ctx)
+    if messages:
+        assert message_errors(messages) == []
+    # Every call with an output is sent, exactly once, with that output.
+    answered = {i.call_id for i in items if isinstance(i, FunctionCallOutput)}
+    called = [i.call_id for i in items if isinstance(i, FunctionCall)]
+    sent = [c["id"] for m in messages for c in m.get("tool_calls", [])]
+    assert sorted(sent) == sorted({c for c in called if c in answered})
+    # Nothing else is lost: every message is there, in its order.
+    texts = [m["content"] for m in messages if m["role"] != "tool" and m.get("content")]
+    assert texts == [i.text_content for i in items if isinstance(i, ChatMessage)]
