@@ -886,3 +886,40 @@ def test_stop_response_is_an_exception():
     with pytest.raises(StopResponse):
         raise StopResponse
     assert ToolError("nope").message == "nope"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # Python's json reads these; they are not JSON, and no tool wants them.
+        ('{"location": "x", "scale": NaN}', "arguments are not valid JSON (NaN is not a number)"),
+        (
+            '{"location": "x", "scale": Infinity}',
+            "arguments are not valid JSON (Infinity is not a number)",
+        ),
+        (
+            '{"location": "x", "scale": -Infinity}',
+            "arguments are not valid JSON (-Infinity is not a number)",
+        ),
+        ('{"location": "x", "days": ' + "9" * 5000 + "}", "arguments are not valid JSON"),
+        ('{"location": "x", "extra": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        (
+            {"location": "x", "scale": float("nan")},
+            "argument 'scale': expected a finite number, got nan",
+        ),
+        (
+            {"location": "x", "scale": float("inf")},
+            "argument 'scale': expected a finite number, got inf",
+        ),
+        (
+            '{"location": "x", "scale": 1' + "0" * 400 + "}",
+            "argument 'scale': expected a number no larger than 1.8e308",
+        ),
+    ],
+)
+def test_hostile_numbers_and_nesting_are_argument_errors_the_llm_can_fix(raw, message):
+    @function_tool
+    async def forecast(location: str, days: int = 1, scale: float = 1.0) -> None:
+        """Forecast."""
+
+    assert message in error_of(forecast, raw)

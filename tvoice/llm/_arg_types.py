@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import enum
+import math
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
@@ -138,12 +139,20 @@ class Primitive(ArgType):
 
     def convert(self, value: Any, path: str, errors: list[str]) -> Any:
         kind = _json_kind(value)
+        if kind == "number" and not math.isfinite(value):
+            # JSON has no NaN or Infinity; a dict of arguments may still hold them.
+            _mismatch(path, "a finite number", value, errors)
+            return value
         if kind == self.kind:
             return value
         # LLMs write 3.0 for 3 and 3 for 3.0; both are the same number. A bool is never a
         # number, although Python says True == 1.
         if self.kind == "number" and kind == "integer":
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                _mismatch(path, "a number no larger than 1.8e308", value, errors)
+                return value
         if self.kind == "integer" and kind == "number" and value.is_integer():
             return int(value)
         _mismatch(path, self.describe(), value, errors)

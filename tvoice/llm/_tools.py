@@ -199,11 +199,19 @@ class _Tool:
         value: Any = raw
         if isinstance(raw, str):
             try:
-                value = json.loads(raw) if raw.strip() else {}
+                value = json.loads(raw, parse_constant=_refuse_constant) if raw.strip() else {}
             except json.JSONDecodeError as exc:
                 problem = f"{exc.msg}: line {exc.lineno} column {exc.colno}"
                 raise ToolArgumentsError(
                     self._name, [f"arguments are not valid JSON ({problem})"]
+                ) from None
+            except RecursionError:
+                raise ToolArgumentsError(
+                    self._name, ["arguments are not valid JSON (nested too deeply)"]
+                ) from None
+            except ValueError as exc:  # NaN and the like, an integer of thousands of digits
+                raise ToolArgumentsError(
+                    self._name, [f"arguments are not valid JSON ({_first_clause(exc)})"]
                 ) from None
         if not isinstance(value, dict):
             got = "None" if value is None else type(value).__name__
@@ -225,6 +233,17 @@ class _Tool:
         values = {**arguments, **dict.fromkeys(self._context_params, context)}
         positional = [values.pop(p.name) for p in self._params if p.kind is p.POSITIONAL_ONLY]
         return await self._target()(*positional, **values)
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON does not have: a tool never gets them.
+    raise ValueError(f"{name} is not a number")
+
+
+def _first_clause(exc: ValueError) -> str:
+    """The error's text up to its first colon: Python's advice (set_int_max_str_digits) is
+    not for the LLM."""
+    return str(exc).split(":")[0]
 
 
 class FunctionTool(_Tool):
