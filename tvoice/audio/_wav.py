@@ -26,15 +26,16 @@ _FORMAT_NAMES = {1: "PCM", 3: "IEEE float", 6: "A-law", 7: "mu-law"}
 _EXTENSIBLE = 0xFFFE
 
 
-def read_wav(path: _StrPath) -> AudioFrame:
-    """Read a 16-bit PCM WAV file (any rate, any channel count) into one frame.
+def read_wav(source: _StrPath | bytes) -> AudioFrame:
+    """Read a 16-bit PCM WAV file (any rate, any channel count) into one frame; ``source`` is
+    its path, or its bytes (an upload).
 
     Raises ValueError for anything else (8-, 24- or 32-bit PCM, float, compressed formats, or a
     file that is not a WAV at all), saying what was found.
     """
-    path = os.fspath(path)
+    path = "the WAV data" if isinstance(source, bytes) else os.fspath(source)
     try:
-        with wave.open(path, "rb") as w:
+        with wave.open(io.BytesIO(source) if isinstance(source, bytes) else path, "rb") as w:
             width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
             if width != 2:
                 raise ValueError(
@@ -44,7 +45,7 @@ def read_wav(path: _StrPath) -> AudioFrame:
     except (wave.Error, EOFError) as e:
         # The wave module rejects non-PCM formats with a bare "unknown format: 3"; read the
         # header ourselves to say what the file actually holds.
-        found = _describe_format(path)
+        found = _describe_format(source if isinstance(source, bytes) else path)
         detail = f"found {found}" if found else f"not a readable WAV file ({e})"
         raise ValueError(f"{path}: only 16-bit PCM WAV files are supported, {detail}") from e
     # A truncated file can end mid-sample; keep the whole samples rather than refuse the file.
@@ -105,9 +106,9 @@ def _write(f: IO[bytes], first: AudioFrame, rest: Iterator[AudioFrame]) -> None:
             w.writeframesraw(frame.to_bytes())
 
 
-def _describe_format(path: str) -> str | None:
+def _describe_format(source: str | bytes) -> str | None:
     """Describe the sample format in a WAV file's fmt chunk, or None if there is none to find."""
-    with open(path, "rb") as f:
+    with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as f:
         riff = f.read(12)
         if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:] != b"WAVE":
             return None

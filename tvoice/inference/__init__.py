@@ -1,0 +1,11 @@
+"""The local inference server: tvoice models behind the OpenAI HTTP API, on loopback.
+
+Offline models are served once per machine and shared by every job process, which reaches them
+with ``tvoice_plugins.openai`` exactly as it would reach a hosted API.
+"""
+
+from ._http import Limits as Limits
+from ._server import SPEECH_SAMPLE_RATE as SPEECH_SAMPLE_RATE
+from ._server import InferenceServer as InferenceServer
+
+__all__ = ["SPEECH_SAMPLE_RATE", "InferenceServer", "Limits"]
