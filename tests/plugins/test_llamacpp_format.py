@@ -160,6 +160,9 @@ def test_a_botched_call_is_quoted_in_the_history():
         user("Hi"),
         FunctionCall(call_id="c1", name=INVALID_CALL, arguments='{"name": "get_weather", "argu'),
         FunctionCall(call_id="c2", name="get_time", arguments=""),
+        # A call is shown once its output exists (to_openai_messages leaves out running ones).
+        FunctionCallOutput(call_id="c1", output="Unknown function", is_error=True),
+        FunctionCallOutput(call_id="c2", output="noon", is_error=False),
     )
     prompt = render_prompt(ctx, [], "auto")
     assert (
@@ -712,3 +715,16 @@ def test_a_client_needs_the_url_it_reaches():
 def test_bad_options_are_refused_up_front(option, value):
     with pytest.raises(ValueError, match=option):
         llamacpp.LLM(**{option: value})
+
+
+async def test_stub_extra_changes_one_replys_sampling(stub):
+    llm, server = stub(["x"], seed=1)
+    await ask(llm, extra={"temperature": 0.9, "max_tokens": 5, "seed": 7})
+    await ask(llm)
+    first, second = server.requests
+    assert (first["temperature"], first["n_predict"], first["seed"]) == (0.9, 5, 7)
+    assert (second["temperature"], second["n_predict"], second["seed"]) == (0.2, 200, 1)
+    with pytest.raises(ValueError, match="unknown sampling options"):
+        llm.chat(chat_ctx=chat(user("Hi")), extra={"stop": ["x"]})
+    with pytest.raises(ValueError, match="temperature"):
+        llm.chat(chat_ctx=chat(user("Hi")), extra={"temperature": -1})

