@@ -181,3 +181,7 @@ async def test_a_stream_cut_inside_a_message_is_an_error():
     await a.aclose()
     with pytest.raises(ProtocolError, match="ended inside a message"):
         await MessageStream(b).receive()
+
+
+def test_a_start_job_repr_has_no_room_token():
+    assert "ROOM-TOKEN" not in repr(StartJob(job_id="j", room_name="r", token="ROOM-TOKEN"))

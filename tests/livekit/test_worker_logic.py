@@ -7,6 +7,7 @@ each test scripts what it sends and checks what the worker answers, and when.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -16,9 +17,10 @@ from livekit.protocol import agent as pb
 from livekit.protocol import models
 
 from tvoice import APIConnectionError
-from tvoice.job import JobRequest, WorkerOptions
+from tvoice.job import JobInfo, JobRequest, WorkerOptions
 from tvoice.job._jobs import JobResult, RunningJobInfo
 from tvoice.job._worker import REQUEST_TIMEOUT, STATUS_INTERVAL, Worker
+from tvoice.livekit import protocol as p
 from tvoice.livekit._server_config import free_loopback_port
 
 pytestmark = pytest.mark.filterwarnings(
@@ -418,3 +420,35 @@ async def test_a_job_with_metadata_over_a_mebibyte_reaches_the_launcher(
         nursery.cancel_scope.deadline = trio.current_time() + 10
     assert [info.job.metadata for info in launcher.jobs] == [metadata]
     assert worker.registrations == 1
+
+
+async def test_no_secret_reaches_a_log_or_a_repr(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+):
+    # An assignment where the registration answer should be: the worker logs what it got.
+    async def confused(ws: trio_websocket.WebSocketConnection) -> None:
+        await _receive(ws)
+        await _send(ws, assignment=pb.JobAssignment(job=_job(), token="ROOM-TOKEN"))
+        await trio.sleep_forever()
+
+    async def script(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws)
+        await trio.sleep_forever()
+
+    caplog.set_level(logging.DEBUG)
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, confused, script)
+        options = _options(port, api_secret="S3CR3T")
+        worker = Worker(options, pool=Launcher())
+        await nursery.start(worker.run)
+        worker.drain()
+        nursery.cancel_scope.deadline = trio.current_time() + 10
+    assert "expected the registration answer, got JobAssignment(" in caplog.text
+    info = RunningJobInfo(job=JobInfo(id="AJ_1", room_name="r"), url="ws://x", token="ROOM-TOKEN")
+    texts = [caplog.text, repr(options), repr(info), repr(p.decode(_assignment("ROOM-TOKEN")))]
+    assert not [text for text in texts if "ROOM-TOKEN" in text or "S3CR3T" in text]
+
+
+def _assignment(token: str) -> bytes:
+    message = pb.ServerMessage(assignment=pb.JobAssignment(job=_job(), token=token))
+    return message.SerializeToString()

@@ -80,7 +80,7 @@ class StartJob:
     agent_name: str = ""
     metadata: str = ""
     url: str = ""
-    token: str = ""
+    token: str = attrs.field(default="", repr=False)  # the room token: never in a log
     worker_id: str = ""
     participant_identity: str = ""
     publisher_identity: str = ""

@@ -37,8 +37,9 @@ class RunningJobInfo:
     job: JobInfo
     url: str
     """The LiveKit WebSocket URL of the job's room."""
-    token: str
-    """The agent participant's access token (built by the server for this job)."""
+    token: str = attrs.field(repr=False)
+    """The agent participant's access token (built by the server for this job; never in a
+    repr, so never in a log)."""
     worker_id: str = ""
     participant_identity: str = ""
     """The identity the agent joins with (from ``JobRequest.accept``)."""

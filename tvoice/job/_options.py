@@ -75,4 +75,4 @@ class WorkerOptions:
     port: int = 8081
     ws_url: str = attrs.field(factory=lambda: _env("LIVEKIT_URL", "ws://127.0.0.1:7880"))
     api_key: str = attrs.field(factory=lambda: _env("LIVEKIT_API_KEY"))
-    api_secret: str = attrs.field(factory=lambda: _env("LIVEKIT_API_SECRET"))
+    api_secret: str = attrs.field(factory=lambda: _env("LIVEKIT_API_SECRET"), repr=False)

@@ -211,7 +211,7 @@ class JobAssignment:
     """The job is this worker's: join its room with ``token`` at ``url`` ("": the server's own)."""
 
     job: Job
-    token: str
+    token: str = attrs.field(repr=False)  # the agent's room token: never in a log
     url: str = ""
 
 
