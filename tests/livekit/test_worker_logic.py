@@ -452,3 +452,34 @@ async def test_no_secret_reaches_a_log_or_a_repr(
 def _assignment(token: str) -> bytes:
     message = pb.ServerMessage(assignment=pb.JobAssignment(job=_job(), token=token))
     return message.SerializeToString()
+
+
+async def test_a_job_status_unsent_while_disconnected_is_sent_after_reconnecting(
+    autojump_clock: trio.abc.Clock,
+):
+    async def first(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws, "AW_1")
+        await _send(ws, availability=pb.AvailabilityRequest(job=_job()))
+        await _receive_kind(ws, "availability")
+        await _send(ws, assignment=pb.JobAssignment(job=_job(), token="tok"))
+        await ws.aclose()  # the job (0.1 s) ends before the worker connects again
+
+    updates: list[tuple[str, int, str]] = []
+    done = trio.Event()
+
+    async def second(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws, "AW_2")
+        update = (await _receive_kind(ws, "update_job")).update_job
+        updates.append((update.job_id, update.status, update.error))
+        done.set()
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, first, second)
+        worker = Worker(_options(port), pool=Launcher(duration=0.1))
+        await nursery.start(worker.run)
+        with trio.fail_after(30):
+            await done.wait()
+        worker.drain()
+        nursery.cancel_scope.deadline = trio.current_time() + 10
+    assert updates == [("AJ_1", pb.JS_FAILED, "boom")]

@@ -187,6 +187,7 @@ class Worker:
         self._drain_expired = False
         self._task_status: trio.TaskStatus[None] | None = None
         self._lost: Exception | None = None
+        self._unsent_statuses: list[p.UpdateJobStatus] = []
         """Why the connection loop gave up (raised by run() once the jobs drained)."""
 
     # --- state for health checks and metrics
@@ -410,6 +411,10 @@ class Worker:
                 self._ws = ws
                 self._connected.set()
                 self._mark_started()
+                while self._unsent_statuses:
+                    if not await self._send(self._unsent_statuses[0]):
+                        break
+                    del self._unsent_statuses[0]
                 conn.start_soon(self._report_status)
                 conn.start_soon(self._keepalive, conn.cancel_scope)
                 conn.start_soon(_cancel_when, stop, conn.cancel_scope)
@@ -672,7 +677,10 @@ class Worker:
             self.jobs_failed += 1
             logger.warning("job %s failed: %s", job_id, result.error)
         status = p.JobStatus.SUCCESS if result.success else p.JobStatus.FAILED
-        await self._send(p.UpdateJobStatus(job_id=job_id, status=status, error=result.error))
+        update = p.UpdateJobStatus(job_id=job_id, status=status, error=result.error)
+        if not await self._send(update):
+            # The server learns how its job ended once the worker is back (one per job).
+            self._unsent_statuses.append(update)
 
     async def _finish_jobs(self) -> None:
         with trio.move_on_after(self.options.drain_timeout):
