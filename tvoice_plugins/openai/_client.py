@@ -17,10 +17,10 @@ import trio
 from tvoice import APIError
 
 from ._errors import missing_api_key, status_error, stream_error, transport_errors
+from ._presets import OPENAI, Preset
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "Client", "resolve_api_key"]
+__all__ = ["DEFAULT_TIMEOUT", "Client", "client_for", "resolve_api_key"]
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 """httpx's limits for one request: 10 s to connect, 60 s for each read or write. The model
 streams bound the wait for each piece of output more tightly (``conn_options.timeout``)."""
@@ -170,3 +170,29 @@ async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
         if len(body) >= limit:
             break
     return bytes(body[:limit])
+
+
+def client_for(
+    preset: Preset,
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    timeout: float | httpx.Timeout,
+    headers: Mapping[str, str] | None,
+    http_client: httpx.AsyncClient | None,
+) -> Client:
+    """The client of a model: the preset's URL and key variable unless given."""
+    if base_url is None and preset is OPENAI:
+        base_url = os.environ.get("OPENAI_BASE_URL")
+    url = base_url or preset.base_url
+    # A key is required by the hosted APIs, not by a local server at another URL.
+    required = preset.key_required and url.rstrip("/") == preset.base_url
+    key = resolve_api_key(api_key, preset.api_key_env, provider=preset.name, required=required)
+    return Client(
+        provider=preset.name,
+        base_url=url,
+        api_key=key,
+        timeout=timeout,
+        headers=headers,
+        http_client=http_client,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,7 +11,7 @@ from tvoice import APIConnectOptions
 from tvoice import llm as llm_
 from tvoice.llm import ChatChunk, ChatContext, ChoiceDelta, Tool, ToolChoice
 
-from ._client import DEFAULT_TIMEOUT, Client, resolve_api_key
+from ._client import DEFAULT_TIMEOUT, Client, client_for
 from ._errors import bad_chunk, cut_stream
 from ._presets import OPENAI, PRESETS, Preset
 from ._wire import DONE, SseDecoder, ToolCallAssembler, chat_request, parse_chat_chunk
@@ -20,32 +19,6 @@ from ._wire import DONE, SseDecoder, ToolCallAssembler, chat_request, parse_chat
 __all__ = ["LLM"]
 
 _DEFAULT_OPTIONS = APIConnectOptions()
-
-
-def _client_for(
-    preset: Preset,
-    *,
-    api_key: str | None,
-    base_url: str | None,
-    timeout: float | httpx.Timeout,
-    headers: Mapping[str, str] | None,
-    http_client: httpx.AsyncClient | None,
-) -> Client:
-    """The client of a model: the preset's URL and key variable unless given."""
-    if base_url is None and preset is OPENAI:
-        base_url = os.environ.get("OPENAI_BASE_URL")
-    url = base_url or preset.base_url
-    # A key is required by the hosted APIs, not by a local server at another URL.
-    required = preset.key_required and url.rstrip("/") == preset.base_url
-    key = resolve_api_key(api_key, preset.api_key_env, provider=preset.name, required=required)
-    return Client(
-        provider=preset.name,
-        base_url=url,
-        api_key=key,
-        timeout=timeout,
-        headers=headers,
-        http_client=http_client,
-    )
 
 
 class LLM(llm_.LLM):
@@ -93,7 +66,7 @@ class LLM(llm_.LLM):
             raise ValueError(f"max_completion_tokens must be >= 1, got {max_completion_tokens}")
         super().__init__()
         self._model = model
-        self._client = _client_for(
+        self._client = client_for(
             _preset,
             api_key=api_key,
             base_url=base_url,
