@@ -483,3 +483,26 @@ async def test_a_job_status_unsent_while_disconnected_is_sent_after_reconnecting
         worker.drain()
         nursery.cancel_scope.deadline = trio.current_time() + 10
     assert updates == [("AJ_1", pb.JS_FAILED, "boom")]
+
+
+def test_under_a_cgroup_cpu_limit_the_load_is_the_share_of_that_limit(tmp_path):
+    from tvoice.job._worker import LOAD_SAMPLE_INTERVAL, _CpuLoad
+
+    stat, cgroup = tmp_path / "stat", tmp_path / "cgroup"
+    cgroup.mkdir()
+    stat.write_text("cpu  0 0 0 0 0 0 0 0 0 0\n")  # the machine: never changes, "idle"
+    (cgroup / "cpu.max").write_text("50000 100000\n")  # half a CPU
+    cpu = _CpuLoad(str(stat), cgroup=str(cgroup))
+    for step in range(4):
+        # A quarter of a CPU: half of the limit.
+        usage = step * int(LOAD_SAMPLE_INTERVAL * 250_000)
+        (cgroup / "cpu.stat").write_text(f"usage_usec {usage}\nuser_usec {usage}\n")
+        cpu.sample(now=step * LOAD_SAMPLE_INTERVAL)
+    assert cpu.value == 0.5
+    # No limit: the machine's load, from /proc/stat.
+    (cgroup / "cpu.max").write_text("max 100000\n")
+    unlimited = _CpuLoad(str(stat), cgroup=str(cgroup))
+    for step in range(3):
+        stat.write_text(f"cpu  {75 * step} 0 0 {25 * step} 0 0 0 0 0 0\n")
+        unlimited.sample(now=step * LOAD_SAMPLE_INTERVAL)
+    assert unlimited.value == 0.75

@@ -55,6 +55,7 @@ BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 10.0
 LOAD_SAMPLE_INTERVAL = 0.5
 LOAD_SAMPLES = 5  # averaged: the load over the last 2.5 s
+CGROUP = "/sys/fs/cgroup"  # the worker's own cgroup (v2) inside a container
 # An offer carries the job's metadata, which a server may be configured to accept far past its
 # 512 KiB default; trio-websocket's 1 MiB default would drop the connection, again and again.
 MAX_SERVER_MESSAGE = 16 << 20
@@ -68,23 +69,64 @@ def _tvoice_version() -> str:
 
 
 class _CpuLoad:
-    """The machine's CPU use in [0, 1] from ``/proc/stat``, averaged over the last samples."""
+    """The CPU use in [0, 1], averaged over the last samples: of the cgroup's CPU limit
+    (``cpu.max`` in ``cgroup``, cgroup v2) when it has one, else of the machine (``/proc/stat``).
 
-    def __init__(self, path: str = "/proc/stat") -> None:
+    A container limited to 2 CPUs on a 64-CPU host is full at 2 CPUs busy: the host's idle
+    CPUs must not make it look available.
+    """
+
+    def __init__(self, path: str = "/proc/stat", *, cgroup: str | None = None) -> None:
         self._path = path
+        self._cgroup = cgroup
         self._last: tuple[int, int] | None = None
+        self._last_usage: tuple[float, float] | None = None  # (time, CPU seconds used)
         self._samples: list[float] = []
         self._warned = False
 
-    def sample(self) -> None:
+    def sample(self, now: float = 0.0) -> None:
+        """Take a sample; ``now`` is the trio time (only a cgroup's usage needs it)."""
+        cpus = self._cgroup_cpus()
+        if cpus is not None:
+            self._sample_cgroup(now, cpus)
+            return
         times = self._read()
         if times is None:
             return
         if self._last is not None:
             total, idle = times[0] - self._last[0], times[1] - self._last[1]
             if total > 0:
-                self._samples = [*self._samples, 1.0 - idle / total][-LOAD_SAMPLES:]
+                self._add(1.0 - idle / total)
         self._last = times
+
+    def _add(self, load: float) -> None:
+        self._samples = [*self._samples, min(1.0, max(0.0, load))][-LOAD_SAMPLES:]
+
+    def _cgroup_cpus(self) -> float | None:
+        """How many CPUs the cgroup may use (None: no cgroup, or no limit)."""
+        if self._cgroup is None:
+            return None
+        try:
+            with open(f"{self._cgroup}/cpu.max") as f:
+                quota, period = f.read().split()[:2]
+            return None if quota == "max" else int(quota) / int(period)
+        except (OSError, ValueError, ZeroDivisionError):
+            return None
+
+    def _sample_cgroup(self, now: float, cpus: float) -> None:
+        try:
+            with open(f"{self._cgroup}/cpu.stat") as f:
+                fields = dict(line.split()[:2] for line in f if line.strip())
+            used = int(fields["usage_usec"]) / 1e6
+        except (OSError, ValueError, KeyError) as exc:
+            if not self._warned:
+                self._warned = True
+                logger.warning("cannot read the cgroup's CPU use (%s): load 0", exc)
+            return
+        if self._last_usage is not None and now > self._last_usage[0]:
+            last_time, last_used = self._last_usage
+            self._add((used - last_used) / (now - last_time) / cpus)
+        self._last_usage = (now, used)
 
     @property
     def value(self) -> float:
@@ -172,7 +214,7 @@ class Worker:
         """How many jobs ``job_start_seconds_sum`` covers."""
         self.ping_rtt: float | None = None
         self._pool = pool
-        self._cpu = _CpuLoad()
+        self._cpu = _CpuLoad(cgroup=CGROUP)
         self._load_takes_worker = _takes_an_argument(options.load_fnc)
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._connected = trio.Event()
@@ -484,7 +526,7 @@ class Worker:
 
     async def _sample_cpu(self) -> None:
         while True:
-            self._cpu.sample()
+            self._cpu.sample(trio.current_time())
             await trio.sleep(LOAD_SAMPLE_INTERVAL)
 
     def _current_load(self) -> float:
