@@ -20,5 +20,18 @@ from ._llm import LLM as LLM
 from ._llm import LLMStream as LLMStream
 from ._presets import PRESETS as PRESETS
 from ._presets import Preset as Preset
+from ._stt import STT as STT
+from ._tts import TTS as TTS
+from ._tts import ChunkedStream as ChunkedStream
 
-__all__ = ["LLM", "PRESETS", "Client", "LLMStream", "Preset", "StatusError"]
+__all__ = [
+    "LLM",
+    "PRESETS",
+    "STT",
+    "TTS",
+    "ChunkedStream",
+    "Client",
+    "LLMStream",
+    "Preset",
+    "StatusError",
+]
