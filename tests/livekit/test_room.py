@@ -11,6 +11,7 @@ import asyncio
 import functools
 import io
 import itertools
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,8 @@ from tvoice import Agent, AgentSession
 from tvoice.audio import AudioFrame
 from tvoice.io import ClockedAudioOutput
 from tvoice.livekit import LiveKitRoom, RoomOptions, current_bridge, run_with_asyncio_host
+from tvoice.livekit import _room as room_module
+from tvoice.livekit._room import _decode_pre_connect as decode_pre_connect
 from tvoice.testing import Timeline
 from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
 from tvoice.voice import UserInputTranscribedEvent
@@ -404,8 +407,16 @@ def _webm_opus(samples: np.ndarray, rate: int) -> bytes:
 
 @pytest.mark.parametrize("encoding", ["pcm", "webm-opus"])
 def test_pre_connect_audio_comes_before_the_live_track(
-    livekit_server: LiveKitServer, encoding: str
+    livekit_server: LiveKitServer, encoding: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Decoding is slow work on untrusted bytes: never on the thread of the SDK's loop.
+    decoded_in: list[int] = []
+
+    def decode(*args: Any) -> list[AudioFrame]:
+        decoded_in.append(threading.get_ident())
+        return decode_pre_connect(*args)
+
+    monkeypatch.setattr(room_module, "_decode_pre_connect", decode)
     rate, seconds = 16000, 0.5
     t = np.arange(int(rate * seconds)) / rate
     recorded = (10000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
@@ -442,3 +453,48 @@ def test_pre_connect_audio_comes_before_the_live_track(
             assert not any(loud[first_quiet:])
 
     _run(livekit_server, body)
+    assert decoded_in
+    assert threading.get_ident() not in decoded_in
+
+
+def test_pre_connect_audio_sent_by_another_participant_is_not_heard(
+    livekit_server: LiveKitServer,
+) -> None:
+    rate = 16000
+    t = np.arange(rate // 2) / rate
+    loud = (10000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16).tobytes()
+
+    async def body(client: Caller, room: LiveKitRoom) -> None:
+        bridge = current_bridge()
+        publication, _ = await bridge.call(
+            functools.partial(_publish, client, 0.0, pre_connect=True)
+        )
+        # Another participant names the user's microphone: it must not speak for the user.
+        intruder = await bridge.call(connect, livekit_server, room.name, "intruder")
+        try:
+            await bridge.call(
+                functools.partial(
+                    intruder.room.local_participant.send_bytes,
+                    loud,
+                    topic="lk.agent.pre-connect-audio-buffer",
+                    attributes={
+                        "sampleRate": str(rate),
+                        "channels": "1",
+                        "trackId": publication.sid,
+                    },
+                    destination_identities=[room.local_identity],
+                )
+            )
+            vad = RecordingVAD()
+            options = {"turn_detection": "manual", "user_away_timeout": None}
+            async with AgentSession(vad=vad, **options) as session:  # type: ignore[arg-type]
+                await session.start(
+                    Agent(instructions="Listen."),
+                    room=room,
+                )
+                await _until(lambda: sum(f.duration for f in vad.frames) > 1.0)
+                assert not any(rms(f.data) > 3000 for f in vad.frames)
+        finally:
+            await bridge.call(leave, intruder)
+
+    _run(livekit_server, body, options=RoomOptions(participant_identity="user"))

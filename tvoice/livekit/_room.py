@@ -43,6 +43,11 @@ TOPIC_PRE_CONNECT_AUDIO = "lk.agent.pre-connect-audio-buffer"
 ATTRIBUTE_PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
 ATTRIBUTE_AGENT_STATE = "lk.agent.state"
 MAX_PRE_CONNECT_BYTES = 10 * 1024 * 1024
+MAX_PRE_CONNECT_SECONDS = 30.0
+"""Pre-connect audio is what the user said while the agent was joining: seconds, not minutes."""
+MIN_PRE_CONNECT_RATE, MAX_PRE_CONNECT_RATE = 8000, 48000
+# What clients call raw little-endian int16 PCM (the type is often left empty).
+_RAW_PCM_TYPES = ("", "application/octet-stream", "audio/pcm", "audio/raw", "audio/l16")
 MAX_STASHED_PRE_CONNECT = 8
 CHAT_READ_TIMEOUT = 10.0
 _SUITABLE_KINDS = (
@@ -122,7 +127,9 @@ class LiveKitRoom(SessionRoom):
         self._bridge: AsyncioBridge | None = None
         self._changed = trio.Event()
         self._left: dict[str, Any] = {}  # identity -> rtc.DisconnectReason
-        self._pre_connect: dict[str, rtc.ByteStreamReader] = {}
+        # sender identity -> (the track it says the audio is for, its stream): a participant's
+        # pre-connect audio is only ever used for that participant's own microphone.
+        self._pre_connect: dict[str, tuple[str, rtc.ByteStreamReader]] = {}
         self._chat: CrossingChannel[tuple[rtc.TextStreamReader, str]] | None = None
         self._disconnected = False
         self._leaving = False
@@ -177,7 +184,7 @@ class LiveKitRoom(SessionRoom):
         if room is None or self._bridge is None:
             return
         self._leaving = True
-        for reader in self._pre_connect.values():
+        for _, reader in self._pre_connect.values():
             reader.close()
         self._pre_connect.clear()
         with trio.move_on_after(self.options.disconnect_timeout) as scope:
@@ -218,11 +225,38 @@ class LiveKitRoom(SessionRoom):
             )
             reader.close()
             return
+        owner = self._track_owner(track_id)
+        if owner is not None and owner != participant_identity:
+            logger.warning(
+                "pre-connect audio from %s for %s's track %s: dropped",
+                participant_identity,
+                owner,
+                track_id,
+            )
+            reader.close()
+            return
+        previous = self._pre_connect.pop(participant_identity, None)
+        if previous is not None:  # one stash per participant: the latest one
+            previous[1].close()
         if len(self._pre_connect) >= MAX_STASHED_PRE_CONNECT:
             oldest = next(iter(self._pre_connect))
-            self._pre_connect.pop(oldest).close()
-        self._pre_connect[track_id] = reader
+            self._pre_connect.pop(oldest)[1].close()
+        self._pre_connect[participant_identity] = (track_id, reader)
         self._on_room_event()
+
+    def _track_owner(self, track_sid: str) -> str | None:
+        """The remote participant who published ``track_sid`` (None: not known yet)."""
+        room = self._room
+        if room is None:
+            return None
+        for participant in room.remote_participants.values():
+            if track_sid in participant.track_publications:
+                return participant.identity
+        return None
+
+    def _has_pre_connect(self, owner: str, track_sid: str) -> bool:
+        stashed = self._pre_connect.get(owner)
+        return stashed is not None and stashed[0] == track_sid
 
     def _on_chat(self, reader: rtc.TextStreamReader, participant_identity: str) -> None:
         if self._chat is None:
@@ -372,7 +406,11 @@ class LiveKitRoom(SessionRoom):
                         current = sid
                         if publication is not None:
                             stream_scope = await nursery.start(
-                                self._read_microphone, publication, frames, audio_input
+                                self._read_microphone,
+                                linked.identity,
+                                publication,
+                                frames,
+                                audio_input,
                             )
                     await changed.wait()
                 if stream_scope is not None:
@@ -386,6 +424,7 @@ class LiveKitRoom(SessionRoom):
 
     async def _read_microphone(
         self,
+        owner: str,
         publication: rtc.RemoteTrackPublication,
         frames: CrossingChannel[AudioFrame],
         audio_input: RoomAudioInput,
@@ -410,9 +449,9 @@ class LiveKitRoom(SessionRoom):
             try:
                 if options.pre_connect_audio and (
                     AudioTrackFeature.TF_PRECONNECT_BUFFER in publication.audio_features
-                    or publication.sid in self._pre_connect
+                    or self._has_pre_connect(owner, publication.sid)
                 ):
-                    audio_input.prepend(await self._take_pre_connect(publication.sid))
+                    audio_input.prepend(await self._take_pre_connect(owner, publication.sid))
                 reading = True
                 await bridge.call(read_track, stream, frames, f"track {publication.sid}")
             finally:
@@ -421,16 +460,20 @@ class LiveKitRoom(SessionRoom):
                         cleanup.shield = True
                         await bridge.call(stream.aclose)
 
-    async def _take_pre_connect(self, track_sid: str) -> list[AudioFrame]:
+    async def _take_pre_connect(self, owner: str, track_sid: str) -> list[AudioFrame]:
         bridge, options = current_bridge(), self.options
         with trio.move_on_after(options.pre_connect_audio_timeout):
-            while track_sid not in self._pre_connect:
+            while not self._has_pre_connect(owner, track_sid):
                 await self._changed.wait()
-            reader = self._pre_connect.pop(track_sid)
+            _, reader = self._pre_connect.pop(owner)
             try:
                 data = await bridge.call(_read_bytes, reader, MAX_PRE_CONNECT_BYTES)
-                frames = _decode_pre_connect(reader.info, data, options)
-            except (ValueError, KeyError, rtc.StreamError) as e:
+                # In a thread: decoding takes a while, and this thread runs the SDK's loop
+                # (every call's audio and pings) as well as trio.
+                frames = await trio.to_thread.run_sync(
+                    _decode_pre_connect, reader.info, data, options, abandon_on_cancel=True
+                )
+            except (ValueError, rtc.StreamError) as e:
                 logger.error("pre-connect audio for track %s rejected: %s", track_sid, e)
                 return []
             logger.debug(
@@ -552,17 +595,33 @@ def _decode_pre_connect(
 ) -> list[AudioFrame]:
     """The pre-connect audio as frames at the session's input format: raw little-endian int16
     PCM (``sampleRate``, ``channels`` attributes: the mobile SDKs), or Opus in a WebM or Ogg
-    container (what browsers record; decoded with PyAV)."""
+    container (what browsers record; decoded with PyAV).
+
+    A participant sends it: anything but that (another format, a rate outside 8-48 kHz, more
+    than 2 channels, over :data:`MAX_PRE_CONNECT_SECONDS`) is a ValueError. Blocking: call it
+    in a thread."""
     if not data:
         return []
     mime = (info.mime_type or "").lower()
-    if any(kind in mime for kind in ("opus", "webm", "ogg")):
-        frame = _decode_compressed(data, mime)
-    else:
+    kind = mime.split(";")[0].strip()
+    if "webm" in kind or "ogg" in kind or kind == "audio/opus":
+        frame = _decode_compressed(data, mime, "webm" if "webm" in kind else "ogg")
+    elif kind in _RAW_PCM_TYPES:
         attributes = info.attributes or {}
-        rate, channels = int(attributes["sampleRate"]), int(attributes["channels"])
+        rate = _int_attribute(attributes, "sampleRate")
+        channels = _int_attribute(attributes, "channels")
+        if not MIN_PRE_CONNECT_RATE <= rate <= MAX_PRE_CONNECT_RATE:
+            raise ValueError(
+                f"sampleRate {rate}: raw pre-connect audio must be"
+                f" {MIN_PRE_CONNECT_RATE} to {MAX_PRE_CONNECT_RATE} Hz"
+            )
+        if channels not in (1, 2):
+            raise ValueError(f"channels {channels}: raw pre-connect audio has 1 or 2 channels")
         usable = len(data) - len(data) % (2 * channels)
+        _check_duration(usable // (2 * channels) / rate)
         frame = AudioFrame.from_bytes(data[:usable], rate, channels)
+    else:
+        raise ValueError(f"{mime!r} is not a pre-connect audio format (raw PCM, WebM, Ogg)")
     if frame.num_channels != options.input_num_channels:
         mono = frame.data.mean(axis=1, dtype=np.float32).astype(np.int16)
         frame = AudioFrame(
@@ -578,26 +637,45 @@ def _decode_pre_connect(
     ]
 
 
-def _decode_compressed(data: bytes, mime: str) -> AudioFrame:
-    """Opus (or any audio PyAV reads) in a container, as one mono 48 kHz frame."""
+def _int_attribute(attributes: dict[str, str], name: str) -> int:
+    try:
+        return int(attributes[name])
+    except (KeyError, ValueError):
+        raise ValueError(f"raw pre-connect audio needs an integer {name} attribute") from None
+
+
+def _check_duration(seconds: float) -> None:
+    if seconds > MAX_PRE_CONNECT_SECONDS:
+        raise ValueError(f"pre-connect audio longer than {MAX_PRE_CONNECT_SECONDS:g} s")
+
+
+def _decode_compressed(data: bytes, mime: str, container_format: str) -> AudioFrame:
+    """The first audio stream of a ``container_format`` file (FFmpeg probes nothing: only that
+    demuxer reads the sender's bytes), as one mono 48 kHz frame."""
     try:
         import av
     except ImportError:
         raise ValueError(
             f"{mime} pre-connect audio needs PyAV to decode it: pip install av"
         ) from None
+    limit = int(MAX_PRE_CONNECT_SECONDS * 48000)
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with av.open(io.BytesIO(data), mode="r", format=container_format) as container:
+            if not container.streams.audio:
+                raise ValueError(f"{mime} pre-connect audio has no audio stream")
             to_pcm = av.AudioResampler(format="s16", layout="mono", rate=48000)
-            chunks = [
-                out.to_ndarray().reshape(-1)
-                for decoded in container.decode(audio=0)
-                for out in to_pcm.resample(decoded)
-            ]
+            chunks: list[np.ndarray[Any, Any]] = []
+            decoded_samples = 0
+            for decoded in container.decode(container.streams.audio[0]):
+                for out in to_pcm.resample(decoded):
+                    chunks.append(out.to_ndarray().reshape(-1))
+                    decoded_samples += chunks[-1].size
+                # Checked as it decodes: a small file can hold hours of silence.
+                _check_duration(decoded_samples / 48000)
             chunks += [out.to_ndarray().reshape(-1) for out in to_pcm.resample(None)]
     except av.FFmpegError as e:
         raise ValueError(f"cannot decode {mime} pre-connect audio: {e}") from None
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+    samples = np.concatenate(chunks)[:limit] if chunks else np.zeros(0, np.int16)
     return AudioFrame(samples.astype(np.int16)[:, None], 48000, 1)
 
 
