@@ -214,14 +214,11 @@ async def test_leaving_the_stream_closes_the_response_at_once(server):
     async def endless(request):
         return sse_reply(sse(*[chunk({"content": "word "}) for _ in range(10_000)], pause=0.01))
 
-    async def watch(request):
-        reply = await endless(request)
-        return reply
-
-    server.handler = watch
+    server.handler = endless
     original_send = server._send
 
     async def send(conn, stream, reply):
+        # Returns when the reply is sent (100 s from now) or when a write fails.
         ok = await original_send(conn, stream, reply)
         closed.set()
         return ok
