@@ -1,5 +1,5 @@
 """The ``tvoice`` command: ``tvoice console|worker|connect PATH`` (and ``python agent.py
-console|worker|connect`` through ``run_app``)."""
+console|worker|connect`` through ``run_app``), and ``tvoice models serve``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import attrs
 
 from ..job import WorkerOptions
 from ._console import run_console
+from ..job._loader import split_target
 from ._loader import load_agent_file
+from ._models import serve_models
 from ._worker import agent_target, run_connect, run_worker
 
 __all__ = ["main", "run_app", "run_with_options"]
@@ -41,6 +43,9 @@ def _parser(*, with_path: bool) -> argparse.ArgumentParser:
         if with_path:
             worker.add_argument("agent", help="the agent file, PATH[:entrypoint]")
         _server_arguments(worker)
+        worker.add_argument(
+            "--host", help="health and metrics HTTP address (default 127.0.0.1: this machine only)"
+        )
         worker.add_argument("--port", type=int, help="health and metrics HTTP port (0: any free)")
         worker.add_argument("--agent-name", help="the name dispatches ask for")
         worker.add_argument("--num-idle-processes", type=int, help="warm job processes to keep")
@@ -51,6 +56,20 @@ def _parser(*, with_path: bool) -> argparse.ArgumentParser:
     connect.add_argument("--identity", help="the agent's participant identity")
     connect.add_argument("--participant-identity", help="the participant to talk to")
     _server_arguments(connect)
+    models = commands.add_parser("models", help="the offline models, for every job process")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    serve = models_commands.add_parser(
+        "serve", help="serve the offline models over the OpenAI HTTP API on loopback"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    serve.add_argument("--port", type=int, default=8089, help="the port (0: any free port)")
+    serve.add_argument("--state-file", type=Path, help="announce the server in this file")
+    serve.add_argument(
+        "--exit-when-unused",
+        type=float,
+        metavar="SECONDS",
+        help="with --state-file: stop once no process has used the server this long",
+    )
     return parser
 
 
@@ -76,16 +95,10 @@ def run_with_options(options: WorkerOptions, argv: Sequence[str]) -> int:
 
 def _dispatch(options: WorkerOptions, args: argparse.Namespace, target: str) -> int:
     _configure_logging(args.verbose)
+    if args.command == "models":
+        return _models(args)
     if args.command != "console":
-        changes = {
-            "ws_url": args.url,
-            "api_key": args.api_key,
-            "api_secret": args.api_secret,
-            "port": getattr(args, "port", None),
-            "agent_name": getattr(args, "agent_name", None),
-            "num_idle_processes": getattr(args, "num_idle_processes", None),
-        }
-        options = attrs.evolve(options, **{k: v for k, v in changes.items() if v is not None})
+        options = _worker_options(options, args)
         if args.command == "connect":
             return run_connect(
                 options,
@@ -105,12 +118,38 @@ def _dispatch(options: WorkerOptions, args: argparse.Namespace, target: str) -> 
     )
 
 
+def _models(args: argparse.Namespace) -> int:
+    logging.getLogger("tvoice").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    return serve_models(
+        host=args.host,
+        port=args.port,
+        state_file=args.state_file,
+        exit_when_unused=args.exit_when_unused,
+    )
+
+
+def _worker_options(options: WorkerOptions, args: argparse.Namespace) -> WorkerOptions:
+    """``options`` with what the command line of ``worker`` or ``connect`` sets."""
+    changes = {
+        "ws_url": args.url,
+        "api_key": args.api_key,
+        "api_secret": args.api_secret,
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "agent_name": getattr(args, "agent_name", None),
+        "num_idle_processes": getattr(args, "num_idle_processes", None),
+    }
+    return attrs.evolve(options, **{k: v for k, v in changes.items() if v is not None})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``tvoice console|worker|connect PATH[:entrypoint] ...`` (``tvoice -h`` lists them)."""
     args = _parser(with_path=True).parse_args(argv)
-    target = str(args.agent)
-    path, sep, name = target.partition(":")
-    target = f"{Path(path).resolve()}{sep}{name}"
+    if args.command == "models":
+        _configure_logging(args.verbose)
+        return _models(args)
+    path, name = split_target(str(args.agent))
+    target = f"{Path(path).resolve()}:{name}" if name else str(Path(path).resolve())
     return _dispatch(load_agent_file(args.agent), args, target)
 
 

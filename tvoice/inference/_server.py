@@ -107,7 +107,8 @@ class InferenceServer:
         return Response(404, error_body(f"no route {request.path}"))
 
     def _models(self) -> Response:
-        names = [m.label for m in (self.llm, self.stt, self.tts) if m is not None]
+        names = [self.llm.model] if self.llm is not None else []
+        names += [m.label for m in (self.stt, self.tts) if m is not None]
         data = [{"id": name, "object": "model", "owned_by": "tvoice"} for name in names]
         return Response(200, json.dumps({"object": "list", "data": data}).encode())
 
@@ -120,7 +121,7 @@ class InferenceServer:
         llm: LLM = self._need(self.llm, "chat")
         chat = parse_chat_request(request.body)
         extra = _sampling(chat)
-        request_id = f"chatcmpl-{short_id('')}"
+        request_id = short_id("chatcmpl")
         if not chat.stream:
             async with llm.chat(
                 chat_ctx=chat.chat_ctx, tools=chat.tools, tool_choice=chat.tool_choice, extra=extra
