@@ -497,3 +497,33 @@ def test_the_openai_key_comes_from_the_environment(monkeypatch):
     # Another server needs no key.
     monkeypatch.delenv("OPENAI_API_KEY")
     assert not openai.LLM(base_url="http://127.0.0.1:1/v1").client.has_api_key
+
+
+async def test_a_reply_cut_before_anything_was_said_is_retried_from_scratch(server):
+    async def cut_then_whole(request):
+        if len(server.requests) == 1:
+            # Half a tool call, then the connection drops: nothing was emitted yet.
+            return sse_reply([*sse(*weather_calls("Par"), done=False), CUT])
+        return sse_reply(sse(*weather_calls("Paris"), chunk({}, "tool_calls"), usage_chunk()))
+
+    server.handler = cut_then_whole
+    llm = make_llm(server)
+    chunks = await reply(
+        llm, tools=[get_weather], conn_options=APIConnectOptions(max_retry=1, retry_interval=0)
+    )
+    await llm.aclose()
+    assert [c.arguments for c in calls_of(chunks)] == ['{"city": "Paris"}']
+    assert len(server.requests) == 2
+
+
+async def test_a_last_event_without_a_blank_line_is_read(server):
+    async def terse(request):
+        parts = sse(chunk({"content": "Hi"}), chunk({}, "stop"), usage_chunk(), done=False)
+        return sse_reply([*parts, b"data: [DONE]"])
+
+    server.handler = terse
+    llm = make_llm(server)
+    chunks = await reply(llm)
+    await llm.aclose()
+    assert text_of(chunks) == "Hi"
+    assert chunks[-1].usage is not None

@@ -3,7 +3,7 @@
 ::
 
     httpx.TimeoutException                   -> APITimeoutError         (retryable)
-    httpx.TransportError (refused, reset...) -> APIConnectionError      (retryable)
+    httpx.RequestError (refused, reset...)   -> APIConnectionError      (retryable)
     stream cut before ``data: [DONE]``       -> APIConnectionError      (retryable)
     a chunk that is not the documented JSON  -> APIConnectionError      (retryable)
     ``{"error": ...}`` sent mid-stream        -> APIError                (retryable)
@@ -104,8 +104,9 @@ def transport_errors(provider: str) -> Iterator[None]:
         yield
     except httpx.TimeoutException as e:
         raise APITimeoutError(f"{provider}: timed out ({type(e).__name__})") from e
-    except httpx.TransportError as e:
-        # httpx's messages name the failure, never the request's headers.
+    except httpx.RequestError as e:
+        # Refused, reset, cut mid-body, undecodable: httpx's messages name the failure, never
+        # the request's headers.
         raise APIConnectionError(f"{provider}: {type(e).__name__}: {e}") from e
 
 

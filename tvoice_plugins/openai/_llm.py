@@ -129,7 +129,7 @@ class LLM(llm_.LLM):
         return cls.with_preset("cerebras", model=model, **options)
 
     @classmethod
-    def with_xai(cls, *, model: str = "grok-3-mini", **options: Any) -> LLM:
+    def with_x_ai(cls, *, model: str = "grok-3-mini", **options: Any) -> LLM:
         """xAI (``XAI_API_KEY``)."""
         return cls.with_preset("xai", model=model, **options)
 
@@ -219,6 +219,8 @@ class LLMStream(llm_.LLMStream):
         )
         self._client = llm.client
         self._body = body
+        self._calls = ToolCallAssembler(call_id_prefix=self.request_id)
+        self._finished = self._done = False
 
     @property
     def request_body(self) -> dict[str, Any]:
@@ -226,56 +228,62 @@ class LLMStream(llm_.LLMStream):
         return self._body
 
     async def _run(self) -> None:
+        # Each attempt reads a new reply (a retry comes only when nothing was emitted).
+        self._calls = ToolCallAssembler(call_id_prefix=self.request_id)
+        self._finished = self._done = False
         options = self.conn_options
-        provider = self._client.provider
         async with self._client.post(
             "/chat/completions",
             json=self._body,
             accept="text/event-stream",
             max_wait=min(options.max_retry_interval, options.timeout / 2),
         ) as response:
-            calls = ToolCallAssembler(call_id_prefix=self.request_id)
+            # The body is read to its end even after [DONE] (nothing more should come), so
+            # that the connection goes back to the pool for the next request.
             sse = SseDecoder()
-            finished = done = False
             async for line in response.aiter_lines():
                 event = sse.push(line)
-                # After [DONE] the body is read to its end (nothing more should come), so
-                # that the connection goes back to the pool for the next request.
-                if event is None or done:
-                    continue
-                if event.data == DONE:
-                    done = True
-                    continue
-                try:
-                    delta = parse_chat_chunk(event.data)
-                    for piece in delta.tool_calls:
-                        calls.push(piece)
-                    ready = calls.finish() if delta.finished and calls else []
-                except ValueError as e:
-                    raise bad_chunk(provider, str(e)) from None
-                if delta.error is not None:
-                    raise self._client.stream_error(delta.error)
-                if delta.content:
-                    await self._say(delta.content)
-                if ready:
-                    await self._emit_chunk(
-                        ChatChunk(id=self.request_id, delta=ChoiceDelta(tool_calls=ready))
-                    )
-                if delta.usage is not None:
-                    await self._emit_chunk(ChatChunk(id=self.request_id, usage=delta.usage))
-                finished = finished or delta.finished
-            if not done and not finished:
-                # The body ended early: without [DONE], complete only if the reply finished.
-                raise cut_stream(provider)
-            if calls:
-                # A server that never sent a finish_reason: the calls are complete at [DONE].
-                try:
-                    ready = calls.finish()
-                except ValueError as e:
-                    raise bad_chunk(provider, str(e)) from None
-                await self._emit_chunk(
-                    ChatChunk(id=self.request_id, delta=ChoiceDelta(tool_calls=ready))
-                )
+                if event is not None:
+                    await self._on_event(event.data)
+            event = sse.flush()  # a last event with no blank line after it
+            if event is not None:
+                await self._on_event(event.data)
+        if not self._done and not self._finished:
+            # The body ended early: without [DONE], complete only if the reply finished.
+            raise cut_stream(self._client.provider)
+        if self._calls:
+            # A server that never sent a finish_reason: the calls are complete at the end.
+            await self._emit_calls()
+
+    async def _on_event(self, data: str) -> None:
+        if self._done:
+            return
+        if data == DONE:
+            self._done = True
+            return
+        try:
+            delta = parse_chat_chunk(data)
+            for piece in delta.tool_calls:
+                self._calls.push(piece)
+        except ValueError as e:
+            raise bad_chunk(self._client.provider, str(e)) from None
+        if delta.error is not None:
+            raise self._client.stream_error(delta.error)
+        if delta.content:
+            await self._say(delta.content)
+        if delta.finished:
+            self._finished = True
+            if self._calls:
+                await self._emit_calls()
+        if delta.usage is not None:
+            await self._emit_chunk(ChatChunk(id=self.request_id, usage=delta.usage))
+
+    async def _emit_calls(self) -> None:
+        try:
+            calls = self._calls.finish()
+        except ValueError as e:
+            raise bad_chunk(self._client.provider, str(e)) from None
+        await self._emit_chunk(ChatChunk(id=self.request_id, delta=ChoiceDelta(tool_calls=calls)))
 
     async def _say(self, text: str) -> None:
         await self._emit_chunk(ChatChunk(id=self.request_id, delta=ChoiceDelta(content=text)))
