@@ -9,14 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import attrs
-
 from ..job import WorkerOptions
-from ._console import run_console
 from ..job._loader import split_target
+from ._console import run_console
 from ._loader import load_agent_file
 from ._models import serve_models
-from ._worker import agent_target, run_connect, run_worker
+from ._worker import agent_target, run_connect, run_worker, worker_options
 
 __all__ = ["main", "run_app", "run_with_options"]
 
@@ -98,7 +96,7 @@ def _dispatch(options: WorkerOptions, args: argparse.Namespace, target: str) -> 
     if args.command == "models":
         return _models(args)
     if args.command != "console":
-        options = _worker_options(options, args)
+        options = worker_options(options, args)
         if args.command == "connect":
             return run_connect(
                 options,
@@ -126,20 +124,6 @@ def _models(args: argparse.Namespace) -> int:
         state_file=args.state_file,
         exit_when_unused=args.exit_when_unused,
     )
-
-
-def _worker_options(options: WorkerOptions, args: argparse.Namespace) -> WorkerOptions:
-    """``options`` with what the command line of ``worker`` or ``connect`` sets."""
-    changes = {
-        "ws_url": args.url,
-        "api_key": args.api_key,
-        "api_secret": args.api_secret,
-        "host": getattr(args, "host", None),
-        "port": getattr(args, "port", None),
-        "agent_name": getattr(args, "agent_name", None),
-        "num_idle_processes": getattr(args, "num_idle_processes", None),
-    }
-    return attrs.evolve(options, **{k: v for k, v in changes.items() if v is not None})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import trio
 
+from ..audio import read_wav
 from ..job import ConsoleRoom, JobContext, JobInfo, JobProcess, WorkerOptions
 from ..job._runner import run_job
 
@@ -29,6 +30,12 @@ def run_console(
     fast: bool = False,
 ) -> int:
     """Run the call; print the conversation and the latency table. Returns an exit code."""
+    if input_wav is not None:
+        # Before any model loads: a bad file is one line, at once.
+        try:
+            read_wav(input_wav)
+        except (ValueError, OSError) as e:
+            raise SystemExit(f"tvoice console: {e}") from None
     proc = JobProcess(progress=lambda line: _say(f"[{line}]"))
     if options.prewarm_fnc is not None:
         options.prewarm_fnc(proc)

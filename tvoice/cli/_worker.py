@@ -3,11 +3,13 @@ one job in a named room, no dispatch."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
 from types import ModuleType
 
+import attrs
 import trio
 
 from .._errors import APIConnectionError
@@ -15,9 +17,23 @@ from .._utils import short_id
 from ..job import JobContext, JobInfo, JobProcess, WorkerOptions
 from ..job._runner import run_job
 
-__all__ = ["agent_target", "run_connect", "run_worker"]
+__all__ = ["agent_target", "run_connect", "run_worker", "worker_options"]
 
 logger = logging.getLogger("tvoice.worker")
+
+
+def worker_options(options: WorkerOptions, args: argparse.Namespace) -> WorkerOptions:
+    """``options`` with what the command line of ``worker`` or ``connect`` sets."""
+    changes = {
+        "ws_url": args.url,
+        "api_key": args.api_key,
+        "api_secret": args.api_secret,
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "agent_name": getattr(args, "agent_name", None),
+        "num_idle_processes": getattr(args, "num_idle_processes", None),
+    }
+    return attrs.evolve(options, **{k: v for k, v in changes.items() if v is not None})
 
 
 def run_worker(options: WorkerOptions, target: str, *, log_level: int) -> int:

@@ -9,7 +9,16 @@ from pathlib import Path
 
 from ._options import WorkerOptions
 
-__all__ = ["load_agent_file"]
+__all__ = ["load_agent_file", "split_target"]
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``PATH[:name]`` as ``(PATH, name)``; ``name`` is "" when there is none. A path may hold
+    colons itself: the last ``:identifier`` is the name only when it names no file."""
+    path, sep, name = target.rpartition(":")
+    if sep and path and name.isidentifier() and not Path(target).is_file():
+        return path, name
+    return target, ""
 
 
 def load_agent_file(target: str) -> WorkerOptions:
@@ -19,7 +28,7 @@ def load_agent_file(target: str) -> WorkerOptions:
     module-level WorkerOptions if it has exactly one, else its ``entrypoint`` function (with
     ``prewarm`` and ``request`` functions if present).
     """
-    path_text, _, name = target.partition(":")
+    path_text, name = split_target(target)
     path = Path(path_text)
     if not path.is_file():
         raise SystemExit(f"no such agent file: {path}")
