@@ -11,13 +11,14 @@ import trio
 from tests.plugins.test_openai_wire import (
     API_KEY,
     CUT,
+    HANG,
     Reply,
     WireServer,
     error_reply,
     sse,
     sse_reply,
 )
-from tvoice import APIConnectionError, APIConnectOptions, APIStatusError
+from tvoice import APIConnectionError, APIConnectOptions, APIStatusError, APITimeoutError
 from tvoice.audio import AudioFrame
 from tvoice.stt import SpeechEventType, StreamAdapter
 from tvoice.testing import check_stt
@@ -172,3 +173,16 @@ def test_groq_preset(monkeypatch):
         "whisper-large-v3-turbo",
     )
     assert "gsk-secret" not in repr(stt)
+
+
+async def test_the_timeout_option_bounds_a_silent_server(server, question_audio):
+    async def silent(request):
+        return Reply(200, [("content-type", "application/json")], [b'{"te', HANG])
+
+    server.handler = silent
+    stt = make_stt(server, timeout=0.3)
+    start = trio.current_time()
+    with pytest.raises(APITimeoutError):
+        await recognize(stt, question_audio)
+    await stt.aclose()
+    assert trio.current_time() - start < 2.0
