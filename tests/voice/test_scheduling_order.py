@@ -18,6 +18,7 @@ from tests.voice.test_properties import (
     run_scenario,
     scenarios,
 )
+from tvoice.stt import SpeechData, SpeechEvent, SpeechEventType
 from tvoice.testing import Playback, Timeline
 
 ORDERS = 100  # scheduler seeds per timeline
@@ -160,3 +161,36 @@ def test_a_transcript_final_at_the_instant_of_the_close_is_kept_in_every_order()
 
     outcomes = {repr(run_in_order(seed, play)) for seed in range(ORDERS)}
     assert outcomes == {repr(([("hello", 1.5)], []))}
+
+
+def test_words_heard_as_a_speech_is_queued_interrupt_it_before_the_scheduler_runs() -> None:
+    """A speech queued at an instant is the one the user's words at that instant cut, whether
+    or not the scheduler's task has taken it out of the queue yet (trio runs that task and the
+    one with the words in either order)."""
+
+    async def play():
+        tl = Timeline(frame_duration=0.1)
+        tl.tts(input="Hello there.", audio_duration=1.0)
+        words = SpeechEvent(
+            type=SpeechEventType.INTERIM_TRANSCRIPT, alternatives=[SpeechData(text="stop")]
+        )
+        async with tl.session() as session:
+            await session.start(Assistant())
+            queued = trio.Event()
+            handles = []
+
+            async def agent() -> None:
+                handles.append(session.say("Hello there."))
+                queued.set()  # wakes the user's task along with the scheduler's
+
+            async def user() -> None:
+                await queued.wait()
+                session.activity.on_transcript(words, turn_text="stop")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(agent)
+                nursery.start_soon(user)
+            await tl.wait_done()
+        return handles[0].interrupted, tl.audio_output.playbacks
+
+    assert {repr(run_in_order(seed, play)) for seed in range(ORDERS)} == {repr((True, []))}

@@ -606,8 +606,17 @@ class AgentActivity:
 
     # -- interruptions ------------------------------------------------------------------------
 
+    def _speech_now(self) -> SpeechHandle | None:
+        """The current speech or, when there is none, the one the scheduler takes next: which
+        of the two a speech is at an instant depends on when trio runs the scheduler's task,
+        what the user's turn or voice does to it must not."""
+        if self.current_speech is not None or not self.session.is_current(self):
+            return self.current_speech
+        queued = [q for q in self._queue if not q[2].done()]
+        return min(queued)[2] if queued else None
+
     def _interruptible_speech(self) -> SpeechHandle | None:
-        speech = self.current_speech
+        speech = self._speech_now()
         if speech is None or speech.done() or not speech.allow_interruptions:
             return None
         return speech
@@ -627,7 +636,7 @@ class AgentActivity:
         (and speech that begins at the instant the turn ends belongs to the next one)."""
         self._false_interruption_timer.cancel()
         self._user_speaking_since = trio.current_time()
-        self._user_speaks_over(self.current_speech)
+        self._user_speaks_over(self._speech_now())
 
     def _user_speaks_over(self, speech: SpeechHandle | None) -> None:
         if speech is None or speech.done():
@@ -728,7 +737,7 @@ class AgentActivity:
         self.cancel_preemptive()
         if not self.session.options.preemptive_generation or self._nursery is None:
             return
-        speech = self.current_speech
+        speech = self._speech_now()
         if speech is not None and not speech.allow_interruptions:
             return
         ctx = self._llm_context(None)
