@@ -228,3 +228,25 @@ async def test_liveness_stays_ok_while_a_worker_without_its_server_drains():
     server = HealthServer(worker)
     assert (await _get(server, "/"))[0] == 503
     assert (await _get(server, "/livez"))[0::2] == (200, b"alive\n")
+
+
+async def test_past_the_connection_limit_a_client_is_turned_away_at_once(
+    autojump_clock: trio.abc.Clock,
+):
+    # Exposed with --host, the server must not hold an unbounded number of silent clients.
+    from tvoice.job._http import MAX_CONNECTIONS
+
+    server = HealthServer(FakeWorker())
+    async with trio.open_nursery() as nursery:
+        silent = []
+        for _ in range(MAX_CONNECTIONS):
+            client, server_end = trio.testing.memory_stream_pair()
+            silent.append(client)
+            nursery.start_soon(server.handle, server_end)
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        status, _, body = _parse(await _exchange(server, b"GET / HTTP/1.1\r\n\r\n"))
+        assert (status, body, trio.current_time() - start) == (503, b"too many connections\n", 0)
+        nursery.cancel_scope.cancel()
+    # Once they are gone, the server answers again.
+    assert (await _get(server, "/"))[0] == 200

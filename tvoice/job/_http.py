@@ -7,8 +7,8 @@ server still runs its calls to their end, and restarting it would drop them); ``
 describes it in JSON; ``GET /metrics`` is the Prometheus text exposition format (version 0.0.4).
 
 One request per connection (``Connection: close``), GET and HEAD only, request heads of at most
-8 KiB read within 5 s: enough for probes and scrapers, and nothing a client sends can make the
-server wait or grow without bound, or stop it.
+8 KiB read within 5 s, at most 64 clients at once: enough for probes and scrapers, and nothing a
+client sends can make the server wait or grow without bound, or stop it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ logger = logging.getLogger("tvoice.worker")
 MAX_REQUEST_HEAD = 8192
 READ_TIMEOUT = 5.0
 WRITE_TIMEOUT = 5.0
+MAX_CONNECTIONS = 64
+"""Clients served at once; past it a client gets 503 at once (each may hold a slot for
+READ_TIMEOUT + WRITE_TIMEOUT, so a flood cannot grow memory or tasks without bound)."""
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -77,6 +80,7 @@ class HealthServer:
         self.worker = worker
         self.host = host
         self.port = port
+        self._connections = 0
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started(port)`` with the bound port."""
@@ -88,9 +92,14 @@ class HealthServer:
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Answer one request on ``stream``, then close it. Never raises (but Cancelled)."""
+        self._connections += 1
         try:
             async with stream:
-                status, headers, body, head_only = await self._respond(stream)
+                if self._connections > MAX_CONNECTIONS:
+                    status, headers = 503, [("Content-Type", "text/plain; charset=utf-8")]
+                    body, head_only = b"too many connections\n", False
+                else:
+                    status, headers, body, head_only = await self._respond(stream)
                 head = f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
                 for name, value in [
                     *headers,
@@ -105,6 +114,8 @@ class HealthServer:
             pass  # the client left
         except Exception:
             logger.exception("health server: failed to answer a request")
+        finally:
+            self._connections -= 1
 
     async def _respond(
         self, stream: trio.abc.Stream
