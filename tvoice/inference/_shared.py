@@ -47,6 +47,9 @@ _ANNOUNCEMENT = "serving the models on "
 
 # This process's shared locks on models.users (one per folder), held until it exits.
 _user_locks: dict[Path, IO[bytes]] = {}
+# The servers this process started. They outlive it by design; holding on to them keeps Python
+# from warning that a child is still running when a Popen object is collected.
+_started: list[subprocess.Popen[bytes]] = []
 
 
 def runtime_dir() -> Path:
@@ -97,9 +100,11 @@ def local_models_url(
         url = _announced_url(process, start_timeout)
         if url is None:
             process.kill()
+            process.wait()
             raise RuntimeError(
                 f"the inference server did not start ({_log_tail(folder / 'models.log')})"
             )
+        _started.append(process)
         return url
 
 
