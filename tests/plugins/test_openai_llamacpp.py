@@ -71,7 +71,7 @@ def model_path() -> Path:
 
 
 @pytest.fixture(scope="module")
-def llama_url() -> str:
+def llama_url():
     xllamacpp = pytest.importorskip("xllamacpp")
     params = xllamacpp.CommonParams()
     params.model.path = str(model_path())
@@ -83,9 +83,9 @@ def llama_url() -> str:
     params.use_jinja = True
     params.chat_template = TOOL_TEMPLATE
     server = xllamacpp.Server(params)
-    # The server lives as long as this object: the module keeps it.
-    llama_url.server = server  # type: ignore[attr-defined]
-    return server.listening_address + "/v1"
+    # The server lives as long as this object: held here until the module's tests are done.
+    yield server.listening_address + "/v1"
+    del server
 
 
 @function_tool
