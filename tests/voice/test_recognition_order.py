@@ -206,3 +206,25 @@ def test_speech_that_starts_as_the_stt_gives_its_verdict_begins_the_next_turn():
         return [(text, round(at, 9)) for text, at in hooks.turns]
 
     assert in_every_order(play) == {repr([("one", 2.0), ("two", 3.8)])}
+
+
+def test_words_that_come_as_the_endpointing_delay_ends_are_the_next_turn():
+    """The endpointing timer and a final transcript (of speech the VAD did not hear) at one
+    instant: the turn is committed without it, whichever of the two tasks trio runs first."""
+
+    async def play():
+        hooks = Hooks()
+        async with trio.open_nursery() as nursery:
+            rec = recognition(hooks, nursery)
+            rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
+            await trio.sleep(1.0)
+            stt_says(rec, "one")
+            await trio.sleep(0.5)
+            rec._on_vad_event(vad_end())  # speech ended at 1.0: the timer commits at 1.8
+            await trio.sleep_until(1.8)
+            stt_says(rec, "two")
+            await trio.sleep(1.0)
+            nursery.cancel_scope.cancel()
+        return [(text, round(at, 9)) for text, at in hooks.turns]
+
+    assert in_every_order(play) == {repr([("one", 1.8), ("two", 1.8)])}

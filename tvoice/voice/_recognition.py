@@ -312,9 +312,9 @@ class AudioRecognition:
         if self.speaking:
             return
         now = trio.current_time()
-        if self._endpointing_at is not None and now >= self._endpointing_at:
-            # The turn ends at this very instant (its timer is due, its task has not run yet):
-            # this speech begins the next turn, as it does when the timer runs first.
+        if self._endpointing_due():
+            # The turn ends at this very instant: this speech begins the next turn, as it does
+            # when the timer's task runs first.
             self.commit()
         self.speaking = True
         self._speaking_since = now
@@ -324,6 +324,11 @@ class AudioRecognition:
         self._speech_discarded = False
         self._cancel_endpointing()
         self._hooks.on_start_of_speech(event)
+
+    def _endpointing_due(self) -> bool:
+        # The endpointing timer is due (its task, woken at this instant, has not run yet).
+        at = self._endpointing_at
+        return at is not None and trio.current_time() >= at
 
     def discard_speech(self) -> None:
         """The speech being heard was heard while the agent spoke without allowing
@@ -407,6 +412,10 @@ class AudioRecognition:
         self._interim = ""
         if not text:
             return
+        if self._endpointing_due():
+            # The turn ends at this very instant: these words are the next turn's, as they are
+            # when the timer's task runs first.
+            self.commit()
         self._finals.append(text)
         self._final_at = trio.current_time()
         self._hooks.on_transcript(event, turn_text=self.transcript)
