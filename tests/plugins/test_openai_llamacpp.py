@@ -24,6 +24,8 @@ LIMIT = 120.0
 # SmolLM2's own template knows no tools. This one is ChatML with Hermes-style tool calls
 # (``<tool_call>{"name", "arguments"}</tool_call>``), which llama.cpp recognises: it parses
 # such calls into ``tool_calls`` and constrains them with a grammar once ``<tool_call>`` starts.
+# A tool's output is put to the model as a plain request to say it: a 135M model echoes
+# ``<tool_response>`` tags back instead.
 TOOL_TEMPLATE = r"""{%- if tools %}<|im_start|>system
 {%- if messages[0].role == 'system' %}
 {{ messages[0].content }}
@@ -45,7 +47,7 @@ For each function call, return a json object with function name and arguments wi
 <tool_call>{"name": "{{ tc.function.name }}", "arguments": {% if tc.function.arguments is string %}{{ tc.function.arguments }}{% else %}{{ tc.function.arguments | tojson }}{% endif %}}</tool_call>
 {%- endfor %}{%- endif %}<|im_end|>
 {% elif message.role == 'tool' %}<|im_start|>user
-<tool_response>{{ message.content }}</tool_response><|im_end|>
+The tool answered: {{ message.content }}. Tell me that in one sentence.<|im_end|>
 {% else %}<|im_start|>{{ message.role }}
 {{ message.content }}<|im_end|>
 {% endif %}
@@ -177,7 +179,7 @@ async def test_a_whole_session_turn_with_a_tool_call(llama_url):
     assert reply.role == "assistant"
     # The reply to the tool's result was streamed, and says it.
     assert agent.text_chunks > 1
-    assert "21" in reply.text_content or "Sunny" in reply.text_content, reply.text_content
+    assert "21" in reply.text_content, reply.text_content
     llm_metrics = [m for m in metrics if isinstance(m, LLMMetrics)]
     assert len(llm_metrics) >= 2
     assert all(m.prompt_tokens > 0 and m.completion_tokens > 0 for m in llm_metrics)
