@@ -284,6 +284,14 @@ def test_tool_calls_are_assembled_from_pieces_by_index():
         ("call_b", "g", "{}"),
     ]
     assert not calls
+    # Without indexes: an id starts a call, the pieces after it continue it.
+    for piece in [
+        {"id": "x", "function": {"name": "f", "arguments": "{"}},
+        {"function": {"arguments": "}"}},
+        {"id": "y", "function": {"name": "g", "arguments": "{}"}},
+    ]:
+        calls.push(piece)
+    assert [(c.call_id, c.arguments) for c in calls.finish()] == [("x", "{}"), ("y", "{}")]
     calls.push({"index": 0, "function": {"arguments": "{}"}})
     with pytest.raises(ValueError, match="no function name"):
         calls.finish()

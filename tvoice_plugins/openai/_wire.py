@@ -222,7 +222,11 @@ class ToolCallAssembler:
 
     def push(self, piece: Mapping[str, Any]) -> None:
         """Add one ``tool_calls`` element of a delta; raises ValueError if it is malformed."""
-        index = piece.get("index", len(self._calls) if "id" in piece else 0)
+        index = piece.get("index")
+        if index is None:
+            # A server that leaves ``index`` out: a piece with an id starts a call, the
+            # others continue the last one.
+            index = len(self._calls) if piece.get("id") else max(self._calls, default=0)
         if not isinstance(index, int) or isinstance(index, bool):
             raise ValueError("a tool call's 'index' is not an integer")
         function = piece.get("function") or {}
