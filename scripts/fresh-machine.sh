@@ -13,7 +13,14 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 run_tests=${1:-}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+cleanup() {
+    # The demo's inference server outlives the console by design (the next run reuses it).
+    for state in "$work"/run/tvoice-*/models.json; do
+        [[ -f "$state" ]] && kill "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$state")" 2>/dev/null
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 
 # The README's commands: the first two lines of its first bash block, comments left out.
 mapfile -t commands < <(awk '/^```bash$/ {inside=1; next} inside && /^```/ {exit} inside' \
@@ -21,11 +28,13 @@ mapfile -t commands < <(awk '/^```bash$/ {inside=1; next} inside && /^```/ {exit
 [[ ${#commands[@]} -eq 2 ]] || { echo "fresh-machine: README.md has no two commands" >&2; exit 1; }
 
 git clone --quiet "$repo" "$work/tvoice"
-mkdir "$work/home"
+mkdir "$work/home" "$work/run"
 # Nothing of this machine's caches may help: a new HOME, and no variable that points elsewhere.
 unset PIP_FIND_LINKS PIP_CACHE_DIR UV_CACHE_DIR XDG_CACHE_HOME NOX_ENVDIR GOPATH GOCACHE \
     GOMODCACHE VIRTUAL_ENV
 export HOME="$work/home"
+# A machine of its own for the models server too (none that this machine already runs).
+export XDG_RUNTIME_DIR="$work/run"
 cd "$work/tvoice"
 
 demo() {

@@ -1,8 +1,10 @@
 """Shared fixtures: hypothesis profiles, and real speech that espeak-ng says (nothing is
 downloaded)."""
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -17,6 +19,26 @@ settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 QUESTION = "What is the weather in Paris?"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_inference_server(tmp_path_factory):
+    """The tests' processes share an inference server of their own (``local_models_url`` keeps
+    its state under XDG_RUNTIME_DIR), never one a developer or another checkout runs; it is
+    stopped when the tests end."""
+    folder = tmp_path_factory.mktemp("runtime")
+    previous = os.environ.get("XDG_RUNTIME_DIR")
+    os.environ["XDG_RUNTIME_DIR"] = str(folder)
+    yield
+    if previous is None:
+        del os.environ["XDG_RUNTIME_DIR"]
+    else:
+        os.environ["XDG_RUNTIME_DIR"] = previous
+    for state in folder.glob("tvoice-*/models.json"):
+        try:
+            os.kill(json.loads(state.read_text())["pid"], signal.SIGTERM)
+        except (OSError, ValueError, KeyError):
+            pass
 
 
 def espeak(text: str, path) -> AudioFrame:

@@ -51,7 +51,7 @@ def test_a_call_from_a_wav_file(tmp_path):
     assert "paris" in user_lines[0].lower()
     assert any(line.startswith("agent: ") and len(line) > 10 for line in out.splitlines())
     # Model loading shows progress.
-    assert "[loaded Whisper tiny.en in" in out
+    assert "[loaded the local models (Whisper, SmolLM2, Piper) in" in out
     # The latency table: a header, a separator, one row per turn.
     rows = [line for line in out.splitlines() if re.match(r"\| \d+ \|", line)]
     assert len(rows) == 1
