@@ -43,7 +43,8 @@ class Assistant(Agent):
     async def get_weather(
         self, context: RunContext, city: Annotated[str, "The city, for example Paris"]
     ) -> str:
-        """Look up the current weather in a city."""
+        """Look up the current weather in a city. Examples: "Is it snowing in Denver?",
+        "What's the weather like in Lima?", "Will it rain tomorrow in Dublin?"."""
         weather = WEATHER.get(city.strip().lower())
         if weather is None:
             raise ToolError(f"no weather data for {city}")

@@ -34,6 +34,7 @@ from tvoice_plugins.llamacpp._format import (
     render_prompt,
     speakable,
 )
+from tvoice_plugins.llamacpp._route import request_examples, routing_prompt
 
 
 @function_tool
@@ -366,8 +367,10 @@ class StubServer:
     """Enough of llama.cpp's server for the stream, behind ``httpx.MockTransport``: scripted
     replies, one token per byte of text, and a record of every request."""
 
-    def __init__(self, *replies, n_ctx=4096, fail=None):
+    def __init__(self, *replies, n_ctx=4096, fail=None, route=None):
         self.replies = [list(r) for r in replies]
+        self.route = route  # what the routing step answers
+        self.routings: list[dict] = []
         self.n_ctx = n_ctx
         self.fail = fail
         self.tokenized: list[tuple[str, bool]] = []
@@ -385,6 +388,9 @@ class StubServer:
             tokens = [TURN_START] if special and text == "<|im_start|>" else list(text.encode())
             return httpx.Response(200, json={"tokens": tokens})
         assert request.url.path == "/completion"
+        if "grammar" in body:
+            self.routings.append(body)
+            return httpx.Response(200, stream=Events(self, body, [self.route], record=False))
         self.requests.append(body)
         if isinstance(self.fail, httpx.Response):
             return self.fail
@@ -398,8 +404,9 @@ class Events(httpx.AsyncByteStream):
     """A streamed /completion reply, made piece by piece as it is read; ``server.closed`` is
     set when the client closes it (an iterator, not a generator, so that closing it is seen)."""
 
-    def __init__(self, server, body, reply):
+    def __init__(self, server, body, reply, *, record=True):
         self.server = server
+        self.record = record
         self.prompt_tokens = len(body["prompt"])
         budget = min(body["n_predict"], server.n_ctx - self.prompt_tokens)
         self.pieces = iter(reply[:budget])
@@ -415,11 +422,12 @@ class Events(httpx.AsyncByteStream):
             raise StopAsyncIteration
         piece = next(self.pieces, None)
         if piece is not None:
-            self.server.generated.append(piece)
+            if self.record:
+                self.server.generated.append(piece)
             self.count += 1
             return f"data: {json.dumps({'content': piece, 'stop': False})}\n\n".encode()
         self.ended = True
-        if self.server.fail is not None:
+        if self.server.fail is not None and self.record:
             return self.server.fail
         end = {
             "content": "",
@@ -438,14 +446,18 @@ async def stub():
     """``stub(*replies, **options)`` -> (an LLM on a StubServer, the stub)."""
     clients = []
 
-    def make(*replies, max_tokens=200, seed=None, **options):
+    def make(*replies, max_tokens=200, seed=None, route_tools=False, **options):
         server = StubServer(*replies, **options)
         client = httpx.AsyncClient(
             base_url="http://stub", transport=httpx.MockTransport(server.handle)
         )
         clients.append(client)
         llm = llamacpp.LLM(
-            max_tokens=max_tokens, seed=seed, base_url="http://stub", http_client=client
+            max_tokens=max_tokens,
+            seed=seed,
+            route_tools=route_tools,
+            base_url="http://stub",
+            http_client=client,
         )
         return llm, server
 
@@ -728,3 +740,69 @@ async def test_stub_extra_changes_one_replys_sampling(stub):
         llm.chat(chat_ctx=chat(user("Hi")), extra={"stop": ["x"]})
     with pytest.raises(ValueError, match="temperature"):
         llm.chat(chat_ctx=chat(user("Hi")), extra={"temperature": -1})
+
+
+async def test_stub_a_routed_reply_calls_the_tool_the_model_picks(stub):
+    llm, server = stub(
+        ['{"name": "get_weather", ', '"arguments": {"city": "Paris"}}'],
+        route="get_weather",
+        route_tools=True,
+    )
+    said, calls, usage = await ask(llm, tools=[get_weather, get_time])
+    assert said == []
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}')]
+    (routing,) = server.routings
+    assert routing["grammar"] == '%llguidance {}\nstart: "get_weather" | "get_time" | "none"\n'
+    assert routing["temperature"] == 0.0
+    # Then the call is written under the picked tool's schema.
+    assert server.requests[0]["json_schema"] == call_schema([get_weather, get_time], "get_weather")
+    # The usage counts both steps.
+    assert usage.prompt_tokens == len(routing["prompt"]) + len(server.requests[0]["prompt"])
+
+
+async def test_stub_a_routed_reply_without_a_tool_is_a_plain_answer(stub):
+    llm, server = stub(["It ", "is ", "noon."], route="none", route_tools=True)
+    said, calls, _ = await ask(llm, tools=[get_weather])
+    assert (said, calls) == (["It ", "is ", "noon."], [])
+    assert "json_schema" not in server.requests[0]
+    # The answer's prompt offers no tools: the choice is made.
+    assert b"get_weather" not in bytes(t for t in server.requests[0]["prompt"] if t < 256)
+
+
+async def test_stub_routing_happens_for_a_users_message_only(stub):
+    llm, server = stub(["Sunny."], route="get_weather", route_tools=True)
+    ctx = chat(
+        user("Weather?"),
+        FunctionCall(call_id="c1", name="get_weather", arguments='{"city": "Paris"}'),
+        FunctionCallOutput(call_id="c1", name="get_weather", output="sunny", is_error=False),
+    )
+    async with llm.chat(chat_ctx=ctx, tools=[get_weather]) as stream:
+        await stream.collect()
+    assert server.routings == [], "after a tool's output the reply is the answer"
+    # ... which says what the tool returned: repeating it is not penalised.
+    assert server.requests[0]["repeat_penalty"] == 1.0
+
+
+def test_the_routing_prompt_shows_each_tools_quoted_examples_as_turns():
+    @function_tool
+    async def book(day: str) -> str:
+        """Book a table. Examples: "A table for two tonight?", "Can I book Friday?"."""
+        return "ok"
+
+    assert request_examples(book.schema["description"]) == [
+        "A table for two tonight?",
+        "Can I book Friday?",
+    ]
+    text = "".join(t for t, _ in routing_prompt(chat(user("Hi")), [book]))
+    assert "Tools:\nbook: Book a table.<|im_end|>" in text
+    turns = [
+        "<|im_start|>user\nA table for two tonight?<|im_end|>\n<|im_start|>assistant\nbook",
+        "<|im_start|>user\nSing me a song.<|im_end|>\n<|im_start|>assistant\nnone",
+        "<|im_start|>user\nCan I book Friday?<|im_end|>\n<|im_start|>assistant\nbook",
+    ]
+    assert all(turn in text for turn in turns)
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert (
+        routing_prompt(chat(user("Hi"), ChatMessage(role="assistant", content="Hey")), [book])
+        is None
+    )

@@ -19,6 +19,7 @@ from tvoice.llm import (
     ChoiceDelta,
     CompletionUsage,
     FunctionCall,
+    FunctionCallOutput,
     LLMStream,
     Tool,
     ToolChoice,
@@ -27,6 +28,7 @@ from tvoice.llm import (
 from ._errors import connection_error, context_overflow, unknown_tool_choice
 from ._format import Segment, call_schema, parse_call, parse_calls, prompt_segments, speakable
 from ._model import start_server
+from ._route import routing_grammar, routing_prompt
 from ._wire import Completion, ServerFacts, server_facts, stream_completion, tokenize
 
 __all__ = ["LLM", "Sampling"]
@@ -88,7 +90,10 @@ class LLM(BaseLLM):
     closing the stream (an interruption) closes the response, and the server stops at its next
     token.
 
-    Tools: the model writes ``<tool_call>{...}</tool_call>`` (``tool_choice="auto"``); the text
+    Tools: with ``tool_choice="auto"`` and ``route_tools`` (the default), the model first picks
+    a tool or none for the user's message under a grammar (see ``_route.py``; a tool's
+    description may quote example requests), then writes that call or a plain answer. Without
+    ``route_tools`` it may write ``<tool_call>{...}</tool_call>`` of its own accord; the text
     before a call is streamed and the call comes at the end of the reply. With ``"required"``
     or a tool's name, a JSON schema constrains the model to write exactly one valid call.
     """
@@ -104,6 +109,7 @@ class LLM(BaseLLM):
         max_tokens: int = 200,
         repeat_penalty: float = 1.2,
         seed: int | None = None,
+        route_tools: bool = True,
         base_url: str | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -124,6 +130,7 @@ class LLM(BaseLLM):
             repeat_penalty=repeat_penalty,
             seed=seed,
         )
+        self.route_tools = route_tools
         self._base_url = base_url.rstrip("/") if base_url is not None else None
         self._http_client = http_client
         self._facts: dict[str, ServerFacts] = {}
@@ -269,28 +276,34 @@ class _Stream(LLMStream):
         self._sampling = sampling
 
     async def _run(self) -> None:
-        calling = bool(self.tools) and self.tool_choice != "none"
-        forced = calling and self.tool_choice != "auto"
-        schema = self._call_schema() if forced else None
         owner = self._owner
         base_url = await trio.to_thread.run_sync(owner.ensure_loaded, abandon_on_cancel=True)
-        # How much of the reply so far may be said: all of it, all but a possible tool call,
-        # or (a call written under a schema) nothing.
-        sayable: Callable[[str], int] = _nothing if forced else speakable if calling else len
-        completion = Completion()
+        completion, routing = Completion(), Completion()
         try:
             async with owner._client(base_url) as client:
                 facts = await owner._server_facts(client, base_url)
-                segments = prompt_segments(self.chat_ctx, self.tools, self.tool_choice)
+                choice = await self._choose(client, base_url, facts, routing)
+                calling = bool(self.tools) and choice != "none"
+                forced = calling and choice != "auto"
+                schema = self._call_schema(choice) if forced else None
+                # How much of the reply so far may be said: all of it, all but a possible tool
+                # call, or (a call written under a schema) nothing.
+                sayable: Callable[[str], int] = (
+                    _nothing if forced else speakable if calling else len
+                )
+                segments = prompt_segments(self.chat_ctx, self.tools, choice)
                 prompt = await owner._tokenize(client, base_url, segments)
                 if len(prompt) >= facts.n_ctx:
                     raise context_overflow(len(prompt), facts.n_ctx)
-                request = owner._request(prompt, facts, schema, self._sampling)
+                request = owner._request(prompt, facts, schema, self._reply_sampling())
                 pieces = stream_completion(client, request, completion)
                 async with contextlib.aclosing(pieces):
                     text, said = await self._relay(pieces, sayable)
         except httpx.HTTPError as e:
             raise connection_error(e, base_url) from None
+        # The usage counts the routing step's tokens too: they are part of this reply's cost.
+        completion.prompt_tokens += routing.prompt_tokens
+        completion.completion_tokens += routing.completion_tokens
         if forced:
             await self._end("", [parse_call(text, f"{self.request_id}_0")], completion)
         elif calling:
@@ -299,12 +312,47 @@ class _Stream(LLMStream):
         else:
             await self._end(text[said:], [], completion)
 
-    def _call_schema(self) -> dict[str, Any]:
-        """The JSON schema that makes the model write one call ``tool_choice`` allows."""
+    def _reply_sampling(self) -> Sampling:
+        """The sampling for this reply: a reply to tools' outputs has no repeat penalty, since
+        it should say what they returned (penalised, SmolLM2 drifts away from the result into
+        an invented answer)."""
+        last = self.chat_ctx.items[-1] if self.chat_ctx.items else None
+        if isinstance(last, FunctionCallOutput):
+            return attrs.evolve(self._sampling, repeat_penalty=1.0)
+        return self._sampling
+
+    async def _choose(
+        self, client: httpx.AsyncClient, base_url: str, facts: ServerFacts, usage: Completion
+    ) -> ToolChoice:
+        """The tool choice to reply with: ``tool_choice``, or with ``"auto"`` and
+        ``route_tools``, a tool's name or ``"none"`` as the model picks under a grammar."""
+        if not (self.tools and self.tool_choice == "auto" and self._owner.route_tools):
+            return self.tool_choice
+        segments = routing_prompt(self.chat_ctx, self.tools)
+        if segments is None:
+            return "auto"
+        prompt = await self._owner._tokenize(client, base_url, segments)
+        if len(prompt) >= facts.n_ctx:
+            return "auto"
+        request = {
+            "prompt": prompt,
+            "n_predict": 16,
+            "temperature": 0.0,
+            "grammar": routing_grammar(self.tools),
+            "cache_prompt": True,
+        }
+        pieces = stream_completion(client, request, usage)
+        async with contextlib.aclosing(pieces):
+            name = "".join([piece async for piece in pieces]).strip()
+        names = {tool.name for tool in self.tools}
+        return name if name in names else "none"
+
+    def _call_schema(self, choice: ToolChoice) -> dict[str, Any]:
+        """The JSON schema that makes the model write one call ``choice`` allows."""
         try:
-            return call_schema(self.tools, self.tool_choice)
+            return call_schema(self.tools, choice)
         except ValueError:
-            raise unknown_tool_choice(self.tool_choice, [t.name for t in self.tools]) from None
+            raise unknown_tool_choice(choice, [t.name for t in self.tools]) from None
 
     async def _relay(
         self, pieces: AsyncIterator[str], sayable: Callable[[str], int]
