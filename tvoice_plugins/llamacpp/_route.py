@@ -10,8 +10,9 @@ tool's JSON schema; ``none`` a plain answer.
 The examples are what makes it work: a tool's description may list requests it answers in
 double quotes after its first sentence (``Look up the weather. Examples: "Will it rain in
 Dublin?"``), and requests for no tool come built in. On 20 varied questions (10 about the
-weather), SmolLM2 chose right 17 times with three such examples and 13 times without any
-(``bench/bench_tool_choice.py`` asks them aloud, through Whisper).
+weather), SmolLM2 chose right 17 times with three such examples and 13 times without any;
+asked aloud through Whisper tiny.en, which turns some questions into statements ("Is it windy
+in Chicago?" heard as "It's windy in Chicago."), 13 times (``bench/bench_tool_choice.py``).
 """
 
 from __future__ import annotations
