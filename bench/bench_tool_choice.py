@@ -11,7 +11,6 @@ is among the examples the tool's description quotes.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -65,8 +64,8 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for question in WEATHER + OTHER:
             wav = Path(folder) / "q.wav"
-            subprocess.run(
-                ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), question], check=True
+            await trio.run_process(
+                ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), question]
             )
             heard = await stt.recognize(read_wav(wav))
             text = heard.alternatives[0].text if heard.alternatives else ""
