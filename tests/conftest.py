@@ -1,6 +1,7 @@
 """Shared fixtures: hypothesis profiles, and real speech that espeak-ng says (nothing is
 downloaded)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -35,10 +36,8 @@ def _own_inference_server(tmp_path_factory):
     else:
         os.environ["XDG_RUNTIME_DIR"] = previous
     for state in folder.glob("tvoice-*/models.json"):
-        try:
+        with contextlib.suppress(OSError, ValueError, KeyError):
             os.kill(json.loads(state.read_text())["pid"], signal.SIGTERM)
-        except (OSError, ValueError, KeyError):
-            pass
 
 
 def espeak(text: str, path) -> AudioFrame:
