@@ -421,3 +421,57 @@ async def test_a_job_that_uses_its_whole_shutdown_budget_is_not_killed(tmp_path,
     assert json.loads(callback.read_text()) == {"reason": "job cancelled by the worker"}
     assert "killed" not in caplog.text
     assert not alive(pid)
+
+
+async def test_a_job_handed_to_an_idle_process_that_just_died_runs_in_another(tmp_path):
+    pool = make_pool(idle=1)
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            await wait_until(lambda: pool.statistics().idle_processes == 1)
+            (pid,) = pool.statistics().pids
+            os.kill(pid, signal.SIGKILL)  # the pool has not seen it die yet
+            result = await pool.run_job(job(out=str(tmp_path / "out.json")))
+            nursery.cancel_scope.cancel()
+    assert result == JobResult(success=True)
+    assert json.loads((tmp_path / "out.json").read_text())["pid"] != pid
+
+
+def gone(pid):
+    """Exited (a zombie waiting for whoever adopted it counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+async def test_a_job_process_dies_with_its_worker():
+    # The worker is killed while its job process hangs with its socket still open elsewhere
+    # (here: in the test), so no end of stream tells it: the kernel must.
+    parent, child = socket.socketpair()
+    fd = child.fileno()
+    worker = (
+        "import os, subprocess, sys\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'tvoice.job._child', '{fd}'],"
+        f" pass_fds=({fd},), stdout=subprocess.DEVNULL,"
+        " env={**os.environ, 'TVOICE_WORKER_PID': str(os.getpid())})\n"
+        "print(p.pid, flush=True)\n"
+        "import time; time.sleep(1)\n"  # the job process is up, its signal set
+        "os.kill(os.getpid(), 9)\n"
+    )
+    with parent:
+        done = await trio.run_process(
+            [sys.executable, "-c", worker],
+            pass_fds=(fd,),
+            capture_stdout=True,
+            check=False,
+            cwd=Path(__file__).parents[2],
+        )
+        child.close()
+        pid = int(done.stdout)
+        with trio.move_on_after(10):
+            await wait_until(lambda: gone(pid))
+        if not gone(pid):
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError("the job process outlived its worker")

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import inspect
 import logging
 import os
+import select
 import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -223,7 +227,7 @@ def _give_back_free_memory() -> None:
         pass  # not glibc: nothing to give back this way
 
 
-async def serve(sock: socket.socket) -> int:
+async def serve(sock: socket.socket, *, watchdog: _Watchdog | None = None) -> int:
     """Serve the worker on ``sock``: initialize, run one job, return the exit code."""
     stream = MessageStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)))
     try:
@@ -237,6 +241,8 @@ async def serve(sock: socket.socket) -> int:
     _configure_logging(init.log_level)
     try:
         options = attrs.evolve(load_agent_file(init.target), shutdown_timeout=init.shutdown_timeout)
+        if watchdog is not None:
+            watchdog.grace = init.shutdown_timeout + 1.0
         proc = JobProcess()
         await _prewarm(options, proc)
         _give_back_free_memory()
@@ -276,8 +282,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    watchdog = _Watchdog()
+    if not watchdog.start():
+        print("tvoice job process: the worker is gone", file=sys.stderr)
+        return 1
     sock = socket.socket(fileno=int(args[0]))
-    return _host()(serve, sock)
+    return _host()(functools.partial(serve, watchdog=watchdog), sock)
+
+
+class _Watchdog:
+    """Ends this process when the worker dies, even if its job is too busy (or hung) to see its
+    socket end: a job process never outlives its worker for long.
+
+    PR_SET_PDEATHSIG cannot do it: it fires when the *thread* that started the process exits,
+    and trio starts processes from its worker threads, which exit when idle.
+    """
+
+    def __init__(self) -> None:
+        self.grace = 0.0
+        """How long this process may go on once the worker is gone: its job's own shutdown,
+        which the end of the socket starts (set once initialized; before, nothing to save)."""
+
+    def start(self) -> bool:
+        """Watch the worker (``$TVOICE_WORKER_PID``); False if it is already gone."""
+        worker = os.environ.get("TVOICE_WORKER_PID", "")
+        if not worker.isdigit():
+            return True  # not started by a worker (a test, by hand)
+        if int(worker) != os.getppid():
+            return False  # it died before this process got here: it was adopted
+        try:
+            fd = os.pidfd_open(int(worker))
+        except (OSError, AttributeError):
+            return True  # no pidfd (not Linux 5.3+): the socket's end still tells the job
+        threading.Thread(
+            target=self._watch, args=(fd,), name="worker watchdog", daemon=True
+        ).start()
+        return True
+
+    def _watch(self, pidfd: int) -> None:
+        select.select([pidfd], [], [])  # readable once the worker has exited
+        # A plain thread, outside trio: the wall clock bounds how long an orphan lives.
+        time.sleep(self.grace)
+        os._exit(1)
 
 
 def _exit(code: int) -> None:

@@ -10,6 +10,7 @@ pool goes on serving with the other processes and starts new warm ones.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -113,6 +114,8 @@ class _Process:
     memory_mb: float = 0.0
     taken: bool = False
     """Started for a job that waits for it (not to be put with the idle ones)."""
+    acknowledged: bool = False
+    """The process said it runs the job (JobStarted)."""
     warm: bool = False
     read_done: trio.Event = attrs.Factory(trio.Event)
     exited: bool = False
@@ -216,15 +219,15 @@ class ProcessPool:
         if self._nursery is None:
             raise RuntimeError("the process pool is not running: start ProcessPool.run first")
         process = await self._take_process()
-        if process.failure or process.result is not None:
-            # It died before it was warm: the job never started.
-            task_status.started()
-            return process.outcome()
-        process.job = info
-        process.assigned.set()
-        self._wake()
         try:
-            await process.started.wait()
+            await self._hand_over(process, info)
+            if not process.taken and process.exited and not process.acknowledged:
+                # An idle process that died before the pool noticed (killed, out of memory):
+                # it never had the job, which gets another process (once: a failure of that
+                # one is the job's).
+                logger.warning("job %s: its idle process had died; taking another", info.job.id)
+                process = await self._take_process()
+                await self._hand_over(process, info)
             # Also reached when the job ended before it started (finish() sets both): returning
             # without started() would break `nursery.start(pool.run_job, ...)`.
             task_status.started()
@@ -238,6 +241,15 @@ class ProcessPool:
                     await process.ended.wait()
             raise
         return process.outcome()
+
+    async def _hand_over(self, process: _Process, info: RunningJobInfo) -> None:
+        """Give ``process`` the job; return once it runs (or the process ended)."""
+        if process.failure or process.result is not None:
+            return  # it died before it was warm: the job never started
+        process.job = info
+        process.assigned.set()
+        self._wake()
+        await process.started.wait()
 
     # -- keeping processes warm ---------------------------------------------------------------
 
@@ -289,6 +301,8 @@ class ProcessPool:
                 [self.python, "-m", "tvoice.job._child", str(child_sock.fileno())],
                 pass_fds=(child_sock.fileno(),),
                 stdin=subprocess.DEVNULL,
+                # The process dies with the worker; it checks that its parent is still this.
+                env={**os.environ, "TVOICE_WORKER_PID": str(os.getpid())},
             )
         except BaseException as exc:
             parent_sock.close()
@@ -436,6 +450,7 @@ class ProcessPool:
                     process.failure = f"job process failed to initialize: {message.error}"
                 process.ready.set()
             elif isinstance(message, JobStarted):
+                process.acknowledged = True
                 process.started.set()
             elif isinstance(message, JobEnded):
                 process.finish(JobResult(success=message.success, error=message.error))
