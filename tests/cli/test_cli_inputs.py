@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import trio
 
+from tvoice import Agent, AgentSession
+from tvoice.audio import AudioFrame, read_wav, write_wav
 from tvoice.cli._console import run_console
-from tvoice.job import WorkerOptions
+from tvoice.job import ConsoleRoom, WorkerOptions
 from tvoice.job._loader import load_agent_file, split_target
 
 AGENT = """
@@ -63,3 +67,21 @@ def test_a_missing_input_wav_is_one_clear_line(tmp_path: Path):
     options = WorkerOptions(entrypoint_fnc=_never)
     with pytest.raises(SystemExit, match="No such file"):
         run_console(options, input_wav=tmp_path / "nope.wav", output_wav=None, text=False)
+
+
+async def test_the_console_recording_is_on_disk_before_the_call_ends(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+):
+    # A call that crashes after 12 s: what it had recorded is there, not lost with it.
+    tone = (3000 * np.sin(np.arange(16000 * 20) / 16000 * 2 * np.pi * 300)).astype(np.int16)
+    write_wav(tmp_path / "in.wav", AudioFrame(tone[:, None], 16000, 1))
+    out = tmp_path / "out.wav"
+    room = ConsoleRoom(input_wav=tmp_path / "in.wav", output_wav=out)
+    with pytest.raises(RuntimeError, match="crash"):
+        async with AgentSession() as session:
+            await session.start(Agent(instructions="Listen."), room=room)
+            await trio.sleep(12)
+            raise RuntimeError("crash")
+    recorded = read_wav(out)
+    assert recorded.duration >= 10.0
+    assert np.abs(recorded.data).max() > 1000  # the caller's side is in it

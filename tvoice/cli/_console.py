@@ -39,7 +39,9 @@ def run_console(
     proc = JobProcess(progress=lambda line: _say(f"[{line}]"))
     if options.prewarm_fnc is not None:
         options.prewarm_fnc(proc)
-    room = ConsoleRoom(input_wav=input_wav, text=text, printer=_say, fast=fast)
+    room = ConsoleRoom(
+        input_wav=input_wav, text=text, printer=_say, fast=fast, output_wav=output_wav
+    )
     ctx = JobContext(
         proc=proc,
         job=JobInfo(id="console", room_name="console", agent_name=options.agent_name),

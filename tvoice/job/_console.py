@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,8 @@ __all__ = ["ConsoleRoom", "TurnRow"]
 
 logger = logging.getLogger("tvoice.console")
 Printer = Callable[[str], None]
+RECORDING_INTERVAL = 5.0
+"""How often, in seconds of the call, the recording so far is written to ``output_wav``."""
 
 
 @attrs.define
@@ -71,7 +74,9 @@ class ConsoleRoom(SessionRoom):
     plays on trio's clock; :meth:`write_recording` mixes it with the caller's audio.
 
     ``fast=True`` feeds the file as fast as the VAD takes it: no waiting for the caller's pace,
-    while the agent's side (models, endpointing, playout) stays real time.
+    while the agent's side (models, endpointing, playout) stays real time. ``output_wav``: the
+    recording is written there every few seconds during the call (a crash keeps what came
+    before it), and at the end by whoever ends the call (:meth:`write_recording`).
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class ConsoleRoom(SessionRoom):
         printer: Printer = print,
         idle_grace: float = 1.0,
         fast: bool = False,
+        output_wav: Path | None = None,
     ) -> None:
         if (input_wav is None) == (not text):
             raise ValueError("a console call needs exactly one of input_wav= and text=True")
@@ -94,6 +100,7 @@ class ConsoleRoom(SessionRoom):
         self.output = ClockedAudioOutput(keep_audio=not text, label="console_audio_output")
         self.input: FileAudioInput | None = None
         self.fast = fast
+        self.output_wav = output_wav
         self.ended_at: float | None = None
         self.name = "console"
         self.user = Participant(identity="console-user", name="You")
@@ -121,6 +128,13 @@ class ConsoleRoom(SessionRoom):
                 RoomIO(audio_input=self.input, audio_output=self.output, text_output=text_output)
             )
             nursery.start_soon(self._end_after_input, session, self.input)
+            if self.output_wav is not None:
+                nursery.start_soon(self._keep_recording, self.output_wav)
+
+    async def _keep_recording(self, path: Path) -> None:
+        while True:
+            await trio.sleep(RECORDING_INTERVAL)
+            self.write_recording(path)
 
     async def _end_after_input(self, session: AgentSession[Any], audio: FileAudioInput) -> None:
         await audio.finished.wait()
@@ -224,5 +238,8 @@ class ConsoleRoom(SessionRoom):
         )
         caller = resample(audio, rate).data.mean(axis=1).astype(np.int32)
         mix[: len(caller)] += caller[: len(mix)]
-        write_wav(path, AudioFrame(np.clip(mix, -32768, 32767).astype(np.int16), rate))
+        # Whole or not at all: a crash while writing keeps the last complete recording.
+        partial = path.with_name(path.name + ".part")
+        write_wav(partial, AudioFrame(np.clip(mix, -32768, 32767).astype(np.int16), rate))
+        os.replace(partial, path)
         return sum(p.position for p in self.output.playbacks)
