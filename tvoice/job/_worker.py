@@ -3,8 +3,9 @@
 ::
 
     Worker.run()                         owns everything below; returns after drain()
-    |- load sampler                      the machine's CPU use, every 0.5 s (no load_fnc given)
-    |- connection loop                   connect, register, serve; reconnect with backoff
+    |- load sampler                      CPU use (of the cgroup's limit), every 0.5 s (no load_fnc)
+    |- connection loop                   connect, register, serve; reconnect with backoff;
+    |                                    given up (or failed): drain, then raise from run()
     |  `- connection nursery             one per WebSocket
     |     |- receiver                    server messages; bad frames are logged and skipped
     |     |- status reporter             UpdateWorkerStatus every 2.5 s (and at once on drain)
@@ -183,7 +184,9 @@ class Worker:
     ``await worker.run()`` connects to ``options.ws_url``, registers ``options.agent_name``,
     answers the server's job offers through ``options.request_fnc``, starts each assigned job
     in ``pool`` and reports its end, reports its load every 2.5 s, and connects again with
-    backoff when the connection drops. Running jobs keep running across reconnections.
+    backoff when the connection drops. Running jobs keep running across reconnections, and
+    when the worker gives up on the server (or anything else ends its connection loop) they
+    drain rather than being cancelled; a repeated offer for a job it has is refused.
     ``drain()`` stops taking jobs and lets ``run()`` return once the running ones end (at most
     ``options.drain_timeout``; the rest are cancelled, which the pool turns into a graceful
     shutdown).
