@@ -74,6 +74,24 @@ async def test_9_tool_result_survives_interrupting_its_speech(autojump_clock):
     assert tl.llm_requests == ["Weather in Paris?", "Never mind."]
 
 
+async def test_9_a_silent_tool_step_leaves_the_turn_latency_to_the_answer(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=2.5, transcript="Weather in Paris?")
+    tl.llm(input="Weather in Paris?", content="", tool_calls=[call("get_weather", city="Paris")])
+    tl.llm(input="Sunny in Paris.", content="It is sunny.", ttft=0.1, duration=0.2)
+    tl.tts(input="It is sunny.", audio_duration=1.0, ttfb=0.2)
+    async with tl.session() as session:
+        rec = Recorder(session)
+        await session.start(Weather(delay=0.5))
+        await tl.wait_done()
+    [playback] = tl.audio_output.playbacks
+    [turn] = rec.metrics("turn_metrics")
+    assert turn.e2e_latency == pytest.approx(playback.started_at - 2.5)
+    assert turn.llm_ttft == pytest.approx(0.1)  # the step that spoke
+    assert turn.tts_ttfb == pytest.approx(0.3)  # its sentence ends at 0.2 s, audio 0.2 s later
+    assert turn.end_of_utterance_delay == pytest.approx(0.5)
+
+
 async def test_9_slow_tool_output_kept_after_interruption(autojump_clock):
     tl = weather_timeline()
     tl.user_speech(start=5.0, end=6.0, transcript="Hurry up!")

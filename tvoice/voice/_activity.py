@@ -352,7 +352,10 @@ class AgentActivity:
             gen = preemptive or self._new_generation(settings)
             preemptive = None
             executions = await self._run_step(handle, gen, instructions, turn)
-            turn = None
+            if gen.first_frame_at is not None:
+                # The turn's latency is reported once, at the reply's first audio: a step that
+                # only called tools leaves it to the step that speaks their result.
+                turn = None
             if not executions or gen.failed:
                 return
             new_agents = [e.new_agent for e in executions if e.new_agent is not None]
