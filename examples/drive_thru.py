@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import attrs
-from offline import models, prewarm
+from offline import PREWARM_TIMEOUT, models, prewarm
 
 from tvoice import (
     Agent,
@@ -421,5 +421,9 @@ async def entrypoint(ctx: JobContext) -> None:
         await session.wait_closed()
 
 
+options = WorkerOptions(
+    entrypoint_fnc=entrypoint, prewarm_fnc=prewarm, initialize_process_timeout=PREWARM_TIMEOUT
+)
+
 if __name__ == "__main__":
-    run_app(WorkerOptions(entrypoint_fnc=entrypoint, prewarm_fnc=prewarm))
+    run_app(options)

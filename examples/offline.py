@@ -13,6 +13,10 @@ from typing import Any
 
 from tvoice import JobProcess
 
+PREWARM_TIMEOUT = 120.0
+"""How long a job process may take to prewarm: the first one on a machine starts the models
+server and waits for its models to load (seconds, more on a small busy machine)."""
+
 
 def prewarm(proc: JobProcess) -> None:
     """Load the models once per process, before any call (shows progress in the console)."""

@@ -15,7 +15,7 @@ import re
 from typing import Annotated, Literal
 
 import attrs
-from offline import models, prewarm
+from offline import PREWARM_TIMEOUT, models, prewarm
 
 from tvoice import (
     Agent,
@@ -370,5 +370,9 @@ async def entrypoint(ctx: JobContext) -> None:
         await session.wait_closed()
 
 
+options = WorkerOptions(
+    entrypoint_fnc=entrypoint, prewarm_fnc=prewarm, initialize_process_timeout=PREWARM_TIMEOUT
+)
+
 if __name__ == "__main__":
-    run_app(WorkerOptions(entrypoint_fnc=entrypoint, prewarm_fnc=prewarm))
+    run_app(options)
