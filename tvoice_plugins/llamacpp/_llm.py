@@ -253,6 +253,8 @@ class LLM(BaseLLM):
             request["logit_bias"] = [[facts.turn_start, False]]
         if json_schema is not None:
             request["json_schema"] = json_schema
+        if facts.slots > 1:
+            request["id_slot"] = 0  # where the chat's prefix is cached
         return request
 
 
@@ -341,6 +343,8 @@ class _Stream(LLMStream):
             "grammar": routing_grammar(self.tools),
             "cache_prompt": True,
         }
+        if facts.slots > 1:
+            request["id_slot"] = 1  # its own slot: the chat's cached prefix stays in slot 0
         pieces = stream_completion(client, request, usage)
         async with contextlib.aclosing(pieces):
             name = "".join([piece async for piece in pieces]).strip()

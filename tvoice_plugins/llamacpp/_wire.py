@@ -2,7 +2,7 @@
 
 ::
 
-    GET  /props        -> {"default_generation_settings": {"n_ctx": ...}, ...}
+    GET  /props        -> {"default_generation_settings": {"n_ctx": ...}, "total_slots", ...}
     POST /tokenize     {"content", "add_special", "parse_special"} -> {"tokens": [...]}
     POST /completion   {"prompt": [token ids], "stream": true, "n_predict", "temperature",
                         "top_p", "repeat_penalty", "seed", "json_schema", "logit_bias", ...}
@@ -40,10 +40,12 @@ TURN_START = "<|im_start|>"
 @attrs.frozen
 class ServerFacts:
     """What the llamacpp plugin needs to know of a server: its context window, and the token
-    that opens a ChatML turn (None when the model has no such single token)."""
+    that opens a ChatML turn (None when the model has no such single token), and how many
+    slots it serves requests in (each with ``n_ctx``)."""
 
     n_ctx: int
     turn_start: int | None
+    slots: int = 1
 
 
 @attrs.define
@@ -63,7 +65,12 @@ async def server_facts(client: httpx.AsyncClient) -> ServerFacts:
     if not isinstance(n_ctx, int) or n_ctx <= 0:
         raise APIConnectionError(f"llama.cpp server: /props has no context size ({n_ctx!r})")
     opener = await tokenize(client, TURN_START, special=True)
-    return ServerFacts(n_ctx=n_ctx, turn_start=opener[0] if len(opener) == 1 else None)
+    slots = props.get("total_slots")
+    return ServerFacts(
+        n_ctx=n_ctx,
+        turn_start=opener[0] if len(opener) == 1 else None,
+        slots=slots if isinstance(slots, int) and slots > 0 else 1,
+    )
 
 
 async def tokenize(client: httpx.AsyncClient, text: str, *, special: bool) -> list[int]:
