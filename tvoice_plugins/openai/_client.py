@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import trio
@@ -196,3 +196,33 @@ def client_for(
         headers=headers,
         http_client=http_client,
     )
+
+
+class OwnsClient:
+    """What every OpenAI model shares: its model name, the :class:`Client` it owns and closes,
+    and how it shows itself (the URL, never the key)."""
+
+    _kind: ClassVar[str]  # "LLM", "STT", "TTS"
+    _model: str
+    _client: Client
+
+    def __repr__(self) -> str:
+        return f"openai.{self._kind}(model={self._model!r}, base_url={self._client.base_url!r})"
+
+    @property
+    def label(self) -> str:
+        return f"openai.{self._kind}({self._client.provider})"
+
+    @property
+    def model(self) -> str:
+        """The provider's model name."""
+        return self._model
+
+    @property
+    def client(self) -> Client:
+        """The HTTP client this model owns."""
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and its connections."""
+        await self._client.aclose()

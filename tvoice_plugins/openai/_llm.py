@@ -11,9 +11,9 @@ from tvoice import APIConnectOptions
 from tvoice import llm as llm_
 from tvoice.llm import ChatChunk, ChatContext, ChoiceDelta, Tool, ToolChoice
 
-from ._client import DEFAULT_TIMEOUT, Client, client_for
+from ._client import DEFAULT_TIMEOUT, OwnsClient, client_for
 from ._errors import bad_chunk, cut_stream
-from ._presets import OPENAI, PRESETS, Preset
+from ._presets import OPENAI, Preset, preset_named
 from ._wire import DONE, SseDecoder, ToolCallAssembler, chat_request, parse_chat_chunk
 
 __all__ = ["LLM"]
@@ -21,7 +21,7 @@ __all__ = ["LLM"]
 _DEFAULT_OPTIONS = APIConnectOptions()
 
 
-class LLM(llm_.LLM):
+class LLM(OwnsClient, llm_.LLM):
     """A chat model behind the OpenAI Chat Completions API, streamed token by token.
 
     ``model``: the provider's model name. ``api_key``: by default ``OPENAI_API_KEY`` (never
@@ -40,6 +40,8 @@ class LLM(llm_.LLM):
     (their arguments stream in pieces); the usage chunk comes last. Leaving the stream closes
     the HTTP response at once.
     """
+
+    _kind = "LLM"
 
     def __init__(
         self,
@@ -88,11 +90,7 @@ class LLM(llm_.LLM):
     @classmethod
     def with_preset(cls, name: str, *, model: str, **options: Any) -> LLM:
         """An LLM on the provider ``name`` of :data:`PRESETS` (its URL, its key variable)."""
-        try:
-            preset = PRESETS[name]
-        except KeyError:
-            raise ValueError(f"no preset {name!r}; presets: {sorted(PRESETS)}") from None
-        return cls(model=model, _preset=preset, **options)
+        return cls(model=model, _preset=preset_named(name), **options)
 
     @classmethod
     def with_groq(cls, *, model: str = "llama-3.3-70b-versatile", **options: Any) -> LLM:
@@ -153,22 +151,6 @@ class LLM(llm_.LLM):
         """A llama.cpp server (``http://localhost:8080/v1``; ``LLAMA_API_KEY`` if set)."""
         return cls.with_preset("llamacpp", model=model, **options)
 
-    def __repr__(self) -> str:
-        return f"openai.LLM(model={self._model!r}, base_url={self._client.base_url!r})"
-
-    @property
-    def label(self) -> str:
-        return f"openai.LLM({self._client.provider})"
-
-    @property
-    def model(self) -> str:
-        return self._model
-
-    @property
-    def client(self) -> Client:
-        """The HTTP client this LLM owns."""
-        return self._client
-
     def chat(
         self,
         *,
@@ -195,10 +177,6 @@ class LLM(llm_.LLM):
             tool_choice=tool_choice,
             conn_options=conn_options,
         )
-
-    async def aclose(self) -> None:
-        """Close the HTTP client and its connections."""
-        await self._client.aclose()
 
 
 class LLMStream(llm_.LLMStream):

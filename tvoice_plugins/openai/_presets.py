@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["OPENAI", "PRESETS", "Preset"]
+__all__ = ["OPENAI", "PRESETS", "Preset", "preset_named"]
 
 
 @attrs.frozen
@@ -41,3 +41,11 @@ PRESETS = {
     )
 }
 """Every preset by name; ``LLM.with_<name>(...)`` uses them."""
+
+
+def preset_named(name: str) -> Preset:
+    """The preset ``name``; ValueError naming the presets there are."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"no preset {name!r}; presets: {sorted(PRESETS)}") from None

@@ -12,15 +12,15 @@ from tvoice import APIConnectOptions
 from tvoice import stt as stt_
 from tvoice.audio import AudioFrame, wav_bytes
 
-from ._client import DEFAULT_TIMEOUT, Client, client_for
+from ._client import DEFAULT_TIMEOUT, OwnsClient, client_for
 from ._errors import bad_chunk, cut_stream
-from ._presets import OPENAI, PRESETS, Preset
+from ._presets import OPENAI, Preset, preset_named
 from ._wire import SseDecoder, parse_transcription, parse_transcription_event, transcription_form
 
 __all__ = ["STT"]
 
 
-class STT(stt_.STT):
+class STT(OwnsClient, stt_.STT):
     """Speech-to-text behind the OpenAI ``/audio/transcriptions`` API: a batch STT, streamed
     with ``stt.StreamAdapter(stt=..., vad=...)`` (each utterance the VAD finds is one request).
 
@@ -34,6 +34,8 @@ class STT(stt_.STT):
 
     The audio is sent as a 16-bit WAV file in the multipart field ``file``.
     """
+
+    _kind = "STT"
 
     def __init__(
         self,
@@ -68,33 +70,12 @@ class STT(stt_.STT):
     @classmethod
     def with_preset(cls, name: str, *, model: str, **options: Any) -> STT:
         """An STT on the provider ``name`` of ``PRESETS`` that serves transcriptions."""
-        try:
-            preset = PRESETS[name]
-        except KeyError:
-            raise ValueError(f"no preset {name!r}; presets: {sorted(PRESETS)}") from None
-        return cls(model=model, _preset=preset, **options)
+        return cls(model=model, _preset=preset_named(name), **options)
 
     @classmethod
     def with_groq(cls, *, model: str = "whisper-large-v3-turbo", **options: Any) -> STT:
         """Groq's Whisper (``GROQ_API_KEY``)."""
         return cls.with_preset("groq", model=model, **options)
-
-    def __repr__(self) -> str:
-        return f"openai.STT(model={self._model!r}, base_url={self._client.base_url!r})"
-
-    @property
-    def label(self) -> str:
-        return f"openai.STT({self._client.provider})"
-
-    @property
-    def model(self) -> str:
-        """The provider's model name."""
-        return self._model
-
-    @property
-    def client(self) -> Client:
-        """The HTTP client this STT owns."""
-        return self._client
 
     async def _recognize_impl(
         self, frame: AudioFrame, *, language: str | None, conn_options: APIConnectOptions
@@ -146,10 +127,6 @@ class STT(stt_.STT):
             if kind == "done":
                 return text
         raise cut_stream(provider)
-
-    async def aclose(self) -> None:
-        """Close the HTTP client and its connections."""
-        await self._client.aclose()
 
 
 def _final(request_id: str, text: str, language: str | None) -> stt_.SpeechEvent:

@@ -12,8 +12,8 @@ from tvoice import tts as tts_
 from tvoice.audio import AudioFrame
 from tvoice.tokenize import SentenceTokenizer
 
-from ._client import DEFAULT_TIMEOUT, Client, client_for
-from ._presets import OPENAI, PRESETS, Preset
+from ._client import DEFAULT_TIMEOUT, OwnsClient, client_for
+from ._presets import OPENAI, Preset, preset_named
 from ._wire import PCM_SAMPLE_RATE, PcmDecoder, speech_request
 
 __all__ = ["TTS", "ChunkedStream"]
@@ -23,7 +23,7 @@ _DEFAULT_OPTIONS = APIConnectOptions()
 _MAX_FRAME = 0.1
 
 
-class TTS(tts_.TTS):
+class TTS(OwnsClient, tts_.TTS):
     """Text-to-speech behind the OpenAI ``/audio/speech`` API: 24 kHz, 16-bit mono.
 
     ``model``, ``voice``; ``instructions`` (how to speak; ``gpt-4o-mini-tts`` and later) and
@@ -35,6 +35,8 @@ class TTS(tts_.TTS):
     soon as it is complete (a :class:`tvoice.tts.StreamAdapter` over this TTS, with
     ``sentence_tokenizer``).
     """
+
+    _kind = "TTS"
 
     def __init__(
         self,
@@ -77,11 +79,7 @@ class TTS(tts_.TTS):
     @classmethod
     def with_preset(cls, name: str, *, model: str, voice: str, **options: Any) -> TTS:
         """A TTS on the provider ``name`` of ``PRESETS`` that serves ``/audio/speech``."""
-        try:
-            preset = PRESETS[name]
-        except KeyError:
-            raise ValueError(f"no preset {name!r}; presets: {sorted(PRESETS)}") from None
-        return cls(model=model, voice=voice, _preset=preset, **options)
+        return cls(model=model, voice=voice, _preset=preset_named(name), **options)
 
     def __repr__(self) -> str:
         return (
@@ -90,23 +88,9 @@ class TTS(tts_.TTS):
         )
 
     @property
-    def label(self) -> str:
-        return f"openai.TTS({self._client.provider})"
-
-    @property
-    def model(self) -> str:
-        """The provider's model name."""
-        return self._model
-
-    @property
     def voice(self) -> str:
         """The voice spoken in."""
         return self._voice
-
-    @property
-    def client(self) -> Client:
-        """The HTTP client this TTS owns."""
-        return self._client
 
     def synthesize(
         self, text: str, *, conn_options: APIConnectOptions = _DEFAULT_OPTIONS
@@ -124,10 +108,6 @@ class TTS(tts_.TTS):
         self, *, conn_options: APIConnectOptions = _DEFAULT_OPTIONS
     ) -> tts_.SynthesizeStream:
         return self._adapter.stream(conn_options=conn_options)
-
-    async def aclose(self) -> None:
-        """Close the HTTP client and its connections."""
-        await self._client.aclose()
 
 
 class ChunkedStream(tts_.ChunkedStream):
