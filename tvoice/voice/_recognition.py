@@ -62,6 +62,11 @@ class AudioRecognition:
     seconds after the user stopped speaking (counted from the end of speech, not from when the
     VAD noticed), once a final transcript exists; speech that resumes in the meantime cancels
     the commit and the turn goes on.
+
+    Events of one instant (on a virtual clock they share it) are decided by rules, not by the
+    order trio runs their tasks in: speech or words that come at the instant the turn is due
+    begin the next turn, and the STT's verdict on a speech the VAD closed commits the turn even
+    when new speech begins at that instant.
     """
 
     def __init__(
