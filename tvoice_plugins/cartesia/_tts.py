@@ -1,0 +1,401 @@
+"""``cartesia.TTS``: Sonic over Cartesia's TTS WebSocket, a context per reply."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import trio
+
+from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
+from tvoice import tts as tts_
+from tvoice.audio import AudioFrame
+
+from ._errors import closed_error, malformed, message_error, missing_api_key, rejected_error
+from ._wire import (
+    Chunk,
+    Done,
+    Error,
+    MalformedMessage,
+    Message,
+    Timestamps,
+    cancel_request,
+    generation_request,
+    parse_message,
+    websocket_url,
+)
+from ._ws import Closed, Connection, Rejected
+
+__all__ = ["TTS", "ChunkedStream", "SynthesizeStream"]
+
+DEFAULT_BASE_URL = "wss://api.cartesia.ai"
+API_VERSION = "2025-04-16"
+# A stock English voice from Cartesia's library ("Katie"), the one LiveKit's plugin uses.
+DEFAULT_VOICE = "f786b574-daa5-4673-aa0c-cbe3e8534c02"
+_DEFAULT_OPTIONS = APIConnectOptions()
+# How long an interrupted reply may take to tell the server to stop its context.
+_CANCEL_TIMEOUT = 0.5
+# Idle connections kept for the next replies (more are opened when replies overlap).
+_MAX_IDLE = 2
+
+Emit = Callable[[AudioFrame, str], Awaitable[None]]
+
+
+class TTS(tts_.TTS):
+    """Cartesia's streaming text-to-speech (``sonic-2`` by default), 16-bit mono PCM.
+
+    ``voice``: a voice id; ``language``; ``sample_rate`` of the audio asked for;
+    ``extra``: more fields for every generation request (``speed``, ``max_buffer_delay_ms``,
+    ``generation_config``...). ``api_key`` (else ``CARTESIA_API_KEY``), sent in the
+    ``X-API-Key`` header, never in the URL; ``api_version`` (``Cartesia-Version``);
+    ``base_url`` (``wss://`` or ``https://``; ``/tts/websocket`` is added);
+    ``connect_timeout``.
+
+    The TTS keeps its WebSocket between replies: each reply takes it (or opens one when
+    another reply holds it), speaks in a context of its own and gives it back; ``prewarm()``
+    opens it ahead of the first reply and ``aclose()`` closes it. Text pushed to
+    ``stream()`` goes out as it comes (``continue: true``); ``flush()`` and the end of input
+    end the context. Leaving a stream early cancels its context on the wire, and audio still
+    arriving for it is dropped. Word timestamps are given as ``delta_text``.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "sonic-2",
+        voice: str = DEFAULT_VOICE,
+        language: str = "en",
+        sample_rate: int = 24000,
+        extra: Mapping[str, Any] | None = None,
+        api_key: str | None = None,
+        api_version: str = API_VERSION,
+        base_url: str = DEFAULT_BASE_URL,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not voice:
+            raise ValueError("voice must not be empty")
+        if sample_rate <= 0 or connect_timeout <= 0:
+            raise ValueError("sample_rate and connect_timeout must be > 0")
+        super().__init__(
+            sample_rate=sample_rate,
+            num_channels=1,
+            capabilities=tts_.TTSCapabilities(streaming=True),
+        )
+        key = api_key if api_key is not None else os.environ.get("CARTESIA_API_KEY")
+        if not key:
+            raise missing_api_key()
+        self._api_key = key
+        self._api_version = api_version
+        self._url = websocket_url(base_url)
+        self._model = model
+        self._voice = voice
+        self._language = language
+        self._extra = dict(extra or {})
+        self._connect_timeout = connect_timeout
+        self._idle: list[Connection] = []
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"cartesia.TTS(model={self._model!r}, voice={self._voice!r}, url={self._url!r})"
+
+    @property
+    def label(self) -> str:
+        return "cartesia.TTS"
+
+    @property
+    def model(self) -> str:
+        """The Sonic model."""
+        return self._model
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL (it holds no secret)."""
+        return self._url
+
+    def request(self, context_id: str, transcript: str, *, more: bool) -> str:
+        """The generation request for a piece of a context's text."""
+        return generation_request(
+            context_id=context_id,
+            transcript=transcript,
+            more=more,
+            model=self._model,
+            voice=self._voice,
+            language=self._language,
+            sample_rate=self.sample_rate,
+            extra=self._extra,
+        )
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = _DEFAULT_OPTIONS
+    ) -> ChunkedStream:
+        return ChunkedStream(self, text, conn_options=conn_options)
+
+    def stream(self, *, conn_options: APIConnectOptions = _DEFAULT_OPTIONS) -> SynthesizeStream:
+        return SynthesizeStream(self, conn_options=conn_options)
+
+    async def prewarm(self) -> None:
+        """Open the connection now, so that the first reply does not wait for it."""
+        if not self._idle:
+            self._idle.append(await self._open())
+
+    async def aclose(self) -> None:
+        """Close the kept connections; those in use close when their reply ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.aclose()
+
+    async def _open(self) -> Connection:
+        headers = [("X-API-Key", self._api_key), ("Cartesia-Version", self._api_version)]
+        try:
+            with trio.fail_after(self._connect_timeout):
+                return await Connection.open(self._url, headers)
+        except trio.TooSlowError:
+            raise APITimeoutError(
+                f"cartesia: no connection within {self._connect_timeout} s"
+            ) from None
+        except Rejected as e:
+            raise rejected_error(e, api_key=self._api_key) from None
+        except Closed as e:
+            raise closed_error(e, api_key=self._api_key) from None
+        except OSError as e:
+            raise APIConnectionError(f"cartesia: could not connect ({type(e).__name__})") from None
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """A connection for one reply: a kept one, or a new one; kept again afterwards
+        unless it failed (any error but a cancellation discards it)."""
+        connection = None
+        while self._idle and connection is None:
+            candidate = self._idle.pop()
+            if not candidate.closed:
+                connection = candidate
+        if connection is None:
+            connection = await self._open()
+        healthy = False
+        try:
+            yield connection
+            healthy = True
+        except BaseException as e:
+            # An interrupted reply leaves the connection usable (its contexts were cancelled).
+            healthy = _only_cancelled(e)
+            raise
+        finally:
+            keep = healthy and not connection.closed and not self._closed
+            if keep and len(self._idle) < _MAX_IDLE:
+                self._idle.append(connection)
+                connection = None
+            if connection is not None:
+                await connection.aclose()
+
+    def failure(self, error: Exception) -> Exception:
+        """The tvoice error for what a reply met on the wire (the key scrubbed from it)."""
+        if isinstance(error, Closed):
+            return closed_error(error, api_key=self._api_key)
+        if isinstance(error, MalformedMessage):
+            return malformed(str(error))
+        if isinstance(error, _ServerError):
+            m = error.message
+            return message_error(m.status_code, m.message, m.body, api_key=self._api_key)
+        return error
+
+
+def _only_cancelled(error: BaseException) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        return all(_only_cancelled(e) for e in error.exceptions)
+    return isinstance(error, trio.Cancelled)
+
+
+class _ServerError(Exception):
+    def __init__(self, message: Error) -> None:
+        super().__init__(message.message)
+        self.message = message
+
+
+class _Inbox:
+    """Messages of one connection routed by context: a reply's contexts are read in order;
+    later ones are held until their turn, and other contexts' (cancelled replies') dropped."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self.mine: set[str] = set()
+        self._held: dict[str, deque[Message]] = {}
+
+    async def next(self, context_id: str) -> Message:
+        held = self._held.get(context_id)
+        if held:
+            return held.popleft()
+        while True:
+            message = parse_message(await self._connection.receive())
+            if message.context_id == context_id:
+                return message
+            if isinstance(message, Error) and not message.context_id:
+                return message  # about the connection, not a context
+            if message.context_id in self.mine:
+                self._held.setdefault(message.context_id, deque()).append(message)
+
+    def finished(self, context_id: str) -> None:
+        self.mine.discard(context_id)
+        self._held.pop(context_id, None)
+
+
+async def _play(inbox: _Inbox, context_id: str, sample_rate: int, emit: Emit) -> None:
+    """Emit a context's audio until its ``done``; each frame carries the words whose
+    timestamps start within it (words told late go with the next frame)."""
+    words: deque[tuple[str, float, float]] = deque()
+    position = 0.0
+    odd = b""
+    while True:
+        message = await inbox.next(context_id)
+        if isinstance(message, Chunk):
+            data, odd = odd + message.audio, b""
+            if len(data) % 2:
+                data, odd = data[:-1], data[-1:]
+            samples = np.frombuffer(data, "<i2").astype(np.int16).reshape(-1, 1)
+            frame = AudioFrame(samples, sample_rate)
+            position += frame.duration
+            await emit(frame, _due(words, position))
+        elif isinstance(message, Timestamps):
+            words.extend(message.words)
+        elif isinstance(message, Done):
+            if words:
+                await emit(
+                    AudioFrame(np.zeros((0, 1), np.int16), sample_rate), _due(words, math.inf)
+                )
+            inbox.finished(context_id)
+            return
+        elif isinstance(message, Error):
+            raise _ServerError(message)
+
+
+def _due(words: deque[tuple[str, float, float]], until: float) -> str:
+    said = []
+    while words and words[0][1] < until:
+        said.append(words.popleft()[0])
+    return " ".join(said) + (" " if said else "")
+
+
+async def _cancel(connection: Connection, contexts: set[str]) -> None:
+    """Tell the server to stop ``contexts`` (an interrupted reply), briefly, even while
+    the reply is being cancelled."""
+    if not contexts or connection.closed:
+        return
+    with trio.CancelScope(shield=True) as scope:
+        scope.deadline = trio.current_time() + _CANCEL_TIMEOUT
+        for context_id in sorted(contexts):
+            try:
+                await connection.send_text(cancel_request(context_id))
+            except Closed:
+                return
+
+
+class ChunkedStream(tts_.ChunkedStream):
+    """The audio of one ``synthesize`` call: one context, its whole text in one request."""
+
+    def __init__(self, tts: TTS, text: str, *, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts, text, conn_options=conn_options)
+        self._cartesia = tts
+
+    async def _emit_timed(self, frame: AudioFrame, text: str) -> None:
+        self._audio_duration += frame.duration
+        await self._emit(
+            tts_.SynthesizedAudio(frame=frame, request_id=self.request_id, delta_text=text)
+        )
+
+    async def _run(self) -> None:
+        if not self.input_text.strip():
+            return
+        tts = self._cartesia
+        async with tts.connection() as connection:
+            inbox = _Inbox(connection)
+            context_id = uuid.uuid4().hex
+            inbox.mine.add(context_id)
+            try:
+                await connection.send_text(tts.request(context_id, self.input_text, more=False))
+                await _play(inbox, context_id, tts.sample_rate, self._emit_timed)
+            except (Closed, MalformedMessage, _ServerError) as e:
+                raise tts.failure(e) from None
+            finally:
+                await _cancel(connection, inbox.mine)
+
+
+class SynthesizeStream(tts_.SynthesizeStream):
+    """Text in as it is written, audio out: a context per segment (up to each ``flush()``),
+    its text sent piece by piece with ``continue: true`` and ended with ``continue: false``.
+    """
+
+    def __init__(self, tts: TTS, *, conn_options: APIConnectOptions) -> None:
+        super().__init__(tts, conn_options=conn_options)
+        self._cartesia = tts
+        self._segment = ""
+
+    async def _emit_timed(self, frame: AudioFrame, text: str) -> None:
+        self._audio_duration += frame.duration
+        await self._emit(
+            tts_.SynthesizedAudio(
+                frame=frame, request_id=self.request_id, segment_id=self._segment, delta_text=text
+            )
+        )
+
+    async def _run(self) -> None:
+        tts = self._cartesia
+        async with tts.connection() as connection:
+            inbox = _Inbox(connection)
+            segments_send, segments_recv = trio.open_memory_channel[str | None](64)
+            failure: Exception | None = None
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._send_text, connection, inbox, segments_send)
+                    try:
+                        await self._play_segments(inbox, segments_recv)
+                    except (Closed, MalformedMessage, _ServerError) as e:
+                        failure = tts.failure(e)
+                    except Exception as e:
+                        failure = e
+                    nursery.cancel_scope.cancel()
+            finally:
+                await _cancel(connection, inbox.mine)
+            if failure is not None:
+                raise failure
+
+    async def _send_text(
+        self,
+        connection: Connection,
+        inbox: _Inbox,
+        segments: trio.MemorySendChannel[str | None],
+    ) -> None:
+        tts = self._cartesia
+        context: str | None = None
+        async with segments:
+            try:
+                async for item in self._input:
+                    if isinstance(item, str):
+                        if context is None:
+                            context = uuid.uuid4().hex
+                            inbox.mine.add(context)
+                            await segments.send(context)
+                        await connection.send_text(tts.request(context, item, more=True))
+                    elif context is None:
+                        await segments.send(None)  # an empty segment
+                    else:
+                        await connection.send_text(tts.request(context, "", more=False))
+                        context = None
+                if context is not None:
+                    await connection.send_text(tts.request(context, "", more=False))
+            except Closed:
+                pass  # the reading side reports why
+
+    async def _play_segments(
+        self, inbox: _Inbox, segments: trio.MemoryReceiveChannel[str | None]
+    ) -> None:
+        async for context in segments:
+            self._segment = context or ""
+            if context is not None:
+                await _play(inbox, context, self._cartesia.sample_rate, self._emit_timed)
+            await self._end_segment(self._segment)
