@@ -44,6 +44,7 @@ class FakeCartesia:
         self.pace = 0.0
         self.mode = "normal"  # or "drop", "malformed", "error"
         self.late_chunk = False  # one chunk already in flight when a context is cancelled
+        self.close_when_done = False  # close the connection (1000) after the next ``done``
         self.contexts: list[str] = []
         self.t0 = 0.0
         self.closed = trio.Event()  # a client closed its connection
@@ -197,6 +198,10 @@ class FakeCartesia:
                     {"type": "done", "done": True, "status_code": 206, "context_id": context},
                     {"type": "done", "context_id": context[:8]},
                 )
+                if self.close_when_done:
+                    self.close_when_done = False
+                    await ws.aclose(1000)
+                    return
 
 
 @pytest.fixture
@@ -318,6 +323,23 @@ async def test_interruption_cancels_the_context_on_the_wire(server, autojump_clo
         if e.get("server", {}).get("context_id") == old[:8] and "level" in e["server"]
     ]
     assert max(old_chunks) <= interrupted_at
+    await tts.aclose()
+
+
+async def test_a_kept_connection_closed_by_the_server_is_replaced(server):
+    server.close_when_done = True  # e.g. Cartesia's idle timeout, between two replies
+    tts = make_tts(server)
+    await synthesize(tts, "First.")
+    options = APIConnectOptions(max_retry=1, retry_interval=0.0, timeout=5.0)
+    with trio.fail_after(LIMIT):
+        async with tts.stream(conn_options=options) as stream:
+            await stream.push_text("Every ")
+            await stream.push_text("word counts.")
+            stream.end_input()
+            items = await stream.collect()
+    assert len(server.handshakes) == 2
+    said = "".join(i.delta_text for i in items)
+    assert said.split() == ["Every", "word", "counts."]  # the retry said it all again
     await tts.aclose()
 
 

@@ -334,6 +334,9 @@ class SynthesizeStream(tts_.SynthesizeStream):
         super().__init__(tts, conn_options=conn_options)
         self._cartesia = tts
         self._segment = ""
+        # Input taken by attempts that failed before any output: the next attempt says it
+        # again (a kept connection the server had closed fails only once it is used).
+        self._taken: list[object] = []
 
     async def _emit_timed(self, frame: AudioFrame, text: str) -> None:
         self._audio_duration += frame.duration
@@ -372,20 +375,28 @@ class SynthesizeStream(tts_.SynthesizeStream):
     ) -> None:
         tts = self._cartesia
         context: str | None = None
+
+        async def take(item: object) -> None:
+            nonlocal context
+            if isinstance(item, str):
+                if context is None:
+                    context = uuid.uuid4().hex
+                    inbox.mine.add(context)
+                    await segments.send(context)
+                await connection.send_text(tts.request(context, item, more=True))
+            elif context is None:
+                await segments.send(None)  # an empty segment
+            else:
+                await connection.send_text(tts.request(context, "", more=False))
+                context = None
+
         async with segments:
             try:
+                for item in list(self._taken):
+                    await take(item)
                 async for item in self._input:
-                    if isinstance(item, str):
-                        if context is None:
-                            context = uuid.uuid4().hex
-                            inbox.mine.add(context)
-                            await segments.send(context)
-                        await connection.send_text(tts.request(context, item, more=True))
-                    elif context is None:
-                        await segments.send(None)  # an empty segment
-                    else:
-                        await connection.send_text(tts.request(context, "", more=False))
-                        context = None
+                    self._taken.append(item)
+                    await take(item)
                 if context is not None:
                     await connection.send_text(tts.request(context, "", more=False))
             except Closed:
