@@ -10,6 +10,7 @@ streamed reply as this server saw it.
 """
 
 import base64
+import contextlib
 import json
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -108,7 +109,12 @@ class FakeCartesia:
         self.note("server", shown or message)
         await ws.send_message(json.dumps(message))
 
-    async def speak(self, ws, work, cancelled) -> None:
+    async def speak(self, ws, *args) -> None:
+        # The client may leave mid-reply (an error it found, or its close).
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            await self.generate(ws, *args)
+
+    async def generate(self, ws, work, cancelled) -> None:
         spoken: dict[str, float] = {}
         sent = 0
         async for context, words, more in work:
