@@ -43,9 +43,10 @@ class FakeCartesia:
         self.handshakes: list[dict] = []
         self.log: list[dict] = []
         self.pace = 0.0
-        self.mode = "normal"  # or "drop", "malformed", "error"
+        self.mode = "normal"  # or "drop", "malformed", "error", "ping"
         self.late_chunk = False  # one chunk already in flight when a context is cancelled
         self.close_when_done = False  # close the connection (1000) after the next ``done``
+        self.drop_after = 2  # words sent before a "drop"
         self.contexts: list[str] = []
         self.t0 = 0.0
         self.closed = trio.Event()  # a client closed its connection
@@ -124,11 +125,14 @@ class FakeCartesia:
                     await trio.sleep(self.pace)
                 if context in cancelled:
                     break
-                if self.mode == "drop" and sent == 2:
+                if self.mode == "drop" and sent == self.drop_after:
                     await ws._stream.aclose()  # trio-websocket has no public abort
                     return
                 if self.mode == "malformed" and sent == 1:
                     await ws.send_message("{not json")
+                if self.mode == "ping":
+                    await ws.ping()  # returns once the client answered
+                    self.note("server", {"ping": "answered"})
                 if self.mode == "error":
                     await self.send(
                         ws,
@@ -346,6 +350,27 @@ async def test_a_kept_connection_closed_by_the_server_is_replaced(server):
     assert len(server.handshakes) == 2
     said = "".join(i.delta_text for i in items)
     assert said.split() == ["Every", "word", "counts."]  # the retry said it all again
+    await tts.aclose()
+
+
+async def test_pings_are_answered_while_a_reply_is_read(server):
+    server.mode = "ping"
+    tts = make_tts(server)
+    items = await synthesize(tts, "Are you there?")
+    assert "".join(i.delta_text for i in items).split() == ["Are", "you", "there?"]
+    assert len([e for e in server.log if "ping" in e.get("server", {})]) == 3
+    await tts.aclose()
+
+
+async def test_replies_at_once_have_a_connection_each_then_share_them(server):
+    tts = make_tts(server)
+    async with trio.open_nursery() as nursery:
+        for text in ("First at once.", "Second at once."):
+            nursery.start_soon(synthesize, tts, text)
+    assert len(server.handshakes) == 2
+    for text in ("Then one.", "Then another."):
+        await synthesize(tts, text)
+    assert len(server.handshakes) == 2  # both were kept and reused
     await tts.aclose()
 
 
