@@ -122,6 +122,7 @@ class FakeDeepgram:
                 body=json.dumps(body).encode(),
             )
             return
+        vad_events = parse_qs(parts.query).get("vad_events") == ["true"]
         ws = await request.accept()
         self.t0 = trio.current_time()
         self.note("client", {"connect": request.path})
@@ -162,7 +163,8 @@ class FakeDeepgram:
                     continue
                 if not started and heard >= 0.1:
                     started = True
-                    await send({"type": "SpeechStarted", "channel": [0], "timestamp": 0.1})
+                    if vad_events:
+                        await send({"type": "SpeechStarted", "channel": [0], "timestamp": 0.1})
                 if not interim_sent and heard >= 0.5:
                     interim_sent = True
                     await send(results(WORDS[:3], start=0.1, is_final=False))
@@ -261,6 +263,33 @@ async def test_events_carry_interims_finals_and_word_timings(server):
     assert best.confidence == 0.97
     assert best.language == "en-US"
     assert final.request_id == "req-1"
+
+
+async def test_without_vad_events_speech_starts_with_the_first_words(server):
+    events = await transcribe(make_stt(server, vad_events=False), pieces(tone(1.0)))
+    assert server.requests[0]["query"]["vad_events"] == ["false"]
+    assert not [e for e in server.log if e.get("server", {}).get("type") == "SpeechStarted"]
+    assert [e.type for e in events][:2] == [
+        SpeechEventType.START_OF_SPEECH,
+        SpeechEventType.INTERIM_TRANSCRIPT,
+    ]
+
+
+async def test_each_flush_ends_an_utterance(server):
+    stt = make_stt(server)
+    with trio.fail_after(LIMIT):
+        async with stt.stream(conn_options=ONCE) as stream:
+            for _ in range(2):
+                for frame in pieces(tone(0.6)):
+                    await stream.push_frame(frame)
+                await stream.flush()
+            stream.end_input()
+            events = await stream.collect()
+    types = [e.type for e in events]
+    assert types.count(SpeechEventType.START_OF_SPEECH) == 2
+    assert types.count(SpeechEventType.END_OF_SPEECH) == 2
+    finals = [e for e in events if e.type == SpeechEventType.FINAL_TRANSCRIPT]
+    assert [f.text for f in finals] == [TRANSCRIPT, TRANSCRIPT]
 
 
 async def test_frames_at_another_rate_are_resampled(server):
