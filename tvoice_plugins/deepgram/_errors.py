@@ -19,13 +19,22 @@ by ``***`` first.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import trio_websocket
 
 from tvoice import APIConnectionError, APIError, APIStatusError
 
-__all__ = ["closed_error", "message_error", "missing_api_key", "rejected_error"]
+__all__ = [
+    "close_code_error",
+    "closed_error",
+    "handshake_error",
+    "malformed",
+    "message_error",
+    "missing_api_key",
+    "rejected_error",
+]
 
 _PROVIDER = "deepgram"
 
@@ -40,11 +49,18 @@ def missing_api_key() -> ValueError:
 
 
 def rejected_error(error: trio_websocket.ConnectionRejected, *, api_key: str) -> APIStatusError:
-    """The server answered the handshake with an error status."""
+    """The server answered trio-websocket's handshake with an error status."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in error.headers}
+    return handshake_error(error.status_code, headers, error.body or b"", api_key=api_key)
+
+
+def handshake_error(
+    status: int, headers: Mapping[str, str], raw_body: bytes, *, api_key: str
+) -> APIStatusError:
+    """The server answered the handshake with ``status`` (``headers`` with lower-case names)."""
     body: Any = None
     message = headers.get("dg-error", "")
-    raw = (error.body or b"")[:4096].decode("utf-8", "replace")
+    raw = raw_body[:4096].decode("utf-8", "replace")
     try:
         body = json.loads(raw)
     except ValueError:
@@ -52,15 +68,12 @@ def rejected_error(error: trio_websocket.ConnectionRejected, *, api_key: str) ->
     if isinstance(body, dict):
         body = {k: _scrub(v, api_key) if isinstance(v, str) else v for k, v in body.items()}
         message = str(body.get("err_msg") or body.get("message") or message)
-    message = _scrub(message or raw.strip() or f"status {error.status_code}", api_key)
+    message = _scrub(message or raw.strip() or f"status {status}", api_key)
     request_id = headers.get("dg-request-id") or (
         str(body["request_id"]) if isinstance(body, dict) and "request_id" in body else None
     )
     return APIStatusError(
-        f"{_PROVIDER}: {message}",
-        status_code=error.status_code,
-        request_id=request_id,
-        body=body,
+        f"{_PROVIDER}: {message}", status_code=status, request_id=request_id, body=body
     )
 
 
@@ -68,11 +81,16 @@ def closed_error(reason: trio_websocket.CloseReason | None, *, api_key: str) -> 
     """The server closed the stream before it was asked to (or with an error code)."""
     if reason is None:
         return APIConnectionError(f"{_PROVIDER}: the connection broke")
-    text = _scrub(reason.reason or "", api_key)
-    what = f"{_PROVIDER}: the stream closed ({reason.code}{' ' + text if text else ''})"
-    if reason.code in (1002, 1008) or text.startswith("DATA-"):
-        # The audio itself was refused: sending it again would be refused again.
-        return APIError(what, body={"code": reason.code, "reason": text}, retryable=False)
+    return close_code_error(reason.code, reason.reason or "", api_key=api_key)
+
+
+def close_code_error(code: int, reason: str, *, api_key: str) -> APIError:
+    """The connection ended with close ``code`` (1006: it just broke) and ``reason``."""
+    text = _scrub(reason, api_key)
+    what = f"{_PROVIDER}: the stream closed ({code}{' ' + text if text else ''})"
+    if code in (1002, 1008) or text.startswith("DATA-"):
+        # The audio or the request itself was refused: sending it again would be too.
+        return APIError(what, body={"code": code, "reason": text}, retryable=False)
     return APIConnectionError(what)
 
 

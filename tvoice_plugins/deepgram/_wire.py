@@ -22,6 +22,19 @@ docs/close-stream, docs/finalize, and the "DATA & NET errors" troubleshooting gu
   decoded), 1011 ``NET-0000`` / ``NET-0001`` (nothing sent or received in time). A refused
   handshake is an HTTP status (401 for a bad key) with a ``dg-error`` header and a JSON body
   ``{"err_code", "err_msg", "request_id"}``.
+
+Text to speech (``/v1/speak``; developers.deepgram.com docs/streaming-text-to-speech,
+docs/tts-ws-flush, docs/tts-ws-clear, reference/text-to-speech/speak-streaming):
+
+- ``wss://api.deepgram.com/v1/speak?model=aura-2-...&encoding=linear16&sample_rate=24000``,
+  the same ``Authorization: Token`` header. One audio stream per connection, no context ids.
+- The client sends JSON text frames: ``{"type": "Speak", "text"}``, ``{"type": "Flush"}``
+  (generate what is buffered; answered by ``{"type": "Flushed", "sequence_id"}`` after that
+  audio), ``{"type": "Clear"}`` (drop buffered text and audio; answered by
+  ``{"type": "Cleared", "sequence_id"}``), ``{"type": "Close"}``.
+- The server sends the audio as binary frames (raw linear16 here), ``{"type": "Metadata",
+  "request_id", "model_name", ...}`` first, ``{"type": "Warning", "description", "code"}``
+  and ``{"type": "Error", "description", ...}``.
 """
 
 from __future__ import annotations
@@ -36,18 +49,29 @@ import attrs
 from tvoice.stt import SpeechData
 
 __all__ = [
+    "CLEAR",
     "CLOSE_STREAM",
     "FINALIZE",
+    "FLUSH",
     "KEEP_ALIVE",
     "Message",
     "Results",
     "listen_url",
     "parse_message",
+    "speak",
+    "speak_url",
 ]
 
 KEEP_ALIVE = json.dumps({"type": "KeepAlive"})
 FINALIZE = json.dumps({"type": "Finalize"})
 CLOSE_STREAM = json.dumps({"type": "CloseStream"})
+FLUSH = json.dumps({"type": "Flush"})
+CLEAR = json.dumps({"type": "Clear"})
+
+
+def speak(text: str) -> str:
+    """A ``Speak`` message: text for the speech stream's buffer."""
+    return json.dumps({"type": "Speak", "text": text})
 
 
 def _flag(value: bool) -> str:
@@ -60,11 +84,20 @@ def listen_url(base_url: str, options: Mapping[str, Any]) -> str:
     ``base_url`` may be ``https://`` or ``wss://`` (``http`` maps to ``ws``). Booleans are
     written ``true``/``false``; a sequence repeats its parameter; None leaves it out.
     """
+    return _url(base_url, "/listen", options)
+
+
+def speak_url(base_url: str, options: Mapping[str, Any]) -> str:
+    """The ``/speak`` URL under ``base_url``, as :func:`listen_url` makes ``/listen``'s."""
+    return _url(base_url, "/speak", options)
+
+
+def _url(base_url: str, endpoint: str, options: Mapping[str, Any]) -> str:
     parts = urlsplit(base_url.rstrip("/"))
     scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
     if scheme not in ("ws", "wss"):
         raise ValueError(f"base_url must be a ws(s):// or http(s):// URL, got {base_url!r}")
-    path = parts.path if parts.path.endswith("/listen") else parts.path + "/listen"
+    path = parts.path if parts.path.endswith(endpoint) else parts.path + endpoint
     query: list[tuple[str, str]] = []
     for name, value in options.items():
         if value is None:
