@@ -17,7 +17,13 @@ import pytest
 import trio
 import trio_websocket
 
-from tvoice import APIConnectionError, APIConnectOptions, APIError, APIStatusError
+from tvoice import (
+    APIConnectionError,
+    APIConnectOptions,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+)
 from tvoice.audio import AudioFrame
 from tvoice.stt import SpeechEventType
 from tvoice.testing import check_stt
@@ -83,7 +89,7 @@ class FakeDeepgram:
         self.port = 0
         self.log: list[dict] = []
         self.requests: list[dict] = []
-        self.mode = "normal"  # or "drop", "malformed", "error", "bad_audio"
+        self.mode = "normal"  # or "drop", "malformed", "error", "bad_audio", "no_close"
         self.drop_after = 0.3  # seconds of audio heard before a "drop"
 
     @property
@@ -177,6 +183,8 @@ class FakeDeepgram:
                 )
                 await send({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": 1.55})
                 started = interim_sent = False
+            elif message["type"] == "CloseStream" and self.mode == "no_close":
+                continue  # a server that never finishes
             elif message["type"] == "CloseStream":
                 await send(
                     {
@@ -332,6 +340,21 @@ async def test_keepalive_while_silent(server, autojump_clock):
     assert keepalives == [4.0, 8.0, 12.0]
     finalize = [e["at"] for e in server.log if e.get("client", {}).get("type") == "Finalize"]
     assert finalize == [15.0]
+
+
+async def test_a_server_that_never_ends_the_stream_times_out(server, autojump_clock):
+    server.mode = "no_close"
+    stt = make_stt(server)
+    with pytest.raises(APITimeoutError):
+        async with stt.stream(conn_options=ONCE) as stream:
+            for frame in pieces(tone(0.5)):
+                await stream.push_frame(frame)
+            stream.end_input()
+            start = trio.current_time()
+            try:
+                await stream.collect()
+            finally:
+                assert trio.current_time() - start == ONCE.timeout
 
 
 async def test_bad_key_is_a_clear_non_retryable_error(server):

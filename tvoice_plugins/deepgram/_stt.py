@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -274,10 +275,15 @@ class SpeechStream(stt_.RecognizeStream):
         self._sent_before = 0.0
         self._sent = 0.0
         self._request_id = ""
+        # Bounds the wait for the server's last results once CloseStream is sent: the
+        # deadline, and the scope of the receive under way (moved when the deadline is set).
+        self._close_deadline = math.inf
+        self._reading = trio.CancelScope()
 
     async def _run(self) -> None:
         self._sent_before += self._sent
         self._sent = 0.0
+        self._close_deadline = math.inf
         async with self._dg.connect(self._dg.url(language=self._language_tag)) as ws:
             # The error is raised once the sender is gone, so it leaves as itself, not
             # inside an ExceptionGroup.
@@ -315,6 +321,8 @@ class SpeechStream(stt_.RecognizeStream):
             await ws.send_message(FINALIZE)
             closing.set()
             await ws.send_message(CLOSE_STREAM)
+            self._close_deadline = trio.current_time() + self.conn_options.timeout
+            self._reading.deadline = self._close_deadline
         except trio_websocket.ConnectionClosed:
             pass  # the receiving side reports why
 
@@ -352,11 +360,17 @@ class SpeechStream(stt_.RecognizeStream):
     async def _receive(self, ws: trio_websocket.WebSocketConnection, closing: trio.Event) -> None:
         while True:
             try:
-                raw = await ws.get_message()
+                with trio.CancelScope(deadline=self._close_deadline) as self._reading:
+                    raw = await ws.get_message()
             except trio_websocket.ConnectionClosed as e:
                 if closing.is_set() and e.reason is not None and e.reason.code == 1000:
                     break
                 raise self._dg.close_error(e.reason) from None
+            if self._reading.cancelled_caught:
+                raise APITimeoutError(
+                    f"deepgram: the stream did not end {self.conn_options.timeout} s "
+                    "after CloseStream"
+                )
             try:
                 message = parse_message(raw, language=self._language_tag, offset=self._sent_before)
             except MalformedMessage as e:
