@@ -10,7 +10,7 @@ import trio
 import trio.testing
 from hypothesis import given
 
-from tests.voice.conftest import Assistant
+from tests.voice.conftest import Assistant, Recorder
 from tests.voice.test_properties import (
     Burst,
     Call,
@@ -197,3 +197,50 @@ def test_words_heard_as_a_speech_is_queued_interrupt_it_before_the_scheduler_run
         return handles[0].interrupted, tl.audio_output.playbacks
 
     assert {repr(run_in_order(seed, play)) for seed in range(ORDERS)} == {repr((True, []))}
+
+
+def test_noise_that_ends_as_it_would_interrupt_interrupts_in_every_order() -> None:
+    """The interruption timer (min_interruption_duration of voice) falls due at the instant the
+    VAD ends the noise: the speech is interrupted, whichever of the two tasks trio runs first."""
+
+    async def play():
+        tl = Timeline(frame_duration=0.1)
+        tl.user_speech(start=0.5, end=1.0, transcript="hello")
+        tl.user_speech(start=2.0, end=2.5, transcript="")  # noise: VAD 2.05-3.0
+        tl.llm(input="hello", content="Hi there.")
+        tl.tts(input="Hi there.", audio_duration=3.0)
+        options = {"resume_false_interruption": False, "min_interruption_duration": 0.95}
+        async with tl.session(**options) as session:
+            await session.start(Assistant())
+            await tl.wait_done()
+        return tl.audio_output.playbacks
+
+    outcomes = {repr(run_in_order(seed, play)) for seed in range(ORDERS)}
+    assert outcomes == {repr([Playback(started_at=2.0, position=1.0, interrupted=True)])}
+
+
+def test_voice_that_starts_as_a_false_interruption_ends_resumes_it_first_in_every_order() -> None:
+    """The false-interruption timer falls due at the instant the user makes noise again: the
+    paused speech resumes (and the event says so) before the new noise is heard over it,
+    whichever of the two tasks trio runs first."""
+
+    async def play():
+        tl = Timeline(frame_duration=0.1)
+        tl.user_speech(start=0.5, end=1.0, transcript="hello")
+        tl.user_speech(start=2.0, end=2.5, transcript="")  # paused 2.55, resumes at 3.0 + 2.0
+        tl.user_speech(start=4.95, end=5.2, transcript="")  # VAD from 5.0
+        tl.llm(input="hello", content="Hi there.")
+        tl.tts(input="Hi there.", audio_duration=6.0)
+        async with tl.session() as session:
+            rec = Recorder(session)
+            await session.start(Assistant())
+            await tl.wait_done()
+        resumed = [(e.resumed, e.created_at) for e in rec.of("agent_false_interruption")]
+        return resumed, tl.audio_output.paused_periods, tl.audio_output.playbacks
+
+    resumed, paused, _ = run_in_order(0, play)
+    assert resumed == [(True, 5.0), (True, 7.7)]
+    assert paused == [(2.55, 5.0), (5.5, 7.7)]  # the new noise pauses it again at 5.0 + 0.5
+    assert {repr(run_in_order(seed, play)) for seed in range(1, ORDERS)} == {
+        repr(run_in_order(0, play))
+    }

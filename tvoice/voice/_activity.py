@@ -78,6 +78,8 @@ class _Timer:
 
     def __init__(self) -> None:
         self._scope: trio.CancelScope | None = None
+        self._due = 0.0
+        self._callback: Callable[[], None] | None = None
 
     @property
     def pending(self) -> bool:
@@ -86,10 +88,12 @@ class _Timer:
     def start(self, nursery: trio.Nursery, delay: float, callback: Callable[[], None]) -> None:
         self.cancel()
         scope = self._scope = trio.CancelScope()
+        due = self._due = trio.current_time() + delay
+        self._callback = callback
 
         async def run() -> None:
             with scope:
-                await trio.sleep(delay)
+                await trio.sleep_until(due)
                 self._scope = None
                 callback()
 
@@ -99,6 +103,14 @@ class _Timer:
         if self._scope is not None:
             self._scope.cancel()
             self._scope = None
+
+    def cancel_unless_due(self) -> None:
+        """Cancel it, unless it is due at this very instant: then call it now (its task, woken
+        at this instant too, may not have run yet; what it does must not depend on that)."""
+        due_now = self._scope is not None and trio.current_time() >= self._due
+        self.cancel()
+        if due_now and self._callback is not None:
+            self._callback()
 
 
 class AgentActivity:
@@ -637,7 +649,7 @@ class AgentActivity:
 
         A preemptive reply goes on: speech that brings no new words leaves the turn as it was
         (and speech that begins at the instant the turn ends belongs to the next one)."""
-        self._false_interruption_timer.cancel()
+        self._false_interruption_timer.cancel_unless_due()
         self._user_speaking_since = trio.current_time()
         self._user_speaks_over(self._speech_now())
 
@@ -673,7 +685,7 @@ class AgentActivity:
     def on_end_of_speech(self, event: VADEvent | None) -> None:
         """The user stopped: if the speech was paused and no words came, resume it later."""
         self._user_speaking_since = None
-        self._interruption_timer.cancel()
+        self._interruption_timer.cancel_unless_due()
         if self._paused_speech is not None and self._nursery is not None:
             self._false_interruption_timer.start(
                 self._nursery,
