@@ -20,7 +20,7 @@ import pytest
 import trio
 import trio_websocket
 
-from tvoice import APIConnectionError, APIConnectOptions, APIStatusError
+from tvoice import APIConnectionError, APIConnectOptions, APIStatusError, APITimeoutError
 from tvoice.testing import check_tts
 from tvoice_plugins import cartesia
 
@@ -43,7 +43,7 @@ class FakeCartesia:
         self.handshakes: list[dict] = []
         self.log: list[dict] = []
         self.pace = 0.0
-        self.mode = "normal"  # or "drop", "malformed", "error", "ping"
+        self.mode = "normal"  # or "drop", "malformed", "error", "ping", "hang"
         self.late_chunk = False  # one chunk already in flight when a context is cancelled
         self.close_when_done = False  # close the connection (1000) after the next ``done``
         self.drop_after = 2  # words sent before a "drop"
@@ -103,6 +103,8 @@ class FakeCartesia:
                 }
                 if context not in self.contexts:
                     self.contexts.append(context)
+                if self.mode == "hang":
+                    continue
                 await work_send.send((context, message["transcript"].split(), message["continue"]))
             nursery.cancel_scope.cancel()
 
@@ -371,6 +373,20 @@ async def test_replies_at_once_have_a_connection_each_then_share_them(server):
     for text in ("Then one.", "Then another."):
         await synthesize(tts, text)
     assert len(server.handshakes) == 2  # both were kept and reused
+    await tts.aclose()
+
+
+async def test_a_server_that_never_answers_a_streamed_reply_times_out(server, autojump_clock):
+    server.mode = "hang"
+    tts = make_tts(server)
+    async with tts.stream(conn_options=ONCE) as stream:
+        await stream.push_text("Anyone there?")
+        await trio.sleep(30.0)  # text may take its time: no timeout while it is written
+        stream.end_input()
+        ended = trio.current_time()
+        with pytest.raises(APITimeoutError):
+            await stream.collect()
+        assert trio.current_time() - ended == ONCE.timeout
     await tts.aclose()
 
 

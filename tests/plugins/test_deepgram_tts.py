@@ -18,7 +18,13 @@ import pytest
 import trio
 import trio_websocket
 
-from tvoice import APIConnectionError, APIConnectOptions, APIError, APIStatusError
+from tvoice import (
+    APIConnectionError,
+    APIConnectOptions,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+)
 from tvoice.testing import check_tts
 from tvoice_plugins import deepgram
 
@@ -41,7 +47,7 @@ class FakeAura:
         self.handshakes: list[dict] = []
         self.log: list[dict] = []
         self.pace = 0.0
-        self.mode = "normal"  # or "drop", "malformed", "error"
+        self.mode = "normal"  # or "drop", "malformed", "error", "hang"
         self.late_chunk = False
         self.spoken: list[str] = []  # every word turned into audio
         self.t0 = 0.0
@@ -103,6 +109,8 @@ class FakeAura:
                     self.closed.set()
                     break
                 self.note("client", message)
+                if self.mode == "hang":
+                    continue
                 if message["type"] == "Speak":
                     buffer += message["text"]
                 elif message["type"] == "Flush":
@@ -269,6 +277,20 @@ async def test_text_not_yet_flushed_is_cleared_too(server):
     await synthesize(tts, "Said instead.")
     assert len(sent(server, "Clear")) == 1
     assert server.spoken == ["Said", "instead."]
+    await tts.aclose()
+
+
+async def test_a_server_that_never_answers_a_flush_times_out(server, autojump_clock):
+    server.mode = "hang"
+    tts = make_tts(server)
+    async with tts.stream(conn_options=ONCE) as stream:
+        await stream.push_text("Anyone there?")
+        await trio.sleep(30.0)  # text may take its time: no timeout while it is written
+        stream.end_input()
+        ended = trio.current_time()
+        with pytest.raises(APITimeoutError):
+            await stream.collect()
+        assert trio.current_time() - ended == ONCE.timeout
     await tts.aclose()
 
 

@@ -21,7 +21,7 @@ import pytest
 import trio
 import trio_websocket
 
-from tvoice import APIConnectionError, APIConnectOptions, APIError
+from tvoice import APIConnectionError, APIConnectOptions, APIError, APITimeoutError
 from tvoice.testing import check_tts
 from tvoice_plugins import elevenlabs
 
@@ -46,7 +46,7 @@ class FakeElevenLabs:
         self.handshakes: list[dict] = []
         self.log: list[dict] = []
         self.pace = 0.0
-        self.mode = "normal"  # or "drop", "malformed"
+        self.mode = "normal"  # or "drop", "malformed", "hang"
         self.contexts: list[str] = []
         self.t0 = 0.0
         self.closed = trio.Event()
@@ -88,6 +88,8 @@ class FakeElevenLabs:
                     self.closed.set()
                     break
                 self.note("client", message)
+                if self.mode == "hang":
+                    continue
                 context = message.get("context_id", "")
                 if context and context not in self.contexts:
                     self.contexts.append(context)
@@ -276,6 +278,20 @@ async def test_interruption_closes_the_context_on_the_wire(server, autojump_cloc
     ]
     assert len(late) > 2  # audio of the old reply did arrive after it was left
     assert len(server.handshakes) == 1
+    await tts.aclose()
+
+
+async def test_a_server_that_never_answers_a_streamed_reply_times_out(server, autojump_clock):
+    server.mode = "hang"
+    tts = make_tts(server)
+    async with tts.stream(conn_options=ONCE) as stream:
+        await stream.push_text("Anyone there?")
+        await trio.sleep(30.0)  # text may take its time: no timeout while it is written
+        stream.end_input()
+        ended = trio.current_time()
+        with pytest.raises(APITimeoutError):
+            await stream.collect()
+        assert trio.current_time() - ended == ONCE.timeout
     await tts.aclose()
 
 

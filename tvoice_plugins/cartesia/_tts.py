@@ -200,6 +200,8 @@ class TTS(tts_.TTS):
             return closed_error(error, api_key=self._api_key)
         if isinstance(error, MalformedMessage):
             return malformed(str(error))
+        if isinstance(error, _NoAnswer):
+            return APITimeoutError(f"{self.label}: {error}")
         if isinstance(error, _ServerError):
             m = error.message
             return message_error(m.status_code, m.message, m.body, api_key=self._api_key)
@@ -212,6 +214,10 @@ def _only_cancelled(error: BaseException) -> bool:
     return isinstance(error, trio.Cancelled)
 
 
+class _NoAnswer(Exception):
+    """The server did not answer in time after a context's text ended."""
+
+
 class _ServerError(Exception):
     def __init__(self, message: Error) -> None:
         super().__init__(message.message)
@@ -222,9 +228,14 @@ class _Inbox:
     """Messages of one connection routed by context: a reply's contexts are read in order;
     later ones are held until their turn, and other contexts' (cancelled replies') dropped."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, timeout: float) -> None:
         self._connection = connection
+        self._timeout = timeout
         self.mine: set[str] = set()
+        # Contexts whose text is all sent: the server must then answer within the timeout.
+        self._ended: set[str] = set()
+        self._waiting = trio.CancelScope()
+        self._waiting_for = ""
         self._held: dict[str, deque[Message]] = {}
 
     async def next(self, context_id: str) -> Message:
@@ -232,7 +243,14 @@ class _Inbox:
         if held:
             return held.popleft()
         while True:
-            message = parse_message(await self._connection.receive())
+            ended = context_id in self._ended
+            deadline = trio.current_time() + self._timeout if ended else math.inf
+            with trio.CancelScope(deadline=deadline) as self._waiting:
+                self._waiting_for = context_id
+                frame = await self._connection.receive()
+            if self._waiting.cancelled_caught:
+                raise _NoAnswer(f"no answer for {self._timeout} s after the text ended")
+            message = parse_message(frame)
             if message.context_id == context_id:
                 return message
             if isinstance(message, Error) and not message.context_id:
@@ -240,8 +258,15 @@ class _Inbox:
             if message.context_id in self.mine:
                 self._held.setdefault(message.context_id, deque()).append(message)
 
+    def end(self, context_id: str) -> None:
+        """All of the context's text is sent: from now on each wait for it is bounded."""
+        self._ended.add(context_id)
+        if self._waiting_for == context_id:
+            self._waiting.deadline = trio.current_time() + self._timeout
+
     def finished(self, context_id: str) -> None:
         self.mine.discard(context_id)
+        self._ended.discard(context_id)
         self._held.pop(context_id, None)
 
 
@@ -313,13 +338,14 @@ class ChunkedStream(tts_.ChunkedStream):
             return
         tts = self._cartesia
         async with tts.connection() as connection:
-            inbox = _Inbox(connection)
+            inbox = _Inbox(connection, self.conn_options.timeout)
             context_id = uuid.uuid4().hex
             inbox.mine.add(context_id)
             try:
                 await connection.send_text(tts.request(context_id, self.input_text, more=False))
+                inbox.end(context_id)
                 await _play(inbox, context_id, tts.sample_rate, self._emit_timed)
-            except (Closed, MalformedMessage, _ServerError) as e:
+            except (Closed, MalformedMessage, _ServerError, _NoAnswer) as e:
                 raise tts.failure(e) from None
             finally:
                 await _cancel(connection, inbox.mine)
@@ -349,7 +375,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
     async def _run(self) -> None:
         tts = self._cartesia
         async with tts.connection() as connection:
-            inbox = _Inbox(connection)
+            inbox = _Inbox(connection, self.conn_options.timeout)
             segments_send, segments_recv = trio.open_memory_channel[str | None](64)
             failure: Exception | None = None
             try:
@@ -357,7 +383,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
                     nursery.start_soon(self._send_text, connection, inbox, segments_send)
                     try:
                         await self._play_segments(inbox, segments_recv)
-                    except (Closed, MalformedMessage, _ServerError) as e:
+                    except (Closed, MalformedMessage, _ServerError, _NoAnswer) as e:
                         failure = tts.failure(e)
                     except Exception as e:
                         failure = e
@@ -388,6 +414,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
                 await segments.send(None)  # an empty segment
             else:
                 await connection.send_text(tts.request(context, "", more=False))
+                inbox.end(context)
                 context = None
 
         async with segments:
@@ -399,6 +426,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
                     await take(item)
                 if context is not None:
                     await connection.send_text(tts.request(context, "", more=False))
+                    inbox.end(context)
             except Closed:
                 pass  # the reading side reports why
 

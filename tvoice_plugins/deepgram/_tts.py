@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -156,6 +157,8 @@ class TTS(tts_.TTS):
             return close_code_error(error.code, error.reason, api_key=self._api_key)
         if isinstance(error, _Malformed):
             return malformed(str(error))
+        if isinstance(error, _NoAnswer):
+            return APITimeoutError(f"deepgram: {error}")
         if isinstance(error, _ServerError):
             return message_error(error.body, api_key=self._api_key)
         return error
@@ -171,6 +174,10 @@ class _Malformed(Exception):
     pass
 
 
+class _NoAnswer(Exception):
+    """The server did not answer a Flush in time."""
+
+
 class _ServerError(Exception):
     def __init__(self, body: dict[str, object]) -> None:
         super().__init__(str(body.get("description") or body.get("err_msg") or "error"))
@@ -183,6 +190,10 @@ class _Speaker:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        # While a Flush awaits its Flushed, each wait for the server is bounded by this
+        # (the reply's conn_options.timeout); the scope of the wait under way moves with it.
+        self.timeout = math.inf
+        self._waiting = trio.CancelScope()
         self.clearing = False
         self.pending = 0  # Flushes sent whose Flushed has not been read
         self.unflushed = False  # text sent since the last Flush
@@ -197,6 +208,7 @@ class _Speaker:
         self.unflushed = False
         self.pending += 1
         await self.connection.send_text(FLUSH)
+        self._waiting.deadline = min(self._waiting.deadline, trio.current_time() + self.timeout)
 
     async def clear(self) -> None:
         """Drop what the server still has for this reply (on an interruption), briefly,
@@ -216,7 +228,12 @@ class _Speaker:
     async def next(self) -> bytes | dict[str, object]:
         """The next audio frame or message of the current reply."""
         while True:
-            frame = await self.connection.receive()
+            bounded = self.pending or self.clearing
+            deadline = trio.current_time() + self.timeout if bounded else math.inf
+            with trio.CancelScope(deadline=deadline) as self._waiting:
+                frame = await self.connection.receive()
+            if self._waiting.cancelled_caught:
+                raise _NoAnswer(f"no answer for {self.timeout} s after a Flush")
             if isinstance(frame, bytes):
                 if not self.clearing:
                     return frame
@@ -265,11 +282,12 @@ class ChunkedStream(tts_.ChunkedStream):
             return
         tts = self._deepgram
         async with tts.speaker() as speaker:
+            speaker.timeout = self.conn_options.timeout
             try:
                 await speaker.speak(self.input_text)
                 await speaker.flush()
                 await speaker.play(tts.sample_rate, self._emit_frame)
-            except (Closed, _Malformed, _ServerError) as e:
+            except (Closed, _Malformed, _ServerError, _NoAnswer) as e:
                 raise tts.failure(e) from None
             finally:
                 await speaker.clear()
@@ -288,6 +306,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
     async def _run(self) -> None:
         tts = self._deepgram
         async with tts.speaker() as speaker:
+            speaker.timeout = self.conn_options.timeout
             segments_send, segments_recv = trio.open_memory_channel[bool](64)
             failure: Exception | None = None
             try:
@@ -298,7 +317,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
                             if spoken:
                                 await speaker.play(tts.sample_rate, self._emit_frame)
                             await self._end_segment()
-                    except (Closed, _Malformed, _ServerError) as e:
+                    except (Closed, _Malformed, _ServerError, _NoAnswer) as e:
                         failure = tts.failure(e)
                     except Exception as e:
                         failure = e

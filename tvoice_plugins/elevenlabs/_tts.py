@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from collections import deque
@@ -210,6 +211,8 @@ class TTS(tts_.TTS):
             return closed_error(error, api_key=self._api_key)
         if isinstance(error, MalformedMessage):
             return malformed(str(error))
+        if isinstance(error, _NoAnswer):
+            return APITimeoutError(f"{self.label}: {error}")
         if isinstance(error, _ServerError):
             m = error.message
             return message_error(m.message, m.body, api_key=self._api_key)
@@ -222,6 +225,10 @@ def _only_cancelled(error: BaseException) -> bool:
     return isinstance(error, trio.Cancelled)
 
 
+class _NoAnswer(Exception):
+    """The server did not answer in time after a context's text ended."""
+
+
 class _ServerError(Exception):
     def __init__(self, message: Error) -> None:
         super().__init__(message.message)
@@ -232,9 +239,14 @@ class _Inbox:
     """Messages of one connection routed by context: a reply's contexts are read in order;
     later ones are held until their turn, and other contexts' (closed replies') dropped."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, timeout: float) -> None:
         self._connection = connection
+        self._timeout = timeout
         self.mine: set[str] = set()
+        # Contexts whose text is all sent: the server must then answer within the timeout.
+        self._ended: set[str] = set()
+        self._waiting = trio.CancelScope()
+        self._waiting_for = ""
         # Contexts whose close_context was sent: an interruption need not send it again.
         self.closed: set[str] = set()
         self._held: dict[str, deque[Message]] = {}
@@ -244,7 +256,14 @@ class _Inbox:
         if held:
             return held.popleft()
         while True:
-            message = parse_message(await self._connection.receive())
+            ended = context_id in self._ended
+            deadline = trio.current_time() + self._timeout if ended else math.inf
+            with trio.CancelScope(deadline=deadline) as self._waiting:
+                self._waiting_for = context_id
+                frame = await self._connection.receive()
+            if self._waiting.cancelled_caught:
+                raise _NoAnswer(f"no answer for {self._timeout} s after the text ended")
+            message = parse_message(frame)
             if message.context_id == context_id:
                 return message
             if isinstance(message, Error) and not message.context_id:
@@ -252,8 +271,15 @@ class _Inbox:
             if message.context_id in self.mine:
                 self._held.setdefault(message.context_id, deque()).append(message)
 
+    def end(self, context_id: str) -> None:
+        """All of the context's text is sent: from now on each wait for it is bounded."""
+        self._ended.add(context_id)
+        if self._waiting_for == context_id:
+            self._waiting.deadline = trio.current_time() + self._timeout
+
     def finished(self, context_id: str) -> None:
         self.mine.discard(context_id)
+        self._ended.discard(context_id)
         self.closed.discard(context_id)
         self._held.pop(context_id, None)
 
@@ -303,6 +329,7 @@ async def _end_context(connection: Connection, inbox: _Inbox, context_id: str) -
     await connection.send_text(flush(context_id))
     inbox.closed.add(context_id)
     await connection.send_text(close_context(context_id))
+    inbox.end(context_id)
 
 
 class ChunkedStream(tts_.ChunkedStream):
@@ -323,13 +350,13 @@ class ChunkedStream(tts_.ChunkedStream):
             return
         tts = self._eleven
         async with tts.connection() as connection:
-            inbox = _Inbox(connection)
+            inbox = _Inbox(connection, self.conn_options.timeout)
             try:
                 context_id = await _open_context(tts, connection, inbox)
                 await connection.send_text(send_text(context_id, self.input_text))
                 await _end_context(connection, inbox, context_id)
                 await _play(inbox, context_id, tts.sample_rate, self._emit_timed)
-            except (Closed, MalformedMessage, _ServerError) as e:
+            except (Closed, MalformedMessage, _ServerError, _NoAnswer) as e:
                 raise tts.failure(e) from None
             finally:
                 await _close_contexts(connection, inbox)
@@ -357,7 +384,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
     async def _run(self) -> None:
         tts = self._eleven
         async with tts.connection() as connection:
-            inbox = _Inbox(connection)
+            inbox = _Inbox(connection, self.conn_options.timeout)
             segments_send, segments_recv = trio.open_memory_channel[str | None](64)
             failure: Exception | None = None
             try:
@@ -365,7 +392,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
                     nursery.start_soon(self._send_text, connection, inbox, segments_send)
                     try:
                         await self._play_segments(inbox, segments_recv)
-                    except (Closed, MalformedMessage, _ServerError) as e:
+                    except (Closed, MalformedMessage, _ServerError, _NoAnswer) as e:
                         failure = tts.failure(e)
                     except Exception as e:
                         failure = e
