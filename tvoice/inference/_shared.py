@@ -19,6 +19,7 @@ the next process that asks.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import functools
@@ -79,6 +80,7 @@ def local_models_url(
     if folder not in _user_locks:
         lock = _user_locks[folder] = open(folder / "models.users", "ab")  # noqa: SIM115
         fcntl.flock(lock, fcntl.LOCK_SH)
+        atexit.register(lock.close)  # held until the process ends: that is the point
     state = folder / "models.json"
     with open(folder / "models.start", "ab") as start_lock:
         fcntl.flock(start_lock, fcntl.LOCK_EX)
