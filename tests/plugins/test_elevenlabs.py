@@ -21,7 +21,13 @@ import pytest
 import trio
 import trio_websocket
 
-from tvoice import APIConnectionError, APIConnectOptions, APIError, APITimeoutError
+from tvoice import (
+    APIConnectionError,
+    APIConnectOptions,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+)
 from tvoice.testing import check_tts
 from tvoice_plugins import elevenlabs
 
@@ -46,7 +52,7 @@ class FakeElevenLabs:
         self.handshakes: list[dict] = []
         self.log: list[dict] = []
         self.pace = 0.0
-        self.mode = "normal"  # or "drop", "malformed", "hang"
+        self.mode = "normal"  # or "drop", "malformed", "hang", "reject", "error"
         self.contexts: list[str] = []
         self.t0 = 0.0
         self.closed = trio.Event()
@@ -70,6 +76,14 @@ class FakeElevenLabs:
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}
         parts = urlsplit(request.path)
         self.handshakes.append({"path": parts.path, "query": parse_qs(parts.query), **headers})
+        if self.mode == "reject":
+            body = {"detail": {"status": "quota_exceeded", "message": "Quota exceeded."}}
+            await request.reject(
+                403,
+                extra_headers=[(b"content-type", b"application/json")],
+                body=json.dumps(body).encode(),
+            )
+            return
         ws = await request.accept()
         self.t0 = trio.current_time()
         self.note("client", {"connect": request.path})
@@ -133,6 +147,13 @@ class FakeElevenLabs:
                     return
                 if self.mode == "malformed" and sent == 1:
                     await ws.send_message('{"audio": "not base64!"}')
+                if self.mode == "error":
+                    await self.send(
+                        ws,
+                        {"message": "Internal error.", "error": "internal", "code": 1011},
+                        {"error": "internal"},
+                    )
+                    return
                 pcm = np.full(round(WORD_SECONDS * RATE), level, "<i2").tobytes()
                 chars = list(word + " ")
                 step = round(WORD_SECONDS * 1000 / len(chars))
@@ -336,6 +357,24 @@ async def test_a_malformed_frame_is_a_connection_error(server):
     server.mode = "normal"
     await synthesize(tts, "Fine now.")
     assert len(server.handshakes) == 2  # the connection that carried it was not kept
+    await tts.aclose()
+
+
+async def test_a_refused_handshake_is_a_status_error(server):
+    server.mode = "reject"
+    tts = make_tts(server)
+    with trio.fail_after(LIMIT), pytest.raises(APIStatusError, match="Quota exceeded") as info:
+        await synthesize(tts, "Hello.", conn_options=APIConnectOptions())
+    assert info.value.status_code == 403
+    assert not info.value.retryable
+    assert len(server.handshakes) == 1
+
+
+async def test_an_error_message_is_an_api_error(server):
+    server.mode = "error"
+    tts = make_tts(server)
+    with trio.fail_after(LIMIT), pytest.raises(APIError, match="Internal error"):
+        await synthesize(tts, "Hello there.")
     await tts.aclose()
 
 
