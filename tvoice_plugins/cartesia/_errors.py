@@ -21,7 +21,7 @@ from typing import Any
 
 from tvoice import APIConnectionError, APIStatusError
 
-from ._ws import Closed, Rejected
+from .._websocket import Closed, Rejected
 
 __all__ = ["closed_error", "malformed", "message_error", "missing_api_key", "rejected_error"]
 

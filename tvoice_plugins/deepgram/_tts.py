@@ -16,9 +16,9 @@ from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
 from tvoice.audio import AudioFrame
 
+from .._websocket import Closed, Connection, Rejected
 from ._errors import close_code_error, handshake_error, malformed, message_error, missing_api_key
 from ._wire import CLEAR, FLUSH, speak, speak_url
-from ._ws import Closed, Connection, Rejected
 
 __all__ = ["TTS", "ChunkedStream", "SynthesizeStream"]
 

@@ -17,6 +17,7 @@ from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
 from tvoice.audio import AudioFrame
 
+from .._websocket import Closed, Connection, Rejected
 from ._errors import closed_error, malformed, message_error, missing_api_key, rejected_error
 from ._wire import (
     PCM_RATES,
@@ -32,7 +33,6 @@ from ._wire import (
     send_text,
     stream_url,
 )
-from ._ws import Closed, Connection, Rejected
 
 __all__ = ["TTS", "ChunkedStream", "SynthesizeStream"]
 

@@ -4,8 +4,8 @@ goes), and sends from any task are serialised by a lock.
 
 trio-websocket runs a reader task per connection in a nursery given at connect time, so its
 connections cannot outlive the stream that opened them; this one, on wsproto (which
-trio-websocket is built on), can be parked in the TTS and taken by the next reply. It is the
-same client as ``tvoice_plugins.cartesia``'s and ``deepgram``'s: each plugin stands alone.
+trio-websocket is built on), can be parked in the TTS and taken by the next reply. The
+plugins whose TTS keeps a connection between replies (cartesia, elevenlabs, deepgram) share it.
 """
 
 from __future__ import annotations
