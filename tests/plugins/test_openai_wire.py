@@ -19,10 +19,9 @@ import pytest
 import trio
 
 from tests.llm.strict_openai import message_errors
-from tvoice_plugins.openai._errors import retry_after
+from tvoice_plugins._http import SseDecoder, retry_after
 from tvoice_plugins.openai._wire import (
     PcmDecoder,
-    SseDecoder,
     ToolCallAssembler,
     parse_chat_chunk,
     parse_transcription_event,

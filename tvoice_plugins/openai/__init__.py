@@ -14,8 +14,8 @@ Each model owns an ``httpx.AsyncClient`` (pass ``http_client=`` to choose it) an
 ``aclose()``. Failures are tvoice's ``APIError`` tree; the key is never logged or shown.
 """
 
+from .._http import StatusError as StatusError
 from ._client import Client as Client
-from ._errors import StatusError as StatusError
 from ._llm import LLM as LLM
 from ._llm import LLMStream as LLMStream
 from ._presets import PRESETS as PRESETS

@@ -11,10 +11,10 @@ from tvoice import APIConnectOptions
 from tvoice import llm as llm_
 from tvoice.llm import ChatChunk, ChatContext, ChoiceDelta, Tool, ToolChoice
 
+from .._http import SseDecoder, bad_event, cut_stream
 from ._client import DEFAULT_TIMEOUT, OwnsClient, client_for
-from ._errors import bad_chunk, cut_stream
 from ._presets import OPENAI, Preset, preset_named
-from ._wire import DONE, SseDecoder, ToolCallAssembler, chat_request, parse_chat_chunk
+from ._wire import DONE, ToolCallAssembler, chat_request, parse_chat_chunk
 
 __all__ = ["LLM"]
 
@@ -244,7 +244,7 @@ class LLMStream(llm_.LLMStream):
             for piece in delta.tool_calls:
                 self._calls.push(piece)
         except ValueError as e:
-            raise bad_chunk(self._client.provider, str(e)) from None
+            raise bad_event(self._client.provider, str(e)) from None
         if delta.error is not None:
             raise self._client.stream_error(delta.error)
         if delta.content:
@@ -260,7 +260,7 @@ class LLMStream(llm_.LLMStream):
         try:
             calls = self._calls.finish()
         except ValueError as e:
-            raise bad_chunk(self._client.provider, str(e)) from None
+            raise bad_event(self._client.provider, str(e)) from None
         await self._emit_chunk(ChatChunk(id=self.request_id, delta=ChoiceDelta(tool_calls=calls)))
 
     async def _say(self, text: str) -> None:

@@ -12,10 +12,10 @@ from tvoice import APIConnectOptions
 from tvoice import stt as stt_
 from tvoice.audio import AudioFrame, wav_bytes
 
+from .._http import SseDecoder, bad_event, cut_stream
 from ._client import DEFAULT_TIMEOUT, OwnsClient, client_for
-from ._errors import bad_chunk, cut_stream
 from ._presets import OPENAI, Preset, preset_named
-from ._wire import SseDecoder, parse_transcription, parse_transcription_event, transcription_form
+from ._wire import parse_transcription, parse_transcription_event, transcription_form
 
 __all__ = ["STT"]
 
@@ -106,7 +106,7 @@ class STT(OwnsClient, stt_.STT):
                 try:
                     text = parse_transcription(body)
                 except ValueError as e:
-                    raise bad_chunk(self._client.provider, str(e)) from None
+                    raise bad_event(self._client.provider, str(e)) from None
         return _final(request_id, text.strip(), language)
 
     async def _read_events(self, response: httpx.Response) -> str:
@@ -121,7 +121,7 @@ class STT(OwnsClient, stt_.STT):
             try:
                 kind, text = parse_transcription_event(event.data)
             except ValueError as e:
-                raise bad_chunk(provider, str(e)) from None
+                raise bad_event(provider, str(e)) from None
             if kind == "error":
                 raise self._client.stream_error({"message": text})
             if kind == "done":

@@ -1,4 +1,5 @@
-"""The OpenAI HTTP API on the wire: request bodies, server-sent events, streamed chunks, PCM.
+"""The OpenAI HTTP API on the wire: request bodies, streamed chunks, PCM (server-sent events
+are read by ``tvoice_plugins._http.SseDecoder``).
 
 Pure functions and small decoders, no I/O: the model modules feed them what httpx reads.
 
@@ -40,8 +41,6 @@ __all__ = [
     "PCM_SAMPLE_RATE",
     "ChatDelta",
     "PcmDecoder",
-    "ServerSentEvent",
-    "SseDecoder",
     "ToolCallAssembler",
     "chat_request",
     "parse_chat_chunk",
@@ -57,47 +56,6 @@ DONE = "[DONE]"
 
 PCM_SAMPLE_RATE = 24000
 """``response_format="pcm"`` speech: 24 kHz, 16-bit signed little-endian, mono, no header."""
-
-
-@attrs.frozen
-class ServerSentEvent:
-    """One server-sent event: its ``event`` name ("message" when unnamed) and ``data``."""
-
-    event: str
-    data: str
-
-
-class SseDecoder:
-    """Server-sent events from lines of text (``text/event-stream``), as the HTML standard
-    parses them: ``field: value`` lines, ``data`` lines joined by newlines, a blank line ends
-    an event, ``:`` lines are comments (keep-alives)."""
-
-    def __init__(self) -> None:
-        self._event = ""
-        self._data: list[str] = []
-
-    def push(self, line: str) -> ServerSentEvent | None:
-        """Feed one line (without its line break); returns the event it completes, if any."""
-        if not line:
-            return self.flush()
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        return None
-
-    def flush(self) -> ServerSentEvent | None:
-        """The event in progress (at a blank line, or at the end of the body)."""
-        if not self._data:
-            self._event = ""
-            return None
-        event = ServerSentEvent(self._event or "message", "\n".join(self._data))
-        self._event, self._data = "", []
-        return event
 
 
 def tool_choice_json(choice: ToolChoice) -> str | dict[str, Any]:
