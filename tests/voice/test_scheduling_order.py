@@ -244,3 +244,34 @@ def test_voice_that_starts_as_a_false_interruption_ends_resumes_it_first_in_ever
     assert {repr(run_in_order(seed, play)) for seed in range(1, ORDERS)} == {
         repr(run_in_order(0, play))
     }
+
+
+def test_a_frame_pushed_at_the_instant_of_a_cut_does_not_count_in_every_order() -> None:
+    """The words that cut a reply (1.8) come at the instant its TTS pushes a frame: what the
+    history says was heard does not depend on whether that frame got in first."""
+
+    async def play():
+        tl = Timeline(frame_duration=0.1)
+        tl.user_speech(start=0.5, end=1.0, transcript="hello")  # committed at 1.5
+        tl.user_speech(start=1.6, end=1.7, transcript="stop", stt_delay=0.2)  # words at 1.8
+        tl.llm(input="hello", content="One two three four.", ttft=0.0, duration=0.0)
+        tl.tts(input="One two three four.", audio_duration=0.5, ttfb=0.0, duration=0.4)
+        tl.llm(input="stop", content="Stopped.")
+        tl.tts(input="Stopped.", audio_duration=0.5)
+        async with tl.session(resume_false_interruption=False) as session:
+            await session.start(Assistant())
+            await tl.wait_done()
+        return [(m.role, m.text_content, m.interrupted) for m in session.history.messages()]
+
+    # Was "One two" (0.3 s heard of the 0.4 s pushed) or all of it (0.3 of 0.3), by order.
+    outcomes = {repr(run_in_order(seed, play)) for seed in range(ORDERS)}
+    assert outcomes == {
+        repr(
+            [
+                ("user", "hello", False),
+                ("assistant", "One two three four.", True),  # all of what was pushed was heard
+                ("user", "stop", False),
+                ("assistant", "Stopped.", False),
+            ]
+        )
+    }

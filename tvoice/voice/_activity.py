@@ -534,7 +534,7 @@ class AgentActivity:
 
             async def play(frame: AudioFrame) -> None:
                 await output.capture_frame(frame)
-                gen.audio_pushed += frame.duration
+                gen.pushed(frame.duration)
 
             await gen.play_audio(play)
             output.flush()
@@ -554,13 +554,14 @@ class AgentActivity:
             text_output.flush()
         if output is None or not gen.audio:
             return gen.text.text
+        pushed = gen.audio_pushed_before_now()
         output.clear_buffer()
         position = 0.0
         with trio.move_on_after(1.0):
             position = (await output.wait_for_playout()).playback_position
         if output.can_pause:
             output.resume()
-        return heard_text(gen.text.text, played=position, pushed=gen.audio_pushed)
+        return heard_text(gen.text.text, played=min(position, pushed), pushed=pushed)
 
     async def _forward_text(
         self, gen: Generation, text_output: Any, on_started: Callable[[object], None]

@@ -57,8 +57,22 @@ class Generation:
         self.first_token_at: float | None = None
         self.first_frame_at: float | None = None
         self.audio_pushed = 0.0
+        self._pushed_until: tuple[float, float] = (-math.inf, 0.0)  # (instant, pushed before it)
         self.heard: str | None = None
         self._on_error = on_error
+
+    def pushed(self, duration: float) -> None:
+        """``duration`` seconds of its audio went to the output."""
+        now = trio.current_time()
+        if self._pushed_until[0] != now:
+            self._pushed_until = (now, self.audio_pushed)
+        self.audio_pushed += duration
+
+    def audio_pushed_before_now(self) -> float:
+        """The audio pushed before this instant: a frame pushed at the instant of a cut counts
+        or not depending on which task trio ran first, so it does not."""
+        at, before = self._pushed_until
+        return before if at == trio.current_time() else self.audio_pushed
 
     def cancel(self) -> None:
         """Stop producing (the player then sees the end of text and audio)."""
