@@ -248,10 +248,10 @@ class MessageStream:
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             raise ValueError("not an event object with a 'type'")
         kind = event["type"]
+        if self.stopped or kind == "ping":
+            return None  # the message is whole: nothing after message_stop changes it
         if kind == "error":
             return StreamUpdate(error=event.get("error") or {})
-        if self.stopped or kind == "ping":
-            return None
         if kind == "message_start":
             self._start(event)
             return None
