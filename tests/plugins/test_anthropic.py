@@ -73,8 +73,13 @@ def message_errors(body: Any) -> list[str]:
                     f"immediately after: {', '.join(sorted(set(pending) - set(results)))}"
                 )
             kinds = [b.get("type") for b in content]
-            if kinds[: len(results)] != ["tool_result"] * len(results):
-                errors.append(f"messages.{i}: tool_result blocks must come first")
+            if kinds[: len(pending)] != ["tool_result"] * len(pending):
+                # The API's words (anthropics/anthropic-sdk-typescript#653).
+                errors.append(
+                    f"messages.{i}: Did not find {len(pending)} `tool_result` block(s) at the "
+                    "beginning of this message. Messages following `tool_use` blocks must "
+                    "begin with a matching number of `tool_result` blocks."
+                )
         elif results:
             errors.append(
                 f"messages.{i}: unexpected `tool_use_id` found in `tool_result` blocks: "
@@ -739,3 +744,21 @@ async def test_the_wire_transcript(server):
     lines = [json.loads(line) for line in WIRE.read_text().splitlines() if line.strip()]
     expected = [line for line in lines if "note" not in line]
     assert server.log == expected, "\n".join(json.dumps(e) for e in server.log)
+
+
+def test_the_strict_check_refuses_what_the_api_refuses():
+    use = {"type": "tool_use", "id": "t1", "name": "f", "input": {}}
+    result = {"type": "tool_result", "tool_use_id": "t1", "content": "x"}
+    text = {"type": "text", "text": "hi"}
+
+    def errors(*turns, roles=("user", "assistant") * 3, tools=(1,)):
+        messages = [{"role": r, "content": list(t)} for r, t in zip(roles, turns, strict=False)]
+        body = {"model": "m", "max_tokens": 1, "messages": messages, "tools": list(tools)}
+        return " ".join(message_errors(body))
+
+    assert errors([text], [use], [result, text]) == ""
+    assert "at the beginning" in errors([text], [use], [text, result])
+    assert "without `tool_result`" in errors([text], [use], [text])
+    assert "unexpected `tool_use_id`" in errors([text], [text], [result])
+    assert "alternate" in errors([text], [text], roles=("user", "user"))
+    assert "must define tools" in errors([text], [use], [result], tools=())

@@ -722,3 +722,21 @@ async def test_the_wire_transcript(server):
     lines = [json.loads(line) for line in WIRE.read_text().splitlines() if line.strip()]
     expected = [line for line in lines if "note" not in line]
     assert server.log == expected, "\n".join(json.dumps(e) for e in server.log)
+
+
+def test_the_strict_check_refuses_what_the_api_refuses():
+    call = {"functionCall": {"name": "f", "args": {}}}
+    answer = {"functionResponse": {"name": "f", "response": {"output": "x"}}}
+    text = {"text": "hi"}
+
+    def errors(*turns):
+        roles = ["user", "model"] * 3
+        contents = [{"role": r, "parts": list(t)} for r, t in zip(roles, turns, strict=False)]
+        return " ".join(request_errors({"contents": contents}))
+
+    assert errors([text], [call], [answer, text]) == ""
+    assert "number of function response parts" in errors([text], [call], [text, answer])
+    assert "number of function response parts" in errors([text], [call, call], [answer])
+    assert "immediately after a function call turn" in errors([text], [text], [answer])
+    wrong = {"contents": [{"role": "model", "parts": [text]}]}
+    assert "alternate" in " ".join(request_errors(wrong))
