@@ -762,3 +762,15 @@ def test_the_strict_check_refuses_what_the_api_refuses():
     assert "unexpected `tool_use_id`" in errors([text], [text], [result])
     assert "alternate" in errors([text], [text], roles=("user", "user"))
     assert "must define tools" in errors([text], [use], [result], tools=())
+
+
+def test_usage_repeated_in_message_delta_is_not_counted_twice():
+    stream = MessageStream()
+    stream.push(message_start().decode().split("data: ")[1])
+    usage = {"input_tokens": 30, "cache_read_input_tokens": 10, "output_tokens": 7}
+    stream.push(json.dumps({"type": "message_delta", "delta": {}, "usage": usage}))
+    # 30 + 10 as the delta says, and the 5 written to the cache from message_start.
+    assert stream.usage.prompt_tokens == 45
+    assert stream.usage.completion_tokens == 7
+    with pytest.raises(ValueError, match="token count"):
+        stream.push('{"type": "message_delta", "delta": {}, "usage": {"output_tokens": "7"}}')

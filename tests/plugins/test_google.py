@@ -740,3 +740,13 @@ def test_the_strict_check_refuses_what_the_api_refuses():
     assert "immediately after a function call turn" in errors([text], [text], [answer])
     wrong = {"contents": [{"role": "model", "parts": [text]}]}
     assert "alternate" in " ".join(request_errors(wrong))
+
+
+def test_an_output_recorded_without_a_name_takes_its_calls():
+    chat = ctx("Time?")
+    chat.items.append(FunctionCall(call_id="c1", name="get_time", arguments="{}"))
+    chat.items.append(FunctionCallOutput(call_id="c1", output="noon", is_error=False))
+    _, contents = to_gemini_contents(chat)
+    assert contents[2]["parts"] == [
+        {"functionResponse": {"name": "get_time", "response": {"output": "noon"}}}
+    ]

@@ -74,6 +74,7 @@ def to_anthropic_messages(
     blocks in it) writes calls and outputs as text instead.
     """
     outputs = {i.call_id: i for i in chat_ctx.items if isinstance(i, FunctionCallOutput)}
+    names = {i.call_id: i.name for i in chat_ctx.items if isinstance(i, FunctionCall)}
     system: list[str] = []
     turns: list[dict[str, Any]] = []
 
@@ -92,7 +93,7 @@ def to_anthropic_messages(
                 system.append(message["content"])
         elif role == "tool":
             output = outputs[message["tool_call_id"]]
-            add("user", [_tool_result(output, with_tools)])
+            add("user", [_tool_result(output, names.get(output.call_id, ""), with_tools)])
         elif role == "assistant":
             text = (message.get("content") or "").rstrip()
             blocks = [_text(text)] if text else []
@@ -132,10 +133,10 @@ def _tool_use(call: Mapping[str, Any], with_tools: bool) -> dict[str, Any]:
     }
 
 
-def _tool_result(output: FunctionCallOutput, with_tools: bool) -> dict[str, Any]:
+def _tool_result(output: FunctionCallOutput, name: str, with_tools: bool) -> dict[str, Any]:
     if not with_tools:
         verb = "failed" if output.is_error else "returned"
-        return _text(f"[{output.name or 'the tool'} {verb}: {output.output}]")
+        return _text(f"[{output.name or name or 'the tool'} {verb}: {output.output}]")
     block: dict[str, Any] = {
         "type": "tool_result",
         "tool_use_id": output.call_id,
@@ -219,9 +220,11 @@ class _Block:
     json: list[str] = attrs.field(factory=list)
 
 
+_INPUT_COUNTS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+"""The prompt's tokens: those read anew, those written to the cache, those read from it."""
+
+
 def _int(value: Any, what: str) -> int:
-    if value is None:
-        return 0
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{what} is not a token count")
     return value
@@ -233,8 +236,7 @@ class MessageStream:
 
     def __init__(self) -> None:
         self._blocks: dict[int, _Block] = {}
-        self._input_tokens = 0
-        self._output_tokens = 0
+        self._counts: dict[str, int] = {}
         self.started = False
         self.stopped = False
         self.stop_reason: str | None = None
@@ -273,10 +275,10 @@ class MessageStream:
     @property
     def usage(self) -> CompletionUsage:
         """The tokens so far: the prompt's (cache writes and reads included) and the reply's."""
+        prompt = sum(self._counts.get(name, 0) for name in _INPUT_COUNTS)
+        completion = self._counts.get("output_tokens", 0)
         return CompletionUsage(
-            prompt_tokens=self._input_tokens,
-            completion_tokens=self._output_tokens,
-            total_tokens=self._input_tokens + self._output_tokens,
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
         )
 
     def _start(self, event: dict[str, Any]) -> None:
@@ -291,14 +293,10 @@ class MessageStream:
             return
         if not isinstance(usage, dict):
             raise ValueError("'usage' is not an object")
-        if any(k in usage for k in ("input_tokens", "cache_creation_input_tokens")):
-            self._input_tokens = (
-                _int(usage.get("input_tokens"), "input_tokens")
-                + _int(usage.get("cache_creation_input_tokens"), "cache_creation_input_tokens")
-                + _int(usage.get("cache_read_input_tokens"), "cache_read_input_tokens")
-            )
-        if "output_tokens" in usage:
-            self._output_tokens = _int(usage["output_tokens"], "output_tokens")
+        # Counts are cumulative; a later event may repeat some of them (message_delta does).
+        for name in (*_INPUT_COUNTS, "output_tokens"):
+            if usage.get(name) is not None:
+                self._counts[name] = _int(usage[name], name)
 
     def _index(self, event: dict[str, Any], *, known: bool) -> int:
         index = event.get("index")

@@ -82,6 +82,9 @@ def to_gemini_contents(
     left out.
     """
     outputs = {i.call_id: i for i in chat_ctx.items if isinstance(i, FunctionCallOutput)}
+    # Gemini pairs a response with its call by name; an output recorded without one takes
+    # its call's.
+    names = {i.call_id: i.name for i in chat_ctx.items if isinstance(i, FunctionCall)}
     signatures = signatures or {}
     system: list[str] = []
     contents: list[dict[str, Any]] = []
@@ -102,7 +105,8 @@ def to_gemini_contents(
         elif role == "tool":
             output = outputs[message["tool_call_id"]]
             key = "error" if output.is_error else "output"
-            response = {"name": output.name, "response": {key: output.output}}
+            name = output.name or names[output.call_id]
+            response = {"name": name, "response": {key: output.output}}
             add("user", [{"functionResponse": response}])
         elif role == "assistant":
             text = message.get("content") or ""
