@@ -774,3 +774,18 @@ def test_usage_repeated_in_message_delta_is_not_counted_twice():
     assert stream.usage.completion_tokens == 7
     with pytest.raises(ValueError, match="token count"):
         stream.push('{"type": "message_delta", "delta": {}, "usage": {"output_tokens": "7"}}')
+
+
+async def test_prompt_caching_and_one_call_at_a_time(server):
+    llm = make_llm(server, caching="ephemeral", parallel_tool_calls=False)
+    chat = ChatContext()
+    chat.add_message(role="system", content="Be brief.")
+    chat.add_message(role="user", content="weather?")
+    await reply(llm, chat, tools=[get_weather])
+    await llm.aclose()
+    body = server.requests[0].json()
+    cached = {"type": "ephemeral"}
+    assert body["system"] == [{"type": "text", "text": "Be brief.", "cache_control": cached}]
+    assert body["tools"][-1]["cache_control"] == cached
+    assert body["messages"][-1]["content"][-1]["cache_control"] == cached
+    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httpx
 
@@ -58,8 +58,11 @@ class LLM(OwnsClient, llm_.LLM):
     :meth:`aclose`).
 
     ``max_tokens`` (the API requires one), ``temperature`` (0 to 1), ``top_p``, ``top_k``:
-    sent when set. ``extra_body``: more fields sent with every request as they are;
-    ``chat(extra=...)`` adds fields to one request.
+    sent when set. ``parallel_tool_calls=False``: one tool call per reply at most.
+    ``caching="ephemeral"``: the system prompt, the tools and the conversation are marked for
+    Anthropic's prompt cache (a voice agent resends them every turn). ``extra_body``: more
+    fields sent with every request as they are; ``chat(extra=...)`` adds fields to one
+    request.
 
     Text is emitted as it arrives; each tool call is emitted complete when its block ends
     (its input streams in pieces); the usage (cache writes and reads counted in the prompt)
@@ -83,6 +86,8 @@ class LLM(OwnsClient, llm_.LLM):
         temperature: float | None = None,
         top_p: float | None = None,
         top_k: int | None = None,
+        parallel_tool_calls: bool | None = None,
+        caching: Literal["ephemeral"] | None = None,
         extra_body: Mapping[str, Any] | None = None,
     ) -> None:
         if temperature is not None and not 0 <= temperature <= 1:
@@ -106,6 +111,8 @@ class LLM(OwnsClient, llm_.LLM):
         )
         self._max_tokens = max_tokens
         self._options: dict[str, Any] = {"temperature": temperature, "top_p": top_p, "top_k": top_k}
+        self._parallel_tool_calls = parallel_tool_calls
+        self._caching = caching == "ephemeral"
         self._extra_body = dict(extra_body or {})
 
     @property
@@ -130,6 +137,8 @@ class LLM(OwnsClient, llm_.LLM):
             tool_choice=tool_choice,
             max_tokens=self._max_tokens,
             options=self._options,
+            parallel_tool_calls=self._parallel_tool_calls,
+            caching=self._caching,
             extra={**self._extra_body, **(extra or {})},
         )
         return LLMStream(

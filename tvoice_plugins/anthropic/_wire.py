@@ -181,24 +181,42 @@ def messages_request(
     tool_choice: ToolChoice,
     max_tokens: int,
     options: Mapping[str, Any],
+    parallel_tool_calls: bool | None = None,
+    caching: bool = False,
     extra: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """The JSON body of a streamed message; ``options`` are sent when not None, ``extra``
-    fields as they are, last."""
+    fields as they are, last.
+
+    ``parallel_tool_calls=False``: at most one tool call per reply
+    (``disable_parallel_tool_use``). ``caching``: the system prompt, the tools and the
+    conversation so far are marked ``cache_control: ephemeral``, so that the next request
+    reads them from the prompt cache (three of the four breakpoints a request may have).
+    """
     system, messages = to_anthropic_messages(chat_ctx, with_tools=bool(tools))
     body: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": messages}
     if system:
-        body["system"] = system
+        body["system"] = [{"type": "text", "text": system, **_CACHED}] if caching else system
     body["stream"] = True
     for name, value in options.items():
         if value is not None:
             body[name] = value
     if tools:
         body["tools"] = to_anthropic_tools(tools)
-        body["tool_choice"] = tool_choice_json(tool_choice)
+        choice = tool_choice_json(tool_choice)
+        if parallel_tool_calls is False and choice["type"] != "none":
+            choice["disable_parallel_tool_use"] = True
+        body["tool_choice"] = choice
+        if caching:
+            body["tools"][-1].update(_CACHED)
+    if caching:
+        messages[-1]["content"][-1].update(_CACHED)
     if extra:
         body.update(extra)
     return body
+
+
+_CACHED = {"cache_control": {"type": "ephemeral"}}
 
 
 @attrs.frozen(kw_only=True)
