@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Protocol
 
@@ -27,6 +27,11 @@ __all__ = ["AudioRecognition", "EndOfTurn", "RecognitionHooks"]
 logger = logging.getLogger("tvoice.voice")
 # Frames the STT may fall behind before the pushing task waits (5 s of 20 ms frames).
 _STT_BUFFER = 256
+# A speech-to-text stream that fails is opened again, after 0.5, 1, 2, 4, 8 s; once it has
+# failed this many times in a row with nothing heard in between, the session ends with the
+# error (a deaf agent is worse than a closed call, which the caller can make again).
+STT_RESTARTS = 5
+_STT_BACKOFF = 0.5
 
 
 @attrs.frozen(kw_only=True)
@@ -52,6 +57,7 @@ class RecognitionHooks(Protocol):
     def on_end_of_turn(self, turn: EndOfTurn) -> None: ...
     def chat_ctx_for_turn_detection(self) -> ChatContext: ...
     def on_error(self, error: BaseException, source: object) -> None: ...
+    def on_stt_lost(self, error: BaseException) -> None: ...
     def on_pending_changed(self) -> None: ...
 
 
@@ -119,6 +125,9 @@ class AudioRecognition:
         # closes it, the STT owes nothing for it - unless the STT opened another one since
         # (two bursts the VAD hears as one speech), whose verdict is still to come.
         self._stt_ahead = False
+        self._stt_events = 0  # events the STT has delivered: a restart that hears resets failures
+        self._stt_ended: Callable[[Exception | None], None] | None = None
+        self._stt_dropping = False  # said once per backlog that it drops frames
         self._stt_pending: trio.CancelScope | None = None
 
     # -- state --------------------------------------------------------------------------------
@@ -214,6 +223,12 @@ class AudioRecognition:
         elif self._stt_backlog is not None:
             if len(self._stt_backlog) < _STT_BUFFER:
                 self._stt_backlog.append(frame)
+            elif not self._stt_dropping:
+                self._stt_dropping = True
+                logger.warning(
+                    "speech-to-text is not ready: dropping the user's audio past %d frames",
+                    _STT_BUFFER,
+                )
         elif self._stt_send is not None:
             send = self._stt_send
             try:
@@ -247,42 +262,74 @@ class AudioRecognition:
         if self._stt_stream is not stream:
             return  # a restart closed it under the push: not an error
         self._stt_stream = None
-        if self._stt_scope is not None:
-            self._stt_scope.cancel()
-        self._hooks.on_error(error, self._stt_source)
+        if self._stt_ended is not None:
+            self._stt_ended(error)  # that stream's attempt ends; the next one opens a new one
 
     async def _run_stt_stream(self, agent: Agent, scope: trio.CancelScope) -> None:
         # The default ``stt_node``, without its channel and pushing task: push_frame feeds the
-        # stream directly and the stream hands its events over in its own task.
-        backlog = self._stt_backlog
+        # stream directly and the stream hands its events over in its own task. A stream that
+        # fails is opened again with backoff (frames wait in the backlog meanwhile).
         with scope:
             source = self._stt_source = agent.activity.stt
-            try:
-                stt = streaming_stt(agent.activity)
-                if stt is None:
+            failures = 0
+            while True:
+                heard = self._stt_events
+                error = await self._stt_attempt(agent)
+                if error is None:
+                    return  # no STT, or its stream ended with the input
+                failures = 1 if self._stt_events > heard else failures + 1
+                # The session goes on meanwhile (VAD, text input).
+                self._hooks.on_error(error, source)
+                if failures > STT_RESTARTS:
+                    logger.error(
+                        "speech-to-text failed %d times in a row, ending the session: %s",
+                        failures,
+                        error,
+                    )
+                    self._hooks.on_stt_lost(error)
                     return
-                stream = stt.stream()
+                self._stt_backlog = []
+                await trio.sleep(_STT_BACKOFF * 2 ** (failures - 1))
+                logger.info("speech-to-text: opening its stream again (failure %d)", failures)
 
-                def ended(error: APIError | None) -> None:
-                    if self._stt_stream is stream:
-                        self._stt_stream = None
-                    if error is not None:
-                        # The session goes on (text input, a later agent's STT).
-                        self._hooks.on_error(error, source)
+    async def _stt_attempt(self, agent: Agent) -> Exception | None:
+        """Run one STT stream until it ends; the error it ended with, if any."""
+        backlog = self._stt_backlog
+        failed: list[Exception] = []
+        done = trio.Event()
 
-                stream.deliver_to(self._on_stt_event, on_end=ended)
-                async with stream:
-                    while backlog:
-                        await stream.push_frame(backlog.pop(0))
-                    if self._stt_backlog is backlog:
-                        self._stt_stream, self._stt_backlog = stream, None
-                    await trio.sleep_forever()
-            except Exception as e:
-                # The session goes on (text input, a later agent's STT); pushes are dropped.
-                self._hooks.on_error(e, source)
-            finally:
+        def ended(error: Exception | None) -> None:
+            if error is not None and not failed:
+                failed.append(error)
+            done.set()
+
+        try:
+            stt = streaming_stt(agent.activity)
+            if stt is None:
+                return None
+            stream = stt.stream()
+
+            def on_end(error: APIError | None) -> None:
+                if self._stt_stream is stream:
+                    self._stt_stream = None
+                ended(error)
+
+            self._stt_ended = ended
+            stream.deliver_to(self._on_stt_event, on_end=on_end)
+            async with stream:
+                while backlog:
+                    await stream.push_frame(backlog.pop(0))
                 if self._stt_backlog is backlog:
-                    self._stt_backlog = None
+                    self._stt_stream, self._stt_backlog = stream, None
+                    self._stt_dropping = False
+                await done.wait()
+        except Exception as e:
+            ended(e)
+        finally:
+            self._stt_ended = None
+            if self._stt_backlog is backlog:
+                self._stt_backlog = None
+        return failed[0] if failed else None
 
     async def _run_stt_node(
         self,
@@ -385,6 +432,7 @@ class AudioRecognition:
             self._start_endpointing()
 
     def _on_stt_event(self, event: SpeechEvent) -> None:
+        self._stt_events += 1
         if event.type == SpeechEventType.END_OF_SPEECH:
             if self._stt_owed > 0:
                 self._stt_owed -= 1

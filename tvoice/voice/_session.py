@@ -226,6 +226,12 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         self.notify_changed()
         self.emit("close", CloseEvent(reason=self._close_reason, error=self._close_error))
 
+    def fail(self, error: BaseException) -> None:
+        """End the session because of ``error`` (it closes with reason "error" and the error)
+        (runtime use)."""
+        self._close_error = error
+        self.shutdown("error")
+
     def shutdown(self, reason: CloseReason = "user_initiated") -> None:
         """Ask the session to end: :meth:`wait_closed` returns, leaving the block closes it."""
         self._close_reason = reason
@@ -600,6 +606,9 @@ class _Hooks:
 
     def on_error(self, error: BaseException, source: object) -> None:
         self._session.report_error(error, source)
+
+    def on_stt_lost(self, error: BaseException) -> None:
+        self._session.fail(error)
 
     def on_pending_changed(self) -> None:
         self._session.notify_changed()
