@@ -5,7 +5,7 @@ import pytest
 import trio
 
 from tests.voice.conftest import Assistant, Recorder
-from tvoice import APIError
+from tvoice import Agent, APIError
 from tvoice.stt import STT, RecognizeStream, STTCapabilities
 from tvoice.testing import Timeline
 from tvoice.voice._recognition import STT_RESTARTS
@@ -105,3 +105,27 @@ async def test_a_stream_that_heard_something_starts_its_count_again(autojump_clo
         b - a == pytest.approx(3.5) for a, b in zip(stt.opened, stt.opened[1:], strict=False)
     )
     assert not [e for e in rec.of("close") if e.reason == "error"]
+
+
+async def test_an_agents_own_stt_node_that_fails_is_run_again(autojump_clock):
+    tl = Timeline()
+    tl.user_speech(start=5.0, end=6.0, transcript="Hello?")
+    tl.llm(input="Hello?", content="Hi.")
+    tl.tts(input="Hi.", audio_duration=1.0)
+    runs: list[float] = []
+
+    class OwnNode(Assistant):
+        async def stt_node(self, audio, model_settings):
+            runs.append(trio.current_time())
+            if len(runs) == 1:
+                raise APIError("my STT broke", retryable=False)
+            async for event in Agent.stt_node(self, audio, model_settings):
+                yield event
+
+    async with tl.session() as session:
+        rec = Recorder(session)
+        await session.start(OwnNode())
+        await tl.wait_done()
+    assert runs == [0.0, 0.5]
+    assert [e.error.message for e in rec.of("error")] == ["my STT broke"]
+    assert [m.text_content for m in session.history.messages()] == ["Hello?", "Hi."]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Protocol
 
@@ -197,14 +198,16 @@ class AudioRecognition:
         if not self._stt_enabled or self._nursery is None:
             return
         scope = self._stt_scope = trio.CancelScope()
+        attempt: Callable[[], Awaitable[Exception | None]]
         if getattr(agent.stt_node, "__func__", None) is Agent.stt_node:
             # Frames pushed before the stream opens wait here (in order, bounded).
             self._stt_backlog = []
-            self._nursery.start_soon(self._run_stt_stream, agent, scope)
+            attempt = functools.partial(self._stt_attempt, agent)
         else:
-            send, receive = trio.open_memory_channel[AudioFrame](_STT_BUFFER)
-            self._stt_send = send
-            self._nursery.start_soon(self._run_stt_node, agent, settings, receive, scope)
+            attempt = functools.partial(self._stt_node_attempt, agent, settings)
+        self._nursery.start_soon(
+            self._keep_stt, agent, attempt, scope, self._stt_backlog is not None
+        )
 
     async def push_frame(self, frame: AudioFrame) -> None:
         """Feed one frame of the user's audio to the VAD and the STT."""
@@ -265,20 +268,25 @@ class AudioRecognition:
         if self._stt_ended is not None:
             self._stt_ended(error)  # that stream's attempt ends; the next one opens a new one
 
-    async def _run_stt_stream(self, agent: Agent, scope: trio.CancelScope) -> None:
-        # The default ``stt_node``, without its channel and pushing task: push_frame feeds the
-        # stream directly and the stream hands its events over in its own task. A stream that
-        # fails is opened again with backoff (frames wait in the backlog meanwhile).
+    async def _keep_stt(
+        self,
+        agent: Agent,
+        attempt: Callable[[], Awaitable[Exception | None]],
+        scope: trio.CancelScope,
+        backlog: bool,
+    ) -> None:
+        # Speech-to-text for as long as the agent listens: an attempt that fails is made again
+        # with backoff (the session goes on meanwhile: VAD, text input). With ``backlog``, the
+        # user's frames wait for the next stream meanwhile.
         with scope:
             source = self._stt_source = agent.activity.stt
             failures = 0
             while True:
                 heard = self._stt_events
-                error = await self._stt_attempt(agent)
+                error = await attempt()
                 if error is None:
-                    return  # no STT, or its stream ended with the input
+                    return  # no STT, or its input ended
                 failures = 1 if self._stt_events > heard else failures + 1
-                # The session goes on meanwhile (VAD, text input).
                 self._hooks.on_error(error, source)
                 if failures > STT_RESTARTS:
                     logger.error(
@@ -288,7 +296,8 @@ class AudioRecognition:
                     )
                     self._hooks.on_stt_lost(error)
                     return
-                self._stt_backlog = []
+                if backlog:
+                    self._stt_backlog = []
                 await trio.sleep(_STT_BACKOFF * 2 ** (failures - 1))
                 logger.info("speech-to-text: opening its stream again (failure %d)", failures)
 
@@ -331,23 +340,19 @@ class AudioRecognition:
                 self._stt_backlog = None
         return failed[0] if failed else None
 
-    async def _run_stt_node(
-        self,
-        agent: Agent,
-        settings: ModelSettings,
-        frames: trio.MemoryReceiveChannel[AudioFrame],
-        scope: trio.CancelScope,
-    ) -> None:
-        with scope:
-            try:
-                async with aclosing(agent.stt_node(_iterate(frames), settings)) as events:
-                    async for event in events:
-                        self._on_stt_event(event)
-            except Exception as e:
-                # The session goes on (text input, a later agent's STT); pushes are dropped.
-                self._hooks.on_error(e, agent.activity.stt)
-            finally:
-                frames.close()
+    async def _stt_node_attempt(self, agent: Agent, settings: ModelSettings) -> Exception | None:
+        """Run the agent's own ``stt_node`` until it ends; the error it ended with, if any."""
+        send, frames = trio.open_memory_channel[AudioFrame](_STT_BUFFER)
+        self._stt_send = send
+        try:
+            async with aclosing(agent.stt_node(_iterate(frames), settings)) as events:
+                async for event in events:
+                    self._on_stt_event(event)
+        except Exception as e:
+            return e
+        finally:
+            frames.close()
+        return None
 
     # -- events -------------------------------------------------------------------------------
 
