@@ -252,9 +252,7 @@ class LLM(BaseLLM):
         if facts.turn_start is not None:
             request["logit_bias"] = [[facts.turn_start, False]]
         if json_schema is not None:
-            # Compact JSON: llguidance lets the model spend its tokens on newlines and spaces
-            # between keys otherwise, and a call cut short by max_tokens is no call.
-            request["json_schema"] = {**json_schema, "x-guidance": {"whitespace_flexible": False}}
+            request["json_schema"] = json_schema
         if facts.slots > 1:
             request["id_slot"] = 0  # where the chat's prefix is cached
         return request
