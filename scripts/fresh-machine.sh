@@ -50,7 +50,7 @@ demo() {
         echo "fresh-machine: no reply from the agent, or no latency table ($1)" >&2
         exit 1
     fi
-    grep -E '^(user|agent): |^\| ' "$log" >&2
+    grep -E '^(user|agent): |^  tool |^\| ' "$log" >&2
     echo "fresh-machine: $1: the demo answered in $((SECONDS - start)) s" >&2
 }
 

@@ -78,6 +78,11 @@ def test_fast_mode_does_not_wait_for_the_callers_pace(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "user: What is the weather in Paris?" in done.stdout
+    # The assistant looks the weather up and says what its tool returned.
+    assert '  tool get_weather({"city": "Paris"})' in done.stdout
+    (answer,) = [line for line in done.stdout.splitlines() if line.startswith("agent: ")]
+    assert "sunny" in answer
+    assert "21 degrees" in answer
     assert read_wav(reply).duration > read_wav(ROOT / "examples" / "question.wav").duration
 
 
