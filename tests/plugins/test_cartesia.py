@@ -50,6 +50,7 @@ class FakeCartesia:
         self.contexts: list[str] = []
         self.t0 = 0.0
         self.closed = trio.Event()  # a client closed its connection
+        self.connected = trio.Event()  # a client connected
 
     @property
     def url(self) -> str:
@@ -69,6 +70,7 @@ class FakeCartesia:
     async def handle(self, request: trio_websocket.WebSocketRequest) -> None:
         headers = {k.decode().lower(): v.decode() for k, v in request.headers}
         self.handshakes.append({"path": urlsplit(request.path).path, **headers})
+        self.connected.set()
         if headers.get("x-api-key") != API_KEY:
             body = {"message": "Invalid API key", "title": "Unauthorized"}
             await request.reject(
@@ -480,3 +482,21 @@ async def test_the_wire_transcript(server, autojump_clock, monkeypatch):
     lines = [json.loads(line) for line in WIRE.read_text().splitlines() if line.strip()]
     expected = [line for line in lines if "note" not in line]
     assert server.log == expected, "\n".join(json.dumps(e) for e in server.log)
+
+
+async def test_a_session_opens_the_connection_when_it_starts(server):
+    from tvoice import Agent, AgentSession
+    from tvoice.testing import FakeAudioOutput
+
+    tts = make_tts(server)
+    try:
+        async with AgentSession(tts=tts) as session:
+            await session.start(Agent(instructions="Hi."), audio_output=FakeAudioOutput())
+            with trio.fail_after(LIMIT):
+                await server.connected.wait()
+            assert server.contexts == [], "connected before any reply"
+            items = await synthesize(tts, "Hello.")
+            assert items[-1].is_final
+            session.shutdown()
+    finally:
+        await tts.aclose()

@@ -104,6 +104,10 @@ class TTS(ABC, EventEmitter[Literal["metrics_collected"]]):
             frame=empty, request_id=request_id, segment_id=segment_id, is_final=True
         )
 
+    async def prewarm(self) -> None:
+        """Get ready to speak before the first reply (a WebSocket TTS opens its connection);
+        a session calls it when it starts. The default does nothing."""
+
     async def aclose(self) -> None:
         """Release connections and models held by this TTS."""
 

@@ -278,6 +278,9 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         )
         for model in (self.stt, self.vad, self.llm, self.tts):
             self._watch(model)
+        if self.tts is not None and audio_output is not None:
+            # The first reply should not wait for the TTS to connect.
+            self._nursery.start_soon(self._prewarm_tts, self.tts)
         self.set_agent_state("listening")
         activity = await self._start_activity(agent)
         activity.commit_handoff(None)
@@ -286,6 +289,12 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
             await self._nursery.start(self._recognition.run, agent, ModelSettings(), audio_input)
         if self.options.user_away_timeout is not None:
             self._nursery.start_soon(self._watch_away, self.options.user_away_timeout)
+
+    async def _prewarm_tts(self, tts: TTS) -> None:
+        try:
+            await tts.prewarm()
+        except Exception as e:  # the first reply connects instead, and says if it cannot
+            self.report_error(e, tts)
 
     def _make_recognition(self, agent: Agent) -> AudioRecognition:
         vad = agent.vad or self.vad
