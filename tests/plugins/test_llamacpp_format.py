@@ -563,6 +563,7 @@ async def test_stub_a_required_call_is_made_under_a_json_schema(stub, tool_choic
     assert said == []
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Rome"}')]
     assert server.requests[0]["json_schema"] == call_schema([get_weather, get_time], tool_choice)
+    assert server.requests[0]["temperature"] == 0.0  # arguments are drawn greedily
 
 
 async def test_stub_a_required_call_cut_short_is_an_invalid_call_never_said(stub):

@@ -253,6 +253,9 @@ class LLM(BaseLLM):
             request["logit_bias"] = [[facts.turn_start, False]]
         if json_schema is not None:
             request["json_schema"] = json_schema
+            # A call's arguments are the most likely ones, not a creative choice: SmolLM2 at
+            # 0.2 sometimes wrote "Paris, France" or worse where the user said "Paris".
+            request["temperature"] = 0.0
         if facts.slots > 1:
             request["id_slot"] = 0  # where the chat's prefix is cached
         return request
