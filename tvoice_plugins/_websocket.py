@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import trio
@@ -31,7 +33,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["Closed", "Connection", "Rejected"]
+__all__ = ["Closed", "Connection", "KeptConnections", "Rejected"]
 
 _MAX_MESSAGE = 16 * 1024 * 1024
 _Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream]
@@ -207,3 +209,70 @@ class Connection:
         if self._closed is None:
             self._closed = Closed(code, "closed by us")
         await trio.aclose_forcefully(self._stream)
+
+
+class Reusable(Protocol):
+    """What :class:`KeptConnections` keeps: a connection, or a thing that wraps one."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+_T = TypeVar("_T", bound=Reusable)
+
+
+class KeptConnections(Generic[_T]):
+    """The connections a TTS keeps between replies: each reply takes a kept one, or opens one
+    (``open``) when all are in use, and gives it back afterwards unless it failed (any error
+    but a cancellation discards it: an interrupted reply leaves its connection usable). At most
+    ``max_idle`` are kept."""
+
+    def __init__(self, open: Callable[[], Awaitable[_T]], *, max_idle: int = 2) -> None:
+        self._open = open
+        self._max_idle = max_idle
+        self._idle: list[_T] = []
+        self._closed = False
+
+    async def prewarm(self) -> None:
+        """Open one now, so that the first reply does not wait for it."""
+        if not self._idle:
+            self._idle.append(await self._open())
+
+    async def aclose(self) -> None:
+        """Close the kept ones; those in use close when their reply ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.aclose()
+
+    @contextlib.asynccontextmanager
+    async def take(self) -> AsyncIterator[_T]:
+        """A connection for one reply."""
+        connection = None
+        while self._idle and connection is None:
+            candidate = self._idle.pop()
+            if not candidate.closed:
+                connection = candidate
+        if connection is None:
+            connection = await self._open()
+        healthy = False
+        try:
+            yield connection
+            healthy = True
+        except BaseException as e:
+            healthy = _only_cancelled(e)
+            raise
+        finally:
+            keep = healthy and not connection.closed and not self._closed
+            if keep and len(self._idle) < self._max_idle:
+                self._idle.append(connection)
+            else:
+                await connection.aclose()
+
+
+def _only_cancelled(error: BaseException) -> bool:
+    if isinstance(error, BaseExceptionGroup):
+        return all(_only_cancelled(e) for e in error.exceptions)
+    return isinstance(error, trio.Cancelled)

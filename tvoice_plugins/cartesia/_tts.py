@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
 from tvoice.audio import AudioFrame
 
-from .._websocket import Closed, Connection, Rejected
+from .._websocket import Closed, Connection, KeptConnections, Rejected
 from ._errors import closed_error, malformed, message_error, missing_api_key, rejected_error
 from ._wire import (
     Chunk,
@@ -98,8 +98,7 @@ class TTS(tts_.TTS):
         self._language = language
         self._extra = dict(extra or {})
         self._connect_timeout = connect_timeout
-        self._idle: list[Connection] = []
-        self._closed = False
+        self._kept = KeptConnections(self._open, max_idle=_MAX_IDLE)
 
     def __repr__(self) -> str:
         return f"cartesia.TTS(model={self._model!r}, voice={self._voice!r}, url={self._url!r})"
@@ -141,15 +140,11 @@ class TTS(tts_.TTS):
 
     async def prewarm(self) -> None:
         """Open the connection now, so that the first reply does not wait for it."""
-        if not self._idle:
-            self._idle.append(await self._open())
+        await self._kept.prewarm()
 
     async def aclose(self) -> None:
         """Close the kept connections; those in use close when their reply ends."""
-        self._closed = True
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await connection.aclose()
+        await self._kept.aclose()
 
     async def _open(self) -> Connection:
         headers = [("X-API-Key", self._api_key), ("Cartesia-Version", self._api_version)]
@@ -167,32 +162,10 @@ class TTS(tts_.TTS):
         except OSError as e:
             raise APIConnectionError(f"cartesia: could not connect ({type(e).__name__})") from None
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
         """A connection for one reply: a kept one, or a new one; kept again afterwards
-        unless it failed (any error but a cancellation discards it)."""
-        connection = None
-        while self._idle and connection is None:
-            candidate = self._idle.pop()
-            if not candidate.closed:
-                connection = candidate
-        if connection is None:
-            connection = await self._open()
-        healthy = False
-        try:
-            yield connection
-            healthy = True
-        except BaseException as e:
-            # An interrupted reply leaves the connection usable (its contexts were cancelled).
-            healthy = _only_cancelled(e)
-            raise
-        finally:
-            keep = healthy and not connection.closed and not self._closed
-            if keep and len(self._idle) < _MAX_IDLE:
-                self._idle.append(connection)
-                connection = None
-            if connection is not None:
-                await connection.aclose()
+        unless it failed."""
+        return self._kept.take()
 
     def failure(self, error: Exception) -> Exception:
         """The tvoice error for what a reply met on the wire (the key scrubbed from it)."""
@@ -206,12 +179,6 @@ class TTS(tts_.TTS):
             m = error.message
             return message_error(m.status_code, m.message, m.body, api_key=self._api_key)
         return error
-
-
-def _only_cancelled(error: BaseException) -> bool:
-    if isinstance(error, BaseExceptionGroup):
-        return all(_only_cancelled(e) for e in error.exceptions)
-    return isinstance(error, trio.Cancelled)
 
 
 class _NoAnswer(Exception):

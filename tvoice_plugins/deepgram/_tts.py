@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import trio
@@ -16,7 +16,7 @@ from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
 from tvoice.audio import AudioFrame
 
-from .._websocket import Closed, Connection, Rejected
+from .._websocket import Closed, Connection, KeptConnections, Rejected
 from ._errors import close_code_error, handshake_error, malformed, message_error, missing_api_key
 from ._wire import CLEAR, FLUSH, speak, speak_url
 
@@ -70,8 +70,7 @@ class TTS(tts_.TTS):
             base_url, {"model": model, "encoding": "linear16", "sample_rate": sample_rate}
         )
         self._connect_timeout = connect_timeout
-        self._idle: list[_Speaker] = []
-        self._closed = False
+        self._kept = KeptConnections(self._open_speaker, max_idle=_MAX_IDLE)
 
     def __repr__(self) -> str:
         return f"deepgram.TTS(model={self._model!r}, url={self._url!r})"
@@ -100,15 +99,14 @@ class TTS(tts_.TTS):
 
     async def prewarm(self) -> None:
         """Open the connection now, so that the first reply does not wait for it."""
-        if not self._idle:
-            self._idle.append(_Speaker(await self._open()))
+        await self._kept.prewarm()
 
     async def aclose(self) -> None:
         """Close the kept connections; those in use close when their reply ends."""
-        self._closed = True
-        idle, self._idle = self._idle, []
-        for speaker in idle:
-            await speaker.connection.aclose()
+        await self._kept.aclose()
+
+    async def _open_speaker(self) -> _Speaker:
+        return _Speaker(await self._open())
 
     async def _open(self) -> Connection:
         headers = [("Authorization", f"Token {self._api_key}")]
@@ -126,30 +124,10 @@ class TTS(tts_.TTS):
         except OSError as e:
             raise APIConnectionError(f"deepgram: could not connect ({type(e).__name__})") from None
 
-    @asynccontextmanager
-    async def speaker(self) -> AsyncIterator[_Speaker]:
+    def speaker(self) -> contextlib.AbstractAsyncContextManager[_Speaker]:
         """A connection for one reply: a kept one, or a new one; kept again afterwards
-        unless it failed (any error but a cancellation discards it)."""
-        speaker = None
-        while self._idle and speaker is None:
-            candidate = self._idle.pop()
-            if not candidate.connection.closed:
-                speaker = candidate
-        if speaker is None:
-            speaker = _Speaker(await self._open())
-        healthy = False
-        try:
-            yield speaker
-            healthy = True
-        except BaseException as e:
-            healthy = _only_cancelled(e)
-            raise
-        finally:
-            keep = healthy and not speaker.connection.closed and not self._closed
-            if keep and len(self._idle) < _MAX_IDLE:
-                self._idle.append(speaker)
-            else:
-                await speaker.connection.aclose()
+        unless it failed."""
+        return self._kept.take()
 
     def failure(self, error: Exception) -> Exception:
         """The tvoice error for what a reply met on the wire (the key scrubbed from it)."""
@@ -162,12 +140,6 @@ class TTS(tts_.TTS):
         if isinstance(error, _ServerError):
             return message_error(error.body, api_key=self._api_key)
         return error
-
-
-def _only_cancelled(error: BaseException) -> bool:
-    if isinstance(error, BaseExceptionGroup):
-        return all(_only_cancelled(e) for e in error.exceptions)
-    return isinstance(error, trio.Cancelled)
 
 
 class _Malformed(Exception):
@@ -197,6 +169,13 @@ class _Speaker:
         self.clearing = False
         self.pending = 0  # Flushes sent whose Flushed has not been read
         self.unflushed = False  # text sent since the last Flush
+
+    @property
+    def closed(self) -> bool:
+        return self.connection.closed
+
+    async def aclose(self) -> None:
+        await self.connection.aclose()
 
     async def speak(self, text: str) -> None:
         """Add ``text`` to the server's buffer."""
