@@ -506,3 +506,87 @@ def test_under_a_cgroup_cpu_limit_the_load_is_the_share_of_that_limit(tmp_path):
         stat.write_text(f"cpu  {75 * step} 0 0 {25 * step} 0 0 0 0 0 0\n")
         unlimited.sample(now=step * LOAD_SAMPLE_INTERVAL)
     assert unlimited.value == 0.75
+
+
+async def test_a_lost_server_is_left_for_the_next_of_the_fallback_urls(
+    autojump_clock: trio.abc.Clock,
+):
+    async def first(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws, "AW_1")
+        await _send(ws, availability=pb.AvailabilityRequest(job=_job("AJ_1")))
+        await _receive_kind(ws, "availability")
+        await _send(ws, assignment=pb.JobAssignment(job=_job("AJ_1"), token="tok"))
+        await ws.aclose()  # the node is lost; past its script it refuses every handshake
+
+    async def second(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws, "AW_2")
+        await _send(ws, availability=pb.AvailabilityRequest(job=_job("AJ_2")))
+        await _receive_kind(ws, "availability")
+        await _send(ws, assignment=pb.JobAssignment(job=_job("AJ_2"), token="tok"))
+        await trio.sleep_forever()
+
+    class TwoJobs(Launcher):
+        second_job = trio.Event()
+
+        async def run_job(
+            self,
+            info: RunningJobInfo,
+            *,
+            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        ) -> JobResult:
+            if self.jobs:
+                self.second_job.set()
+            return await super().run_job(info, task_status=task_status)
+
+    launcher = TwoJobs(duration=60.0)
+    async with trio.open_nursery() as nursery:
+        port_a, _ = await _serve(nursery, first)
+        port_b, _ = await _serve(nursery, second)
+        url_a, url_b = f"ws://127.0.0.1:{port_a}", f"ws://127.0.0.1:{port_b}"
+        worker = Worker(_options(port_a, fallback_urls=[url_b]), pool=launcher)
+        await nursery.start(worker.run)
+        assert worker.server_url == url_a
+        with trio.fail_after(5):
+            await launcher.second_job.wait()
+        assert (worker.worker_id, worker.registrations, worker.server_url) == ("AW_2", 2, url_b)
+        # Each job joins its room through the node that assigned it; the first keeps running.
+        assert [(job.job.id, job.url) for job in launcher.jobs] == [
+            ("AJ_1", url_a),
+            ("AJ_2", url_b),
+        ]
+        assert sorted(job.job.id for job in worker.active_jobs) == ["AJ_1", "AJ_2"]
+        worker.drain()
+        nursery.cancel_scope.deadline = trio.current_time() + 10
+
+
+async def test_a_worker_starts_on_a_fallback_url_and_gives_up_on_all_of_them(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+):
+    registered = trio.Event()
+
+    async def only(ws: trio_websocket.WebSocketConnection) -> None:
+        await _register(ws, "AW_1")
+        registered.set()
+        await ws.aclose()
+
+    dead = f"ws://127.0.0.1:{free_loopback_port()}"  # nothing listens there
+    async with trio.open_nursery() as nursery:
+        port, _ = await _serve(nursery, only)
+        live = f"ws://127.0.0.1:{port}"
+        worker = Worker(
+            _options(0, ws_url=dead, fallback_urls=(live,), max_retry=3), pool=Launcher()
+        )
+        start = trio.current_time()
+        gives_up = pytest.RaisesGroup(
+            pytest.RaisesExc(APIConnectionError, match=f"any of {dead}, {live} after 3"),
+            flatten_subgroups=True,
+        )
+        with caplog.at_level(logging.WARNING, "tvoice.worker"), gives_up:
+            await worker.run()
+        assert registered.is_set()
+        assert worker.server_url == live
+        # One failed attempt at the dead URL (0.25-0.5 s of backoff), then the live one.
+        assert 0 < trio.current_time() - start < 10
+        nursery.cancel_scope.cancel()
+    assert f"connecting to {live}/agent in" in caplog.text
+    assert f"{dead}: " in caplog.text

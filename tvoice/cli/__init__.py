@@ -42,6 +42,13 @@ def _parser(*, with_path: bool) -> argparse.ArgumentParser:
             worker.add_argument("agent", help="the agent file, PATH[:entrypoint]")
         _server_arguments(worker)
         worker.add_argument(
+            "--fallback-url",
+            action="append",
+            metavar="URL",
+            help="another node of the same LiveKit deployment, tried when the server is lost"
+            " (repeat for more)",
+        )
+        worker.add_argument(
             "--host", help="health and metrics HTTP address (default 127.0.0.1: this machine only)"
         )
         worker.add_argument("--port", type=int, help="health and metrics HTTP port (0: any free)")

@@ -32,6 +32,7 @@ def worker_options(options: WorkerOptions, args: argparse.Namespace) -> WorkerOp
         "port": getattr(args, "port", None),
         "agent_name": getattr(args, "agent_name", None),
         "num_idle_processes": getattr(args, "num_idle_processes", None),
+        "fallback_urls": getattr(args, "fallback_url", None),
     }
     return attrs.evolve(options, **{k: v for k, v in changes.items() if v is not None})
 
@@ -44,7 +45,8 @@ def run_worker(options: WorkerOptions, target: str, *, log_level: int) -> int:
     from ..livekit.protocol import agent_url
 
     try:
-        agent_url(options.ws_url)
+        for url in (options.ws_url, *options.fallback_urls):
+            agent_url(url)
     except ValueError as e:
         raise SystemExit(f"tvoice worker: {e}") from None
 

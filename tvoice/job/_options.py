@@ -74,5 +74,10 @@ class WorkerOptions:
     host: str = "127.0.0.1"
     port: int = 8081
     ws_url: str = attrs.field(factory=lambda: _env("LIVEKIT_URL", "ws://127.0.0.1:7880"))
+    fallback_urls: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Other servers of the same LiveKit deployment (nodes sharing its Redis), for when the
+    current one is lost: each failed connection attempt moves on to the next URL of
+    ``(ws_url, *fallback_urls)``, round and round, and the worker stays with whichever server
+    registers it. Each job joins its room through the server that assigned it."""
     api_key: str = attrs.field(factory=lambda: _env("LIVEKIT_API_KEY"))
     api_secret: str = attrs.field(factory=lambda: _env("LIVEKIT_API_SECRET"), repr=False)

@@ -176,12 +176,15 @@ class _Pending:
     """Whether the worker said yes: only then is an assignment for it expected."""
     arrived: trio.Event = attrs.field(factory=trio.Event)
     assignment: p.JobAssignment | None = None
+    server_url: str = ""
+    """The server the assignment came from: the job joins its room through it."""
 
 
 class Worker:
     """A LiveKit Agents-style worker: serves the jobs a LiveKit server dispatches to it.
 
-    ``await worker.run()`` connects to ``options.ws_url``, registers ``options.agent_name``,
+    ``await worker.run()`` connects to ``options.ws_url`` (or, when that fails, to each of
+    ``options.fallback_urls`` in turn), registers ``options.agent_name``,
     answers the server's job offers through ``options.request_fnc``, starts each assigned job
     in ``pool`` and reports its end, reports its load every 2.5 s, and connects again with
     backoff when the connection drops. Running jobs keep running across reconnections, and
@@ -216,6 +219,8 @@ class Worker:
         self.job_start_count = 0
         """How many jobs ``job_start_seconds_sum`` covers."""
         self.ping_rtt: float | None = None
+        self.server_url = ""
+        """The URL of the server the worker is (or was last) registered with."""
         self._pool = pool
         self._cpu = _CpuLoad(cgroup=CGROUP)
         self._load_takes_worker = _takes_an_argument(options.load_fnc)
@@ -280,7 +285,8 @@ class Worker:
         ``options.max_retry`` attempts in a row, or refuses the API key: the worker then
         drains first (running jobs get ``options.drain_timeout``, with no new ones).
         """
-        p.agent_url(self.options.ws_url)  # a bad URL fails here, not in a retry loop
+        for url in (self.options.ws_url, *self.options.fallback_urls):
+            p.agent_url(url)  # a bad URL fails here, not in a retry loop
         self._task_status = task_status
         stop_connection = trio.Event()
         async with trio.open_nursery() as nursery:
@@ -326,21 +332,24 @@ class Worker:
             self.drain()
 
     async def _connection_loop(self, stop: trio.Event) -> None:
-        url = p.agent_url(self.options.ws_url)
+        servers = [self.options.ws_url, *self.options.fallback_urls]
+        current = 0
+        url = p.agent_url(servers[current])
         failures = 0
         last_error = ""
         while not stop.is_set():
             if failures:
                 if self.options.max_retry and failures > self.options.max_retry:
+                    where = url if len(servers) == 1 else f"any of {', '.join(servers)}"
                     raise APIConnectionError(
-                        f"could not reach the LiveKit server at {url} after {failures - 1}"
+                        f"could not reach the LiveKit server at {where} after {failures - 1}"
                         f" retries: {last_error}",
                         retryable=False,
                     )
                 delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** (failures - 1))
                 delay *= random.uniform(0.5, 1.0)  # jitter: workers of one server spread out
                 logger.warning(
-                    "connecting to %s again in %.1f s (attempt %d%s): %s",
+                    "connecting to %s in %.1f s (attempt %d%s): %s",
                     url,
                     delay,
                     failures + 1,
@@ -353,7 +362,7 @@ class Worker:
                     return
             registrations = self.registrations
             try:
-                await self._serve_connection(url, stop)
+                await self._serve_connection(servers[current], url, stop)
             except trio_websocket.ConnectionRejected as exc:
                 if exc.status_code in (401, 403):
                     raise APIConnectionError(
@@ -378,9 +387,16 @@ class Worker:
                 # A connection that worked: the next attempt is the first of a new series.
                 failures = 0
             failures += 1
+            # The next attempt goes to the next server of the deployment (the same one when
+            # there is no other): a lost node is left for one that may still be up.
+            if len(servers) > 1:
+                last_error = f"{servers[current]}: {last_error}"
+                current = (current + 1) % len(servers)
+                url = p.agent_url(servers[current])
 
-    async def _serve_connection(self, url: str, stop: trio.Event) -> None:
-        """One connection: register, then serve until it drops or ``stop`` is set."""
+    async def _serve_connection(self, server_url: str, url: str, stop: trio.Event) -> None:
+        """One connection to ``url`` (the ``/agent`` endpoint of ``server_url``): register, then
+        serve until it drops or ``stop`` is set."""
         token = p.agent_token(self.options.api_key, self.options.api_secret)
         headers = [(b"authorization", f"Bearer {token}".encode())]
         parts = urlsplit(url)
@@ -412,7 +428,7 @@ class Worker:
                     if handshake.cancelled_caught:
                         raise _Retry(f"no WebSocket handshake within {CONNECT_TIMEOUT:.0f} s")
                     try:
-                        await self._serve(ws, url, stop)
+                        await self._serve(ws, server_url, url, stop)
                     finally:
                         with trio.CancelScope(shield=True) as closing:
                             closing.deadline = trio.current_time() + CLOSE_TIMEOUT
@@ -423,7 +439,7 @@ class Worker:
                 raise _single_error(group) from None
 
     async def _serve(
-        self, ws: trio_websocket.WebSocketConnection, url: str, stop: trio.Event
+        self, ws: trio_websocket.WebSocketConnection, server_url: str, url: str, stop: trio.Event
     ) -> None:
         await ws.send_message(
             p.encode(
@@ -442,6 +458,7 @@ class Worker:
         if not isinstance(answer, p.Registered):
             raise p.ProtocolError(f"expected the registration answer, got {answer!r}")
         self.worker_id = answer.worker_id
+        self.server_url = server_url
         self.registrations += 1
         logger.info(
             "registered worker %s (agent %r) with LiveKit %s at %s",
@@ -654,7 +671,7 @@ class Worker:
                 metadata=job.metadata,
                 publisher_identity=job.participant_identity,
             ),
-            url=assignment.url or self.options.ws_url,
+            url=assignment.url or pending.server_url or self.options.ws_url,
             token=assignment.token,
             worker_id=self.worker_id,
             participant_identity=identity,
@@ -677,6 +694,7 @@ class Worker:
             logger.warning("skipping the assignment of a job not waited for: %s", assignment.job.id)
             return
         pending.assignment = assignment
+        pending.server_url = self.server_url
         pending.arrived.set()
 
     def _on_termination(self, termination: p.JobTermination) -> None:

@@ -1,0 +1,18 @@
+"""``tvoice worker --fallback-url``: the other nodes of a LiveKit deployment."""
+
+from tvoice.cli import _parser
+from tvoice.cli._worker import worker_options
+from tvoice.job import WorkerOptions
+
+
+async def _never(ctx: object) -> None:
+    raise AssertionError("not called")
+
+
+def test_the_worker_takes_fallback_urls_in_order():
+    argv = ["worker", "a.py", "--fallback-url", "ws://b:7880", "--fallback-url", "ws://c:7880"]
+    args = _parser(with_path=True).parse_args(argv)
+    options = worker_options(WorkerOptions(entrypoint_fnc=_never, fallback_urls=["x"]), args)
+    assert options.fallback_urls == ("ws://b:7880", "ws://c:7880")
+    args = _parser(with_path=True).parse_args(["worker", "a.py"])
+    assert worker_options(WorkerOptions(entrypoint_fnc=_never), args).fallback_urls == ()
