@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -76,7 +77,9 @@ class LocalServerConfig:
 
     ``port`` serves HTTP (the room service API) and the WebSocket signalling (``/rtc``,
     ``/agent``); ``udp_port`` carries all media; ``tcp_port`` enables ICE over TCP (bound on all
-    interfaces by the server, see the module's docstring), 0 leaves it off.
+    interfaces by the server, see the module's docstring), 0 leaves it off. ``redis_address``
+    (``host:port``) makes the server one node of a cluster: nodes sharing a Redis route rooms,
+    signalling and agent jobs between them; "" runs it alone.
     """
 
     port: int
@@ -84,6 +87,7 @@ class LocalServerConfig:
     tcp_port: int = 0
     keys: Mapping[str, str] = attrs.field(factory=lambda: {"devkey": "secret"})
     log_level: str = "info"
+    redis_address: str = ""
 
     @property
     def url(self) -> str:
@@ -97,7 +101,7 @@ class LocalServerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The config as livekit-server reads it (``--config``)."""
-        return {
+        config: dict[str, Any] = {
             "port": self.port,
             "bind_addresses": ["127.0.0.1"],
             "rtc": {
@@ -114,6 +118,9 @@ class LocalServerConfig:
             "keys": dict(self.keys),
             "logging": {"level": self.log_level, "json": False, "pion_level": "warn"},
         }
+        if self.redis_address:
+            config["redis"] = {"address": self.redis_address}
+        return config
 
     def write(self, path: Path) -> Path:
         """Write the config file to ``path`` and return it.
@@ -206,6 +213,10 @@ class LocalServer:
     api_secret: str
     config: LocalServerConfig
     log_path: Path
+    pid: int = 0
+    """The server's process (a test may kill it, as a node is lost)."""
+    node_id: str = ""
+    """Its node id (``ND_...``): where a cluster's rooms live (``CreateRoomRequest.node_id``)."""
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The end of the server's log, to add to a failure message."""
@@ -252,6 +263,8 @@ def run_local_server(
             api_secret=config.keys["devkey"],
             config=config,
             log_path=log_path,
+            pid=process.pid,
+            node_id=_node_id(log_path),
         )
     finally:
         _stop(process)
@@ -297,6 +310,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         return
     process.kill()
     process.wait()
+
+
+def _node_id(log_path: Path) -> str:
+    # The server names its node once, as it starts: `starting LiveKit server {..."nodeID": ...`.
+    found = re.search(r'"nodeID": "(ND_\w+)"', log_path.read_text(errors="replace"))
+    return found.group(1) if found else ""
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
