@@ -312,6 +312,19 @@ async def test_streamed_text_continues_one_context_with_word_timings(server):
     await tts.aclose()
 
 
+async def test_each_frame_carries_the_word_timestamps_that_start_in_it(server):
+    tts = make_tts(server)
+    items = await synthesize(tts, "Hello there, friend.")
+    at, words = 0.0, []
+    for item in items:
+        assert [t.text for t in item.timed_text] == item.delta_text.split()
+        words += [(t.text, round(at + t.start, 6), round(at + t.end, 6)) for t in item.timed_text]
+        at += item.frame.duration
+    # The server's timestamps, in seconds from the start of the context's audio.
+    assert words == [("Hello", 0.0, 0.15), ("there,", 0.2, 0.35), ("friend.", 0.4, 0.55)]
+    await tts.aclose()
+
+
 async def test_interruption_cancels_the_context_on_the_wire(server, autojump_clock):
     server.pace = 0.2
     server.late_chunk = True

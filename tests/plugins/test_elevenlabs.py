@@ -28,8 +28,10 @@ from tvoice import (
     APIStatusError,
     APITimeoutError,
 )
+from tvoice.audio import TimedText
 from tvoice.testing import check_tts
 from tvoice_plugins import elevenlabs
+from tvoice_plugins.elevenlabs._wire import alignment_words
 
 API_KEY = "xi-test-key-0123456789"
 RATE = 24000
@@ -275,6 +277,39 @@ async def test_streamed_segments_are_contexts_with_their_text(server):
     ]
     assert sum(i.frame.duration for i in items) == pytest.approx(5 * WORD_SECONDS)
     await tts.aclose()
+
+
+async def test_each_frame_carries_its_words_with_their_alignment(server):
+    tts = make_tts(server)
+    items = await synthesize(tts, "Hello there, friend.")
+    at, words = 0.0, []
+    for item in items:
+        words += [(t.text, round(at + t.start, 6), round(at + t.end, 6)) for t in item.timed_text]
+        at += item.frame.duration
+    # Each word is 0.2 s of audio, its characters (and the space after it) in equal steps.
+    expected = []
+    for k, word in enumerate(["Hello", "there,", "friend."]):
+        step = round(WORD_SECONDS * 1000 / (len(word) + 1)) / 1000
+        expected.append(
+            (word, round(k * WORD_SECONDS, 6), round(k * WORD_SECONDS + len(word) * step, 6))
+        )
+    assert words == expected
+    await tts.aclose()
+
+
+def test_alignment_words_are_the_runs_between_spaces():
+    alignment = {
+        "chars": list(" Hi, you"),
+        "charStartTimesMs": [0, 10, 20, 30, 40, 50, 60, 70],
+        "charDurationsMs": [10] * 8,
+    }
+    assert alignment_words(alignment) == (
+        TimedText("Hi,", 0.01, 0.04),
+        TimedText("you", 0.05, 0.08),
+    )
+    assert alignment_words({}) == ()
+    with pytest.raises(ValueError, match="differ in length"):
+        alignment_words({"chars": ["a"], "charStartTimesMs": [], "charDurationsMs": []})
 
 
 async def test_interruption_closes_the_context_on_the_wire(server, autojump_clock):

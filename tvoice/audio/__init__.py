@@ -2,6 +2,7 @@
 
 from ._frame import AudioFrame as AudioFrame
 from ._frame import Int16Array as Int16Array
+from ._frame import TimedText as TimedText
 from ._frame import combine_frames as combine_frames
 from ._framing import AudioChunker as AudioChunker
 from ._resample import AudioResampler as AudioResampler

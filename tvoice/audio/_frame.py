@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["AudioFrame", "Int16Array"]
+__all__ = ["AudioFrame", "Int16Array", "TimedText"]
 
 Int16Array = npt.NDArray[np.int16]
 
@@ -41,17 +41,45 @@ def _as_samples(data: Any, num_channels: int) -> Int16Array:
     return samples
 
 
+@attrs.frozen
+class TimedText:
+    """A piece of text (a word, usually) that a frame of speech says, from ``start`` to ``end``
+    seconds after the frame's first sample.
+
+    A provider may tell a word's timing after the audio that says it, on a later frame, so the
+    times may be negative, or past the frame's end (a word that goes on into the next frames).
+    """
+
+    text: str
+    start: float
+    end: float
+
+    def __attrs_post_init__(self) -> None:
+        if not self.end >= self.start:
+            raise ValueError(f"a timed text must not end before it starts: {self!r}")
+
+
+def _timed(words: Iterable[TimedText]) -> tuple[TimedText, ...]:
+    return tuple(words)
+
+
 @attrs.frozen(eq=False)
 class AudioFrame:
     """Interleaved int16 PCM: ``data`` has shape (samples_per_channel, num_channels).
 
     A 1-D array is accepted for mono. Any other dtype or shape is rejected at construction, so a
     frame that exists is always well-formed.
+
+    ``timed_text``: the words this frame of speech says and when (a TTS that tells its timings
+    puts them there); they travel with the frame to the output, which follows them to show the
+    transcript and to know what was heard. Frames made from other frames (resampled, combined,
+    cut) do not keep them, and equality ignores them.
     """
 
     data: Int16Array
     sample_rate: int
     num_channels: int = 1
+    timed_text: tuple[TimedText, ...] = attrs.field(default=(), kw_only=True, converter=_timed)
 
     def __attrs_post_init__(self) -> None:
         _positive_int("sample_rate", self.sample_rate)

@@ -26,6 +26,7 @@ import trio
 
 from ..audio import AudioFrame, AudioResampler
 from ..io import AudioInput, ClockedAudioOutput
+from ..tts import SpokenSegment
 from ._bridge import AsyncioBridge, CrossingChannel
 
 __all__ = ["RoomAudioInput", "RoomAudioOutput", "read_track"]
@@ -150,9 +151,11 @@ class RoomAudioOutput(ClockedAudioOutput):
         self._resampler: AudioResampler | None = None
         self._wake = trio.Event()
         self.frames_sent = 0
-        # The current segment: seconds captured so far, and whether it is flushed (complete).
+        # The current segment: seconds captured so far, whether it is flushed (complete), and
+        # its frames' word timings (the transcription follows them).
         self.segment_captured = 0.0
         self.segment_complete = False
+        self.segment_spoken = SpokenSegment()
         # Called after every clear_buffer() (the transcription drops text never heard).
         self.on_clear: Callable[[], None] | None = None
 
@@ -259,6 +262,7 @@ class RoomAudioOutput(ClockedAudioOutput):
     async def capture_frame(self, frame: AudioFrame) -> None:
         await super().capture_frame(frame)
         self.segment_captured += frame.duration
+        self.segment_spoken.push(frame)
         for converted in self._convert(frame):
             self._queue(converted)
         self._wake.set()
@@ -324,3 +328,4 @@ class RoomAudioOutput(ClockedAudioOutput):
         )
         self.segment_captured = 0.0
         self.segment_complete = False
+        self.segment_spoken = SpokenSegment()

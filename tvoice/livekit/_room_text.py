@@ -5,9 +5,10 @@ Topic ``lk.transcription``; each segment is one stream whose attributes carry
 ``lk.transcription_final`` ("false" in the header; the closing attributes say "true").
 
 - The agent's words (:class:`TranscriptionSync`) go out as a delta stream (one writer per
-  segment, pieces appended) released in step with the audio the listener actually heard: an
+  segment, pieces appended) released in step with the audio the listener actually heard: each
+  word once its audio has played, by the TTS's word timings when it gives them; otherwise an
   estimated speaking rate while the segment's audio is still arriving, then the heard share of
-  its words; all of it when the audio plays to the end, only what was heard when it is cut.
+  its words. All of it when the audio plays to the end, only what was heard when it is cut.
 - The user's words (:class:`UserTranscripts`) go out as whole streams, one per interim or final
   transcript, sent on behalf of the user (``sender_identity``), as LiveKit Agents does.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -25,8 +26,10 @@ import livekit.rtc as rtc
 import trio
 
 from .._utils import short_id
+from ..audio import TimedText
 from ..io import PlaybackFinished, TextOutput
 from ..tokenize import split_words
+from ..tts import heard_text
 from ._bridge import AsyncioBridge
 from ._room_audio import RoomAudioOutput
 
@@ -53,10 +56,20 @@ UNBOUND_TIMEOUT = 5.0  # text whose audio never started is released whole after 
 SEND_TIMEOUT = 5.0  # bound on each text-stream operation
 
 
-def released_text(text: str, *, played: float, pushed: float | None) -> str:
-    """The words of ``text`` a listener has heard after ``played`` seconds: the same share of
-    its words as of ``pushed`` seconds of audio, or (``pushed`` unknown) what
+def released_text(
+    text: str,
+    *,
+    played: float,
+    pushed: float | None,
+    timings: Sequence[TimedText] | None = None,
+) -> str:
+    """The words of ``text`` a listener has heard after ``played`` seconds: with ``timings``
+    (the TTS's, in seconds from the segment's start) the words whose end was played; without,
+    the same share of its words as of ``pushed`` seconds of audio, or (``pushed`` unknown) what
     ``SPEAKING_RATE`` covers; cut at a word boundary."""
+    if timings is not None:
+        total = pushed if pushed is not None else math.inf
+        return heard_text(text, played=played, pushed=total, timings=timings)
     if played <= 0 or not text:
         return ""
     if pushed is not None and played >= pushed - 1e-9:
@@ -185,8 +198,12 @@ class TranscriptionSync(TextOutput):
             return
         if event.interrupted:
             pushed = self._output.segment_captured if self._output is not None else 0.0
+            timings = self._output.segment_spoken.timings if self._output is not None else None
             heard = released_text(
-                segment.text, played=event.playback_position, pushed=max(pushed, 1e-9)
+                segment.text,
+                played=event.playback_position,
+                pushed=max(pushed, 1e-9),
+                timings=timings,
             )
             self._finalize(segment, heard)
         elif segment.text_done:
@@ -231,7 +248,12 @@ class TranscriptionSync(TextOutput):
                 return segment.text
             return ""
         pushed = output.segment_captured if output.segment_complete else None
-        return released_text(segment.text, played=output.position(), pushed=pushed)
+        return released_text(
+            segment.text,
+            played=output.position(),
+            pushed=pushed,
+            timings=output.segment_spoken.timings,
+        )
 
     async def _wait_published(self) -> None:
         # The header names the agent's track: wait (bounded) for it to be published.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import attrs
+import numpy as np
 import trio
 
 from .._errors import APIError
@@ -16,9 +17,16 @@ from .._utils import (
     FallbackPool,
     retry_delay,
 )
-from ..audio import AudioFrame, AudioResampler
+from ..audio import AudioFrame, AudioResampler, TimedText
 from ._stream_adapter import StreamAdapter
-from ._tts import TTS, ChunkedStream, SynthesizeStream, TTSCapabilities, _Flush
+from ._tts import (
+    TTS,
+    ChunkedStream,
+    SynthesizedAudio,
+    SynthesizeStream,
+    TTSCapabilities,
+    _Flush,
+)
 
 __all__ = ["FallbackAdapter"]
 
@@ -81,8 +89,46 @@ class FallbackAdapter(TTS):
         return AudioResampler(tts.sample_rate, self.sample_rate, self.num_channels)
 
 
-def _convert(resampler: AudioResampler | None, frame: AudioFrame) -> list[AudioFrame]:
-    return [frame] if resampler is None else resampler.push(frame)
+class _Relay:
+    """One TTS's audio on its way out of the adapter, each frame with the text it speaks:
+    resampled to the adapter's rate when needed. A resampler holds some audio back, so the
+    text and word timings of a frame go with the next frame that comes out, their times moved
+    to it."""
+
+    def __init__(self, adapter: FallbackAdapter, tts: TTS) -> None:
+        self._resampler = adapter.resampler_for(tts)
+        self._empty = AudioFrame(np.zeros((0, adapter.num_channels), np.int16), adapter.sample_rate)
+        self._taken = 0.0  # seconds of the TTS's audio taken
+        self._given = 0.0  # seconds given out
+        self._text = ""
+        self._timed: list[TimedText] = []  # in seconds from the start of the TTS's audio
+
+    def push(self, audio: SynthesizedAudio) -> list[tuple[AudioFrame, str]]:
+        if self._resampler is None:
+            return [(audio.frame, audio.delta_text)]
+        frame, at = audio.frame, self._taken
+        self._text += audio.delta_text
+        self._timed += [TimedText(t.text, at + t.start, at + t.end) for t in frame.timed_text]
+        self._taken += frame.duration
+        return [self._carry(f) for f in self._resampler.push(frame)]
+
+    def flush(self) -> list[tuple[AudioFrame, str]]:
+        """The end of a segment: what the resampler held, and the text nothing carried yet."""
+        if self._resampler is None:
+            return []
+        out = [self._carry(f) for f in self._resampler.flush()]
+        if self._text or self._timed:
+            out.append(self._carry(self._empty))
+        return out
+
+    def _carry(self, frame: AudioFrame) -> tuple[AudioFrame, str]:
+        text, at = self._text, self._given
+        if self._timed:
+            timed = [TimedText(t.text, t.start - at, t.end - at) for t in self._timed]
+            frame = attrs.evolve(frame, timed_text=timed)
+        self._text, self._timed = "", []
+        self._given += frame.duration
+        return frame, text
 
 
 class _FallbackChunkedStream(ChunkedStream):
@@ -99,16 +145,17 @@ class _FallbackChunkedStream(ChunkedStream):
         pool = self._adapter.pool
         errors: list[APIError] = []
         for tts in pool.candidates():
-            resampler = self._adapter.resampler_for(tts)
+            relay = _Relay(self._adapter, tts)
             try:
                 async with tts.synthesize(
                     self.input_text, conn_options=self._adapter.tts_conn_options
                 ) as inner:
                     async for audio in inner:
-                        for frame in _convert(resampler, audio.frame):
-                            await self._emit_frame(frame)
-                for frame in resampler.flush() if resampler else ():
-                    await self._emit_frame(frame)
+                        if not audio.is_final:
+                            for frame, text in relay.push(audio):
+                                await self._emit_frame(frame, delta_text=text)
+                for frame, text in relay.flush():
+                    await self._emit_frame(frame, delta_text=text)
             except APIError as e:
                 if self._emitted:
                     raise
@@ -157,7 +204,7 @@ class _FallbackSynthesizeStream(SynthesizeStream):
         raise pool.all_failed(errors)
 
     async def _run_one(self, tts: TTS) -> None:
-        resampler = self._adapter.resampler_for(tts)
+        relay = _Relay(self._adapter, tts)
         # The retries of each TTS are made here, where the unfinished segments are replayed:
         # a stream retrying by itself would go on with the text it has not read yet and drop
         # the words of the segment that failed.
@@ -185,8 +232,8 @@ class _FallbackSynthesizeStream(SynthesizeStream):
             nursery.start_soon(forward)
             async for audio in inner:
                 if audio.is_final:
-                    for frame in resampler.flush() if resampler else ():
-                        await self._emit_frame(frame)
+                    for frame, text in relay.flush():
+                        await self._emit_frame(frame, segment_id=audio.segment_id, delta_text=text)
                     if len(self._segments) > 1:
                         self._segments.pop(0)
                     else:
@@ -194,6 +241,6 @@ class _FallbackSynthesizeStream(SynthesizeStream):
                     self._segment_audio = False
                     await self._end_segment(audio.segment_id)
                     continue
-                for frame in _convert(resampler, audio.frame):
+                for frame, text in relay.push(audio):
                     self._segment_audio = True
-                    await self._emit_frame(frame, segment_id=audio.segment_id)
+                    await self._emit_frame(frame, segment_id=audio.segment_id, delta_text=text)

@@ -20,7 +20,7 @@ from .._utils import (
     OutputStream,
     short_id,
 )
-from ..audio import AudioFrame
+from ..audio import AudioFrame, TimedText
 from ..metrics import TTSMetrics
 
 __all__ = ["TTS", "ChunkedStream", "SynthesizeStream", "SynthesizedAudio", "TTSCapabilities"]
@@ -32,7 +32,8 @@ class SynthesizedAudio:
 
     ``is_final`` marks the end of a segment (a ``synthesize`` call, or what came before a
     ``flush()``); that item carries an empty frame. ``delta_text`` is the text this audio
-    speaks, when the provider tells.
+    speaks, when the provider tells; ``timed_text`` (the frame's) says when it speaks each
+    word, when the provider tells that too.
     """
 
     frame: AudioFrame
@@ -40,6 +41,11 @@ class SynthesizedAudio:
     segment_id: str = ""
     is_final: bool = False
     delta_text: str = ""
+
+    @property
+    def timed_text(self) -> tuple[TimedText, ...]:
+        """The words of this audio and their times in its frame (``AudioFrame.timed_text``)."""
+        return self.frame.timed_text
 
 
 @attrs.frozen(kw_only=True)
@@ -140,11 +146,19 @@ class ChunkedStream(OutputStream[SynthesizedAudio]):
         """Id of this synthesis, in its audio items and metrics."""
         return self._request_id
 
-    async def _emit_frame(self, frame: AudioFrame, *, segment_id: str = "") -> None:
-        """Emit one frame of the synthesis (for ``_run`` implementations)."""
+    async def _emit_frame(
+        self, frame: AudioFrame, *, segment_id: str = "", delta_text: str = ""
+    ) -> None:
+        """Emit one frame of the synthesis, with the text it speaks if known (for ``_run``
+        implementations)."""
         self._audio_duration += frame.duration
         await self._emit(
-            SynthesizedAudio(frame=frame, request_id=self._request_id, segment_id=segment_id)
+            SynthesizedAudio(
+                frame=frame,
+                request_id=self._request_id,
+                segment_id=segment_id,
+                delta_text=delta_text,
+            )
         )
 
     async def _attempts(self) -> None:
@@ -224,11 +238,19 @@ class SynthesizeStream(InputStream[str | _Flush, SynthesizedAudio]):
         """End the current segment: speak everything pushed so far."""
         await self._push(FLUSH)
 
-    async def _emit_frame(self, frame: AudioFrame, *, segment_id: str = "") -> None:
-        """Emit one frame of the current segment (for ``_run`` implementations)."""
+    async def _emit_frame(
+        self, frame: AudioFrame, *, segment_id: str = "", delta_text: str = ""
+    ) -> None:
+        """Emit one frame of the current segment, with the text it speaks if known (for
+        ``_run`` implementations)."""
         self._audio_duration += frame.duration
         await self._emit(
-            SynthesizedAudio(frame=frame, request_id=self._request_id, segment_id=segment_id)
+            SynthesizedAudio(
+                frame=frame,
+                request_id=self._request_id,
+                segment_id=segment_id,
+                delta_text=delta_text,
+            )
         )
 
     async def _end_segment(self, segment_id: str = "") -> None:

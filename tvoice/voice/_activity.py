@@ -36,7 +36,7 @@ from ._events import (
     SpeechCreatedEvent,
     SpeechSource,
 )
-from ._generation import Generation, heard_text
+from ._generation import Generation
 from ._recognition import EndOfTurn
 from ._speech_handle import SPEECH_PRIORITY_NORMAL, SpeechHandle
 from ._tools import ToolExecution, run_tool
@@ -534,7 +534,7 @@ class AgentActivity:
 
             async def play(frame: AudioFrame) -> None:
                 await output.capture_frame(frame)
-                gen.pushed(frame.duration)
+                gen.pushed(frame)
 
             await gen.play_audio(play)
             output.flush()
@@ -542,7 +542,7 @@ class AgentActivity:
             if gen.audio_pushed > 0:
                 finished = await output.wait_for_playout()
                 played = finished.playback_position
-            gen.heard = heard_text(gen.text.text, played=played, pushed=gen.audio_pushed)
+            gen.heard = gen.spoken.heard(gen.text.text, played=played)
         else:
             await gen.text.wait_closed()
             gen.heard = gen.text.text
@@ -554,14 +554,14 @@ class AgentActivity:
             text_output.flush()
         if output is None or not gen.audio:
             return gen.text.text
-        pushed = gen.audio_pushed_before_now()
+        spoken = gen.spoken.before_now()
         output.clear_buffer()
         position = 0.0
         with trio.move_on_after(1.0):
             position = (await output.wait_for_playout()).playback_position
         if output.can_pause:
             output.resume()
-        return heard_text(gen.text.text, played=min(position, pushed), pushed=pushed)
+        return spoken.heard(gen.text.text, played=position)
 
     async def _forward_text(
         self, gen: Generation, text_output: Any, on_started: Callable[[object], None]

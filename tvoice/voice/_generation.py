@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
@@ -12,13 +11,13 @@ import trio
 
 from ..audio import AudioFrame
 from ..llm import ChatContext, FunctionCall, Tool
-from ..tokenize import split_words
+from ..tts import SpokenSegment
 from ._text_log import TextLog
 
 if TYPE_CHECKING:
     from ._agent import Agent, ModelSettings
 
-__all__ = ["Generation", "heard_text"]
+__all__ = ["Generation"]
 
 logger = logging.getLogger("tvoice.voice")
 ErrorSink = Callable[[BaseException, Any], None]
@@ -56,23 +55,19 @@ class Generation:
         self.started_at = trio.current_time()
         self.first_token_at: float | None = None
         self.first_frame_at: float | None = None
-        self.audio_pushed = 0.0
-        self._pushed_until: tuple[float, float] = (-math.inf, 0.0)  # (instant, pushed before it)
+        # Its audio as it went to the output, with the TTS's word timings: what was heard.
+        self.spoken = SpokenSegment()
         self.heard: str | None = None
         self._on_error = on_error
 
-    def pushed(self, duration: float) -> None:
-        """``duration`` seconds of its audio went to the output."""
-        now = trio.current_time()
-        if self._pushed_until[0] != now:
-            self._pushed_until = (now, self.audio_pushed)
-        self.audio_pushed += duration
+    def pushed(self, frame: AudioFrame) -> None:
+        """``frame`` of its audio went to the output."""
+        self.spoken.push(frame)
 
-    def audio_pushed_before_now(self) -> float:
-        """The audio pushed before this instant: a frame pushed at the instant of a cut counts
-        or not depending on which task trio ran first, so it does not."""
-        at, before = self._pushed_until
-        return before if at == trio.current_time() else self.audio_pushed
+    @property
+    def audio_pushed(self) -> float:
+        """Seconds of its audio that went to the output."""
+        return self.spoken.pushed
 
     def cancel(self) -> None:
         """Stop producing (the player then sees the end of text and audio)."""
@@ -253,15 +248,3 @@ class Generation:
             return await frames.receive()
         except trio.EndOfChannel:
             return None
-
-
-def heard_text(text: str, *, played: float, pushed: float) -> str:
-    """The part of ``text`` a listener heard after ``played`` of ``pushed`` seconds of audio:
-    the same share of its words, cut at a word boundary."""
-    if pushed <= 0 or played <= 0:
-        return ""
-    if played >= pushed - 1e-9:
-        return text
-    words = split_words(text)
-    n = math.floor(len(words) * played / pushed)
-    return text[: words[n - 1].end] if n > 0 else ""

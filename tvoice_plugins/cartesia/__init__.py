@@ -8,8 +8,9 @@
     await tts.prewarm()          # optional: open the connection before the first reply
 
 One connection kept by the TTS and reused across replies, a context per reply, text streamed
-in with ``continue``, an interrupted reply's context cancelled on the wire, word timestamps as
-``delta_text``. Failures are tvoice's ``APIError`` tree; the key is never logged or shown.
+in with ``continue``, an interrupted reply's context cancelled on the wire, word timestamps on
+the frames (``timed_text``, and the words as ``delta_text``). Failures are tvoice's
+``APIError`` tree; the key is never logged or shown.
 """
 
 from ._tts import TTS as TTS

@@ -15,7 +15,7 @@ import trio
 
 from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
-from tvoice.audio import AudioFrame
+from tvoice.audio import AudioFrame, TimedText
 
 from .._websocket import Closed, Connection, KeptConnections, Rejected
 from ._errors import closed_error, malformed, message_error, missing_api_key, rejected_error
@@ -62,7 +62,8 @@ class TTS(tts_.TTS):
     opens it ahead of the first reply and ``aclose()`` closes it. Text pushed to
     ``stream()`` goes out as it comes (``continue: true``); ``flush()`` and the end of input
     end the context. Leaving a stream early cancels its context on the wire, and audio still
-    arriving for it is dropped. Word timestamps are given as ``delta_text``.
+    arriving for it is dropped. Each frame carries the words whose timestamps start in it,
+    as ``delta_text`` and with their times as ``timed_text``.
     """
 
     def __init__(
@@ -239,7 +240,8 @@ class _Inbox:
 
 async def _play(inbox: _Inbox, context_id: str, sample_rate: int, emit: Emit) -> None:
     """Emit a context's audio until its ``done``; each frame carries the words whose
-    timestamps start within it (words told late go with the next frame)."""
+    timestamps start within it, as ``delta_text`` and as ``timed_text`` (their times from the
+    frame's start; words told late go with the next frame)."""
     words: deque[tuple[str, float, float]] = deque()
     position = 0.0
     odd = b""
@@ -250,27 +252,31 @@ async def _play(inbox: _Inbox, context_id: str, sample_rate: int, emit: Emit) ->
             if len(data) % 2:
                 data, odd = data[:-1], data[-1:]
             samples = np.frombuffer(data, "<i2").astype(np.int16).reshape(-1, 1)
-            frame = AudioFrame(samples, sample_rate)
-            position += frame.duration
-            await emit(frame, _due(words, position))
+            start, position = position, position + len(samples) / sample_rate
+            text, timed = _due(words, start, position)
+            await emit(AudioFrame(samples, sample_rate, timed_text=timed), text)
         elif isinstance(message, Timestamps):
             words.extend(message.words)
         elif isinstance(message, Done):
             if words:
-                await emit(
-                    AudioFrame(np.zeros((0, 1), np.int16), sample_rate), _due(words, math.inf)
-                )
+                text, timed = _due(words, position, math.inf)
+                empty = np.zeros((0, 1), np.int16)
+                await emit(AudioFrame(empty, sample_rate, timed_text=timed), text)
             inbox.finished(context_id)
             return
         elif isinstance(message, Error):
             raise _ServerError(message)
 
 
-def _due(words: deque[tuple[str, float, float]], until: float) -> str:
+def _due(
+    words: deque[tuple[str, float, float]], at: float, until: float
+) -> tuple[str, list[TimedText]]:
+    """The words that start before ``until``: their text, and their times from ``at``."""
     said = []
     while words and words[0][1] < until:
-        said.append(words.popleft()[0])
-    return " ".join(said) + (" " if said else "")
+        said.append(words.popleft())
+    text = " ".join(word for word, _, _ in said) + (" " if said else "")
+    return text, [TimedText(word, start - at, end - at) for word, start, end in said]
 
 
 async def _cancel(connection: Connection, contexts: set[str]) -> None:
@@ -295,10 +301,7 @@ class ChunkedStream(tts_.ChunkedStream):
         self._cartesia = tts
 
     async def _emit_timed(self, frame: AudioFrame, text: str) -> None:
-        self._audio_duration += frame.duration
-        await self._emit(
-            tts_.SynthesizedAudio(frame=frame, request_id=self.request_id, delta_text=text)
-        )
+        await self._emit_frame(frame, delta_text=text)
 
     async def _run(self) -> None:
         if not self.input_text.strip():
@@ -332,12 +335,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
         self._taken: list[object] = []
 
     async def _emit_timed(self, frame: AudioFrame, text: str) -> None:
-        self._audio_duration += frame.duration
-        await self._emit(
-            tts_.SynthesizedAudio(
-                frame=frame, request_id=self.request_id, segment_id=self._segment, delta_text=text
-            )
-        )
+        await self._emit_frame(frame, segment_id=self._segment, delta_text=text)
 
     async def _run(self) -> None:
         tts = self._cartesia

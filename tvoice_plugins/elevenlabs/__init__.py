@@ -9,8 +9,9 @@
 
 One connection kept by the TTS and reused across replies, a context per reply, text streamed
 in as it is written, ``flush`` and ``close_context`` at the end of a reply, an interrupted
-reply's context closed on the wire, character alignment as ``delta_text``. Failures are
-tvoice's ``APIError`` tree; the key is never logged or shown.
+reply's context closed on the wire, character alignment as ``delta_text`` and as word
+timings (``timed_text``). Failures are tvoice's ``APIError`` tree; the key is never logged or
+shown.
 """
 
 from ._tts import TTS as TTS

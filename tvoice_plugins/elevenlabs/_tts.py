@@ -63,7 +63,7 @@ class TTS(tts_.TTS):
     the end of a segment sends ``flush`` then ``close_context`` and waits for ``isFinal``.
     Leaving a stream early closes its context on the wire, and audio still arriving for it
     is dropped. Each audio item carries the characters it speaks (``alignment``) as
-    ``delta_text``.
+    ``delta_text``, and their words with their times as its frame's ``timed_text``.
     """
 
     def __init__(
@@ -252,7 +252,8 @@ class _Inbox:
 
 
 async def _play(inbox: _Inbox, context_id: str, sample_rate: int, emit: Emit) -> None:
-    """Emit a context's audio until its ``isFinal``, each chunk with the text it speaks."""
+    """Emit a context's audio until its ``isFinal``, each chunk with the text it speaks and
+    when (``timed_text``)."""
     odd = b""
     while True:
         message = await inbox.next(context_id)
@@ -261,7 +262,7 @@ async def _play(inbox: _Inbox, context_id: str, sample_rate: int, emit: Emit) ->
             if len(data) % 2:
                 data, odd = data[:-1], data[-1:]
             samples = np.frombuffer(data, "<i2").astype(np.int16).reshape(-1, 1)
-            await emit(AudioFrame(samples, sample_rate), message.text)
+            await emit(AudioFrame(samples, sample_rate, timed_text=message.words), message.text)
         elif isinstance(message, Final):
             inbox.finished(context_id)
             return
@@ -307,10 +308,7 @@ class ChunkedStream(tts_.ChunkedStream):
         self._eleven = tts
 
     async def _emit_timed(self, frame: AudioFrame, text: str) -> None:
-        self._audio_duration += frame.duration
-        await self._emit(
-            tts_.SynthesizedAudio(frame=frame, request_id=self.request_id, delta_text=text)
-        )
+        await self._emit_frame(frame, delta_text=text)
 
     async def _run(self) -> None:
         if not self.input_text.strip():
@@ -341,12 +339,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
         self._taken: list[object] = []
 
     async def _emit_timed(self, frame: AudioFrame, text: str) -> None:
-        self._audio_duration += frame.duration
-        await self._emit(
-            tts_.SynthesizedAudio(
-                frame=frame, request_id=self.request_id, segment_id=self._segment, delta_text=text
-            )
-        )
+        await self._emit_frame(frame, segment_id=self._segment, delta_text=text)
 
     async def _run(self) -> None:
         tts = self._eleven

@@ -14,7 +14,8 @@ multi-stream-input, its AsyncAPI specification, and the multi-context WebSocket 
   ``{"text": "", "context_id"}`` keeps it alive; ``{"close_socket": true}`` ends them all.
 - Server messages: ``{"audio": <base64>, "alignment": {"chars", "charStartTimesMs",
   "charDurationsMs"} | null, "normalizedAlignment": ..., "contextId"}`` (times relative to
-  the chunk) and ``{"isFinal": true, "contextId"}``, the last message of a context.
+  the chunk; ``alignment`` is of the text sent, ``normalizedAlignment`` of the text as the
+  model read it) and ``{"isFinal": true, "contextId"}``, the last message of a context.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from urllib.parse import quote, urlencode
 
 import attrs
 
+from tvoice.audio import TimedText
+
 __all__ = [
     "PCM_RATES",
     "Audio",
@@ -35,6 +38,7 @@ __all__ = [
     "Final",
     "MalformedMessage",
     "Other",
+    "alignment_words",
     "close_context",
     "flush",
     "init_context",
@@ -91,11 +95,34 @@ class MalformedMessage(ValueError):
 
 @attrs.frozen
 class Audio:
-    """A chunk of a context's audio and the characters it speaks (empty if not told)."""
+    """A chunk of a context's audio, the characters it speaks (empty if not told), and its
+    words with their times from the chunk's start (runs of characters between spaces)."""
 
     context_id: str
     pcm: bytes
     text: str
+    words: tuple[TimedText, ...] = ()
+
+
+def alignment_words(alignment: Mapping[str, Any]) -> tuple[TimedText, ...]:
+    """The words of an ``alignment`` (``chars``, ``charStartTimesMs``, ``charDurationsMs``):
+    each run of characters between spaces, from its first character's start to its last
+    one's end, in seconds. A chunk may end inside a word: its runs are pieces of words."""
+    chars = alignment.get("chars") or []
+    starts = alignment.get("charStartTimesMs") or []
+    durations = alignment.get("charDurationsMs") or []
+    if not (len(chars) == len(starts) == len(durations)):
+        raise ValueError("chars, charStartTimesMs and charDurationsMs differ in length")
+    words: list[TimedText] = []
+    run: list[tuple[str, float, float]] = []
+    for char, start, duration in [*zip(chars, starts, durations, strict=True), (" ", 0, 0)]:
+        if not str(char).isspace():
+            begin = float(start) / 1000
+            run.append((str(char), begin, begin + float(duration) / 1000))
+        elif run:
+            words.append(TimedText("".join(c for c, _, _ in run), run[0][1], run[-1][2]))
+            run = []
+    return tuple(words)
 
 
 @attrs.frozen
@@ -143,6 +170,7 @@ def parse_message(frame: str | bytes) -> Message:
                 context_id,
                 base64.b64decode(body["audio"], validate=True),
                 "".join(str(c) for c in chars),
+                alignment_words(alignment),
             )
     except (TypeError, ValueError, binascii.Error, AttributeError) as e:
         raise MalformedMessage(f"an audio message with bad content: {e}") from None
