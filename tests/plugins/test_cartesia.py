@@ -33,10 +33,10 @@ WIRE = Path(__file__).parent / "wire" / "cartesia.jsonl"
 
 
 class FakeCartesia:
-    """Sonic, simplified: every word is 0.2 s of a tone whose level tells its context (the
-    n-th context of the server speaks at 1000 * n), sent as its ``timestamps`` then one
-    ``chunk``, ``pace`` seconds after the last (the time it takes to generate). ``log``
-    records the frames."""
+    """Sonic, simplified: every word is 0.2 s (``word_seconds``) of a tone whose level tells
+    its context (the n-th context of the server speaks at 1000 * n), sent as its
+    ``timestamps`` (said until 0.05 s before its audio ends) then one ``chunk``, ``pace``
+    seconds after the last (the time it takes to generate). ``log`` records the frames."""
 
     def __init__(self) -> None:
         self.port = 0
@@ -47,6 +47,7 @@ class FakeCartesia:
         self.late_chunk = False  # one chunk already in flight when a context is cancelled
         self.close_when_done = False  # close the connection (1000) after the next ``done``
         self.drop_after = 2  # words sent before a "drop"
+        self.word_seconds = lambda word: WORD_SECONDS  # how long each word is said for
         self.contexts: list[str] = []
         self.t0 = 0.0
         self.closed = trio.Event()  # a client closed its connection
@@ -151,9 +152,10 @@ class FakeCartesia:
                         },
                     )
                     break
-                pcm = np.full(round(WORD_SECONDS * RATE), level, "<i2").tobytes()
+                seconds = self.word_seconds(word)
+                pcm = np.full(round(seconds * RATE), level, "<i2").tobytes()
                 start = spoken.get(context, 0.0)
-                spoken[context] = start + WORD_SECONDS
+                spoken[context] = start + seconds
                 await self.send(
                     ws,
                     {
@@ -164,7 +166,7 @@ class FakeCartesia:
                         "word_timestamps": {
                             "words": [word],
                             "start": [round(start, 3)],
-                            "end": [round(start + WORD_SECONDS - 0.05, 3)],
+                            "end": [round(start + seconds - 0.05, 3)],
                         },
                     },
                     {
