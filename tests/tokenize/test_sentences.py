@@ -311,14 +311,17 @@ def test_one_character_at_a_time_equals_tokenize(text: str, min_sentence_len: in
     text=st.sampled_from(TEXTS),
     cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=30),
     min_sentence_len=st.sampled_from([0, 10, 20, 60]),
+    first_clause=st.booleans(),
 )
-def test_any_chunking_equals_tokenize(text: str, cuts: list[int], min_sentence_len: int) -> None:
-    tokenizer = SentenceTokenizer(min_sentence_len=min_sentence_len)
+def test_any_chunking_equals_tokenize(
+    text: str, cuts: list[int], min_sentence_len: int, first_clause: bool
+) -> None:
+    tokenizer = SentenceTokenizer(min_sentence_len=min_sentence_len, first_clause=first_clause)
     assert feed(tokenizer.stream(), chunked(text, cuts)) == tokenizer.tokenize(text)
 
 
 # Random text over an alphabet dense in the characters the rules look at.
-PIECES = [*"aZ J.!?…。！；\"')”」*\n\r\t", "Mr", "e.g", "3.1", "U.S"]
+PIECES = [*"aZ J.!?…。！；\"')”」*\n\r\t,:—", "Mr", "e.g", "3.1", "U.S", "21,000"]
 TRICKY = st.lists(st.sampled_from(PIECES), max_size=40).map("".join)
 
 
@@ -326,17 +329,19 @@ TRICKY = st.lists(st.sampled_from(PIECES), max_size=40).map("".join)
     text=TRICKY,
     cuts=st.lists(st.integers(min_value=0, max_value=100), max_size=20),
     min_sentence_len=st.sampled_from([0, 5, 20]),
+    first_clause=st.booleans(),
 )
 def test_random_text_any_chunking_equals_tokenize(
-    text: str, cuts: list[int], min_sentence_len: int
+    text: str, cuts: list[int], min_sentence_len: int, first_clause: bool
 ) -> None:
-    tokenizer = SentenceTokenizer(min_sentence_len=min_sentence_len)
+    tokenizer = SentenceTokenizer(min_sentence_len=min_sentence_len, first_clause=first_clause)
     assert feed(tokenizer.stream(), chunked(text, cuts)) == tokenizer.tokenize(text)
 
 
-@given(text=TRICKY, min_sentence_len=st.sampled_from([0, 5, 20]))
-def test_nothing_lost_or_duplicated(text: str, min_sentence_len: int) -> None:
-    sentences = split_sentences(text, min_sentence_len=min_sentence_len)
+@given(text=TRICKY, min_sentence_len=st.sampled_from([0, 5, 20]), first_clause=st.booleans())
+def test_nothing_lost_or_duplicated(text: str, min_sentence_len: int, first_clause: bool) -> None:
+    tokenizer = SentenceTokenizer(min_sentence_len=min_sentence_len, first_clause=first_clause)
+    sentences = tokenizer.tokenize(text)
     assert squash("".join(sentences)) == squash(text)
     assert all(s and s == s.strip() for s in sentences)
     assert all(len(s) >= min_sentence_len for s in sentences[:-1])
@@ -355,6 +360,52 @@ def test_every_sentence_emitted_no_later_than_the_character_that_proves_it(text:
         cursor = start + len(sentence)
         proof = next((j for j in range(cursor, len(text)) if not text[j].isspace()), len(text))
         assert index <= proof
+
+
+# -- first_clause ---------------------------------------------------------------------------
+
+
+def test_first_clause_ends_the_first_piece_at_a_comma() -> None:
+    tokenizer = SentenceTokenizer(first_clause=True)
+    assert tokenizer.tokenize("The weather in Paris is sunny, 21 degrees Celsius.") == [
+        "The weather in Paris is sunny,",
+        "21 degrees Celsius.",
+    ]
+
+
+def test_only_the_first_clause_is_cut() -> None:
+    tokenizer = SentenceTokenizer(first_clause=True)
+    text = "Well; the weather in Paris is sunny, warm: bright. Then, later, rain is coming."
+    assert tokenizer.tokenize(text) == [
+        "Well; the weather in Paris is sunny,",
+        "warm: bright. Then, later, rain is coming.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["It costs 21,000 dollars or so today.", "We meet at 10:30 tomorrow morning."]
+)
+def test_a_clause_mark_inside_a_number_is_no_boundary(text: str) -> None:
+    assert SentenceTokenizer(first_clause=True).tokenize(text) == [text]
+
+
+def test_a_first_clause_shorter_than_min_sentence_len_is_not_cut() -> None:
+    tokenizer = SentenceTokenizer(first_clause=True, min_sentence_len=20)
+    assert tokenizer.tokenize("Sure, it is sunny in Paris today.") == [
+        "Sure, it is sunny in Paris today."
+    ]
+
+
+def test_the_first_clause_comes_with_the_next_words_first_letter() -> None:
+    stream = SentenceTokenizer(first_clause=True).stream()
+    assert stream.push_text("The weather in Paris is sunny,") == []
+    assert stream.push_text(" ") == []
+    assert stream.push_text("2") == ["The weather in Paris is sunny,"]
+    assert stream.flush() == ["2"]
+    # After a flush the next text has a first clause of its own.
+    assert stream.push_text("And in London it is raining, sadly") == [
+        "And in London it is raining,"
+    ]
 
 
 def test_language_tag_variants() -> None:

@@ -39,6 +39,7 @@ _LATIN_TERMINALS = frozenset(".!?…")
 # CJK scripts put no space after a full stop, so these end a sentence even when text follows.
 _CJK_TERMINALS = frozenset("。！？；")
 _TERMINALS = _LATIN_TERMINALS | _CJK_TERMINALS
+_CLAUSE_MARKS = frozenset(",;:—")
 _CLOSERS = frozenset("\"'”’»›)]}」』）】》〉〕*")
 _OPENERS = "\"'“‘«‹([{「『（【《〈〔*"
 # The characters str.splitlines() breaks on.
@@ -65,12 +66,19 @@ class SentenceTokenizer:
     Sentences shorter than ``min_sentence_len`` characters are joined to the next one, so that
     text-to-speech is not asked to say "Hi." on its own; the last sentence is kept whatever its
     length. ``language`` is a BCP-47 tag that selects the abbreviation list.
+
+    ``first_clause``: the first piece of each text may end sooner, at the end of its first
+    clause (``,``, ``;``, ``:`` or ``—`` followed by a space) once it holds at least
+    ``min_sentence_len`` characters, so that text-to-speech can start on "The weather in Paris
+    is sunny," while the model still writes the rest of the sentence. The rest is cut into
+    sentences as usual.
     """
 
     language: str = "en"
     min_sentence_len: int = attrs.field(
         default=20, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
     )
+    first_clause: bool = False
 
     def tokenize(self, text: str) -> list[str]:
         """All the sentences of ``text``, stripped, in order."""
@@ -100,6 +108,8 @@ class SentenceStream:
     _pos: int = attrs.field(init=False, default=0)
     # Finished sentences too short to send alone, waiting for the next one.
     _pending: str = attrs.field(init=False, default="")
+    # Whether nothing was returned yet since the start or the last flush.
+    _first: bool = attrs.field(init=False, default=True)
 
     @_abbreviations.default
     def _default_abbreviations(self) -> frozenset[str]:
@@ -120,7 +130,7 @@ class SentenceStream:
         """Return the rest as a last sentence (if any) and reset, ready for the next text."""
         rest = self._buf.strip()
         sentence = self._join(self._pending, self._buf, rest) if rest else self._pending
-        self._buf, self._pos, self._pending = "", 0, ""
+        self._buf, self._pos, self._pending, self._first = "", 0, "", True
         return [sentence] if sentence else []
 
     def _take(self, raw: str, out: list[str]) -> None:
@@ -131,7 +141,7 @@ class SentenceStream:
         if len(sentence) < self.tokenizer.min_sentence_len:
             self._pending = sentence
         else:
-            self._pending = ""
+            self._pending, self._first = "", False
             out.append(sentence)
 
     @staticmethod
@@ -146,10 +156,16 @@ class SentenceStream:
         buf = self._buf
         n = len(buf)
         i = self._pos
+        clauses = self._first and self.tokenizer.first_clause
         while i < n:
             c = buf[i]
             if c in _LINE_BREAKS:
                 return i, i + 1
+            if clauses and c in _CLAUSE_MARKS and self._ends_first_clause(buf, i):
+                if i + 2 >= n:
+                    break  # decide when the next word starts
+                if not buf[i + 2].isspace():
+                    return i + 1, i + 1
             if c not in _TERMINALS:
                 i += 1
                 continue
@@ -176,6 +192,13 @@ class SentenceStream:
             i = m  # a line break there ends the sentence on the next turn of the loop
         self._pos = i
         return None
+
+    def _ends_first_clause(self, buf: str, i: int) -> bool:
+        """Whether the clause mark buf[i], followed by a space, ends a long enough clause."""
+        if i + 1 < len(buf) and not buf[i + 1].isspace():
+            return False  # "21,000", "10:30"
+        clause = len(self._pending) + len(buf[: i + 1].strip()) + (1 if self._pending else 0)
+        return clause >= self.tokenizer.min_sentence_len
 
     def _ends_sentence(self, buf: str, i: int, j: int) -> bool:
         """Whether the end marks buf[i:j], followed by whitespace, end a sentence."""

@@ -17,6 +17,8 @@ class StreamAdapter(TTS):
 
     Text is split into sentences as it arrives; each sentence is synthesized as soon as it is
     complete, so the first audio comes after the first sentence, not after the whole reply.
+    The default tokenizer cuts each reply's first sentence at its first clause when that is
+    long enough (``SentenceTokenizer(first_clause=True)``): the first audio comes sooner still.
     """
 
     def __init__(self, *, tts: TTS, sentence_tokenizer: SentenceTokenizer | None = None) -> None:
@@ -26,7 +28,7 @@ class StreamAdapter(TTS):
             capabilities=TTSCapabilities(streaming=True),
         )
         self._tts = tts
-        self._tokenizer = sentence_tokenizer or SentenceTokenizer()
+        self._tokenizer = sentence_tokenizer or SentenceTokenizer(first_clause=True)
         tts.on("metrics_collected", lambda m: self.emit("metrics_collected", m))
 
     @property
@@ -84,7 +86,11 @@ class StreamAdapterWrapper(SynthesizeStream):
                 ) as chunked:
                     async for audio in chunked:
                         if not audio.is_final:
-                            await self._emit_frame(audio.frame, segment_id=f"seg_{segment}")
+                            await self._emit_frame(
+                                audio.frame,
+                                segment_id=f"seg_{segment}",
+                                delta_text=audio.delta_text,
+                            )
 
     async def _split(self, send: trio.MemorySendChannel[str | None]) -> None:
         async with send:
