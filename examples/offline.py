@@ -20,13 +20,18 @@ server and waits for its models to load (seconds, more on a small busy machine).
 
 def prewarm(proc: JobProcess) -> None:
     """Load the models once per process, before any call (shows progress in the console)."""
+    from tvoice import stt
     from tvoice.inference import local_models_url
     from tvoice_plugins import openai, silero
 
-    proc.userdata["vad"] = proc.load("Silero VAD", silero.VAD.load)
+    vad = proc.userdata["vad"] = proc.load("Silero VAD", silero.VAD.load)
     url = proc.load("the local models (Whisper, SmolLM2, Piper)", local_models_url)
     local = {"base_url": url, "api_key": "unused"}  # the local server asks for no key
-    proc.userdata["stt"] = openai.STT(model="whisper-tiny.en", stream=False, **local)
+    whisper = openai.STT(model="whisper-tiny.en", stream=False, **local)
+    # Whisper is a batch model: the VAD cuts the speech, and a pause of 0.15 s has it
+    # transcribed while the VAD still waits to be sure the user is done (0.55 s), so the
+    # turn's transcript is ready when the user's speech ends.
+    proc.userdata["stt"] = stt.StreamAdapter(stt=whisper, vad=vad, transcribe_on_pause=0.15)
     proc.userdata["llm"] = openai.LLM(model="SmolLM2-135M-Instruct", **local)
     proc.userdata["tts"] = openai.TTS(model="piper", voice="joe", **local)
 

@@ -19,6 +19,7 @@ from tvoice.stt import (
     STTCapabilities,
 )
 from tvoice.testing import Timeline
+from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
 
 START, INTERIM, FINAL, END = (
     SpeechEventType.START_OF_SPEECH,
@@ -474,3 +475,136 @@ async def test_cancelling_a_fallback_stream_leaves_nothing_running(autojump_cloc
     assert scope.cancelled_caught
     assert primary.cleanup == [0.55]
     assert tasks_below(me) == []
+
+
+# -- StreamAdapter: transcribing on a pause --------------------------------------------------
+
+
+class PausingVAD(VAD):
+    """A VAD that reports what a real one does around a pause: START_OF_SPEECH, then an
+    INFERENCE_DONE every 0.1 s whose ``silence_duration`` grows through each silence in
+    ``speech`` (a list of (start, end) spans of one utterance), then END_OF_SPEECH
+    ``min_silence`` after the last span, carrying the audio heard since it started."""
+
+    def __init__(self, speech: list[tuple[float, float]], *, min_silence: float = 0.55) -> None:
+        super().__init__(capabilities=VADCapabilities(update_interval=0.1))
+        self.speech = speech
+        self.min_silence = min_silence
+
+    def stream(self) -> VADStream:
+        return PausingVADStream(self)
+
+
+class PausingVADStream(VADStream):
+    async def _run(self) -> None:
+        vad = self._vad
+        heard: list[AudioFrame] = []
+
+        async def listen() -> None:
+            async for frame in self._input:
+                heard.append(frame)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(listen)
+            first, last = vad.speech[0][0], vad.speech[-1][1]
+            await trio.sleep_until(first)
+            await self._emit(VADEvent(type=VADEventType.START_OF_SPEECH, timestamp=first))
+            t = round(first + 0.1, 3)
+            while t < last + vad.min_silence - 1e-9:
+                await trio.sleep_until(t)
+                silence = min((t - end for start, end in vad.speech if t >= end), default=0.0)
+                if any(start <= t < end for start, end in vad.speech):
+                    silence = 0.0
+                await self._emit(
+                    VADEvent(
+                        type=VADEventType.INFERENCE_DONE,
+                        timestamp=t,
+                        speaking=True,
+                        silence_duration=round(silence, 3),
+                    )
+                )
+                t = round(t + 0.1, 3)
+            await trio.sleep_until(last + vad.min_silence)
+            await self._emit(
+                VADEvent(type=VADEventType.END_OF_SPEECH, timestamp=t, frames=tuple(heard))
+            )
+            nursery.cancel_scope.cancel()
+
+
+async def feed_silence(stream, until: float) -> None:
+    """20 ms frames in virtual real time until ``until``, then the end of input."""
+    while trio.current_time() < until - 1e-9:
+        await stream.push_frame(AudioFrame.silence(0.02, 16000))
+        await trio.sleep(0.02)
+    stream.end_input()
+
+
+async def transcribe_with_pauses(stt, speech, *, pause=0.2, until=4.0, **options):
+    adapter = StreamAdapter(stt=stt, vad=PausingVAD(speech), transcribe_on_pause=pause)
+    async with adapter.stream(**options) as stream, trio.open_nursery() as nursery:
+        nursery.start_soon(feed_silence, stream, until)
+        return await collect_timed(stream)
+
+
+async def test_a_pause_transcribes_early_and_the_end_of_speech_does_not_wait(autojump_clock):
+    stt = BatchSTT(["What is the weather in Paris?"], delay=0.3)
+    events = await transcribe_with_pauses(stt, [(0.5, 2.0)])
+    assert events == [
+        (0.5, START, ""),
+        # transcribed from 2.2 (0.2 s into the silence) to 2.5, before the VAD's end at 2.55
+        (2.55, FINAL, "What is the weather in Paris?"),
+        (2.55, END, ""),
+    ]
+    assert stt.calls == [pytest.approx(2.2)]
+    # the speech so far, with its padding and the silence heard: not the end's audio again
+    assert 1.7 <= stt.heard[0] <= 2.2
+
+
+async def test_speech_after_a_pause_cancels_the_early_transcript(autojump_clock):
+    stt = BatchSTT(["What is the weather in Paris?"], delay=0.3)
+    events = await transcribe_with_pauses(stt, [(0.5, 1.5), (1.8, 2.5)])
+    # 1.7: a pause of 0.2 s starts a transcription; 1.8: the user goes on, it is cancelled;
+    # 2.7: the next pause starts another, whose words are the final ones, ready by 3.0
+    assert stt.calls == [pytest.approx(1.7), pytest.approx(2.7)]
+    assert events == [
+        (0.5, START, ""),
+        (3.05, FINAL, "What is the weather in Paris?"),
+        (3.05, END, ""),
+    ]
+    assert len(stt.heard) == 1  # the cancelled one never answered
+    assert stt.heard[0] >= 2.2  # the second heard all the speech
+
+
+async def test_the_end_of_speech_waits_for_a_slow_early_transcript(autojump_clock):
+    stt = BatchSTT(["Hello."], delay=0.5)
+    events = await transcribe_with_pauses(stt, [(0.5, 2.0)])
+    assert events == [(0.5, START, ""), (2.7, FINAL, "Hello."), (2.7, END, "")]
+    assert stt.calls == [pytest.approx(2.2)]
+
+
+async def test_a_failed_early_transcript_is_redone_at_the_end_of_speech(autojump_clock):
+    stt = BatchSTT(["Hello."], delay=0.1, failures=1)
+    events = await transcribe_with_pauses(
+        stt, [(0.5, 2.0)], conn_options=APIConnectOptions(max_retry=0)
+    )
+    assert stt.calls == [pytest.approx(2.2), 2.55]
+    assert events == [(0.5, START, ""), (2.65, FINAL, "Hello."), (2.65, END, "")]
+
+
+async def test_without_transcribe_on_pause_only_the_end_is_transcribed(autojump_clock):
+    stt = BatchSTT(["Hello."], delay=0.3)
+    events = await transcribe_with_pauses(stt, [(0.5, 2.0)], pause=None)
+    assert events == [
+        (0.5, START, ""),
+        (pytest.approx(2.85), FINAL, "Hello."),
+        (pytest.approx(2.85), END, ""),
+    ]
+    assert stt.calls == [2.55]
+
+
+def test_transcribe_on_pause_is_checked():
+    stt, vad = BatchSTT(), PausingVAD([(0.5, 1.0)])
+    assert StreamAdapter(stt=stt, vad=vad).transcribe_on_pause is None
+    assert StreamAdapter(stt=stt, vad=vad, transcribe_on_pause=0.2).transcribe_on_pause == 0.2
+    with pytest.raises(ValueError, match="transcribe_on_pause"):
+        StreamAdapter(stt=stt, vad=vad, transcribe_on_pause=-1)
