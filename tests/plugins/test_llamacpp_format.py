@@ -566,6 +566,31 @@ async def test_stub_a_required_call_is_made_under_a_json_schema(stub, tool_choic
     assert server.requests[0]["temperature"] == 0.0  # arguments are drawn greedily
 
 
+async def test_stub_a_call_written_under_a_schema_is_shown_as_written_in_later_prompts(stub):
+    """The reply to a call's output starts with the call as the model wrote it, so the server
+    reuses the cache of the step that wrote it; a changed call is shown the usual way."""
+    written = '{\n  "name" : "get_weather", "arguments":{"city": "Rome"}}'
+    llm, server = stub(list(written), ["It is sunny."])
+    _, (call,), _ = await ask(llm, tools=[get_weather], tool_choice="get_weather")
+    assert (call.name, call.arguments) == ("get_weather", '{"city": "Rome"}')
+
+    def last_prompt() -> str:
+        return bytes(t for t in server.requests[-1]["prompt"] if t < 256).decode()
+
+    output = FunctionCallOutput(
+        call_id=call.call_id, name=call.name, output="sunny", is_error=False
+    )
+    async with llm.chat(chat_ctx=chat(user("Weather in Rome?"), call, output)) as stream:
+        await stream.collect()
+    assert f"<|im_start|>assistant\n{written}<|im_end|>" in last_prompt()
+    assert "<tool_call>" not in last_prompt()
+
+    changed = FunctionCall(call_id=call.call_id, name=call.name, arguments='{"city": "Oslo"}')
+    async with llm.chat(chat_ctx=chat(user("Weather in Rome?"), changed, output)) as stream:
+        await stream.collect()
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}' in last_prompt()
+
+
 async def test_stub_a_required_call_cut_short_is_an_invalid_call_never_said(stub):
     llm, server = stub(['{"name": "get_weather", ', '"arguments": {"ci'], max_tokens=1)
     said, calls, _ = await ask(llm, tools=[get_weather], tool_choice="required")

@@ -12,8 +12,10 @@ user who types ``<|im_end|>`` cannot forge a turn.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
+
+import attrs
 
 from tvoice.llm import (
     ChatContext,
@@ -29,6 +31,7 @@ __all__ = [
     "TOOL_CLOSE",
     "TOOL_OPEN",
     "Segment",
+    "WrittenCall",
     "call_schema",
     "parse_call",
     "parse_calls",
@@ -53,9 +56,17 @@ def render_prompt(chat_ctx: ChatContext, tools: Sequence[Tool], tool_choice: Too
 
 
 def prompt_segments(
-    chat_ctx: ChatContext, tools: Sequence[Tool], tool_choice: ToolChoice
+    chat_ctx: ChatContext,
+    tools: Sequence[Tool],
+    tool_choice: ToolChoice,
+    written: Mapping[str, WrittenCall] | None = None,
 ) -> list[Segment]:
     """The prompt as segments; ``tools`` are described unless ``tool_choice`` is "none".
+
+    ``written``: calls this model wrote under a schema, by call id. An assistant turn made of
+    one such call is shown as the model wrote it (bare JSON, its own spacing) rather than in
+    ``<tool_call>`` tags: the server then finds the turn in the cache of the step that wrote
+    it and evaluates only what follows (about 30 tokens fewer for a reply to a tool's output).
 
     The system messages that open the chat make the first turn, with the tool instructions;
     a system message further on (``generate_reply(instructions=...)``) stays where it is, next
@@ -83,14 +94,36 @@ def prompt_segments(
             segments += _results_turn(results)
             results = []
         if m["role"] == "assistant" and m.get("tool_calls"):
+            as_written = _as_written(m, written or {})
             calls = "".join(_call_text(c["function"]) for c in m["tool_calls"])
-            segments += _turn("assistant", (m.get("content") or "") + calls)
+            segments += _turn("assistant", as_written or (m.get("content") or "") + calls)
         else:
             segments += _turn(m["role"], m.get("content") or "")
     if results:
         segments += _results_turn(results)
     segments.append(("<|im_start|>assistant\n", True))
     return segments
+
+
+@attrs.frozen
+class WrittenCall:
+    """A call as the model wrote it under a schema: its name, its arguments, and the text."""
+
+    name: str
+    arguments: str
+    text: str
+
+
+def _as_written(message: dict[str, Any], written: Mapping[str, WrittenCall]) -> str | None:
+    """The text of an assistant turn made of one call this model wrote, if it is that call."""
+    (call, *more) = message["tool_calls"]
+    known = written.get(call["id"])
+    function = call["function"]
+    if more or message.get("content") or known is None:
+        return None
+    if (known.name, known.arguments) != (function["name"], function["arguments"]):
+        return None  # the history was changed since
+    return known.text
 
 
 def _turn(role: str, content: str) -> list[Segment]:

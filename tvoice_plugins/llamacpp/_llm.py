@@ -26,7 +26,15 @@ from tvoice.llm import (
 )
 
 from ._errors import connection_error, context_overflow, unknown_tool_choice
-from ._format import Segment, call_schema, parse_call, parse_calls, prompt_segments, speakable
+from ._format import (
+    Segment,
+    WrittenCall,
+    call_schema,
+    parse_call,
+    parse_calls,
+    prompt_segments,
+    speakable,
+)
 from ._model import start_server
 from ._route import routing_grammar, routing_prompt
 from ._wire import Completion, ServerFacts, server_facts, stream_completion, tokenize
@@ -40,6 +48,8 @@ _DEFAULT_OPTIONS = APIConnectOptions(max_retry=1, timeout=60.0)
 # Tokenized pieces of prompts kept per LLM: a conversation's history is the same text turn
 # after turn, so each piece is tokenized once.
 _TOKEN_CACHE = 512
+# Calls written under a schema kept per LLM, to show them in later prompts as they were written.
+_WRITTEN_CALLS = 256
 
 
 @attrs.frozen(kw_only=True)
@@ -135,6 +145,7 @@ class LLM(BaseLLM):
         self._http_client = http_client
         self._facts: dict[str, ServerFacts] = {}
         self._tokens: dict[tuple[str, str, bool], list[int]] = {}
+        self._written: dict[str, WrittenCall] = {}
 
     @classmethod
     def load(cls, **options: Any) -> LLM:
@@ -190,6 +201,12 @@ class LLM(BaseLLM):
             conn_options=conn_options,
             sampling=sampling,
         )
+
+    def _remember(self, call: FunctionCall, text: str) -> None:
+        """Keep the text of a call written under a schema (see ``prompt_segments``)."""
+        if len(self._written) >= _WRITTEN_CALLS:
+            del self._written[next(iter(self._written))]
+        self._written[call.call_id] = WrittenCall(call.name, call.arguments, text)
 
     @contextlib.asynccontextmanager
     async def _client(self, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
@@ -296,7 +313,7 @@ class _Stream(LLMStream):
                 sayable: Callable[[str], int] = (
                     _nothing if forced else speakable if calling else len
                 )
-                segments = prompt_segments(self.chat_ctx, self.tools, choice)
+                segments = prompt_segments(self.chat_ctx, self.tools, choice, owner._written)
                 prompt = await owner._tokenize(client, base_url, segments)
                 if len(prompt) >= facts.n_ctx:
                     raise context_overflow(len(prompt), facts.n_ctx)
@@ -310,7 +327,9 @@ class _Stream(LLMStream):
         completion.prompt_tokens += routing.prompt_tokens
         completion.completion_tokens += routing.completion_tokens
         if forced:
-            await self._end("", [parse_call(text, f"{self.request_id}_0")], completion)
+            call = parse_call(text, f"{self.request_id}_0")
+            self._owner._remember(call, text)
+            await self._end("", [call], completion)
         elif calling:
             body, calls = parse_calls(text, call_id_prefix=self.request_id)
             await self._end(body[said:], calls, completion)
