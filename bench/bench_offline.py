@@ -2,9 +2,13 @@
 
 Plays examples/question.wav to examples/assistant.py through the console's simulated call,
 several times, and reports the median and spread of each stage of the turn (end-of-turn delay,
-Whisper, SmolLM2's first token, Piper's first audio, end of speech to first audio).
+Whisper, SmolLM2's first token, Piper's first audio, end of speech to first audio). The first
+call on a machine starts the local models server and fills its prompt cache; it is reported
+apart, and the median is over the calls after it.
 
-    python bench/bench_offline.py [--runs 3]
+    python bench/bench_offline.py [--runs 10] [--write]
+
+``--write`` puts the table into bench/results/latest.md, in its own marked section.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
+import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -22,6 +29,7 @@ sys.path.insert(0, str(ROOT / "examples"))
 from tvoice.cli._loader import load_agent_file  # noqa: E402
 from tvoice.job import ConsoleRoom, TurnRow  # noqa: E402
 
+MARKER, END_MARKER = "<!-- offline -->", "<!-- /offline -->"
 STAGES = {
     "end-of-turn delay": "eou_delay",
     "Whisper transcription": "stt",
@@ -49,27 +57,66 @@ def one_call(options: object) -> list[TurnRow]:
     return room.rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    with contextlib.redirect_stdout(io.StringIO()):
-        options = load_agent_file(str(ROOT / "examples" / "assistant.py"))
-    rows: list[TurnRow] = []
-    for _ in range(args.runs):
-        rows += [r for r in one_call(options) if r.first_audio is not None]
-    print(f"offline stack, {len(rows)} turns over {args.runs} calls\n")
-    print("| stage | median | min - max |")
-    print("|---|---|---|")
+def table(first: list[TurnRow], rows: list[TurnRow], runs: int) -> str:
+    """The report: each stage's median and spread over ``rows``, and the first call's."""
+    lines = [
+        f"{len(rows)} turns over {runs - 1} calls after the first "
+        f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}); "
+        "the first call in its own column (on a models server it started: empty prompt cache).",
+        "",
+        "| stage | median | min - max | first call |",
+        "|---|---|---|---|",
+    ]
+
+    def ms(value: float) -> str:
+        return f"{value * 1000:.0f} ms"
+
     for label, field in STAGES.items():
         values = [getattr(r, field) for r in rows if getattr(r, field) is not None]
-        if not values:
-            print(f"| {label} | - | - |")
-            continue
-        print(
-            f"| {label} | {statistics.median(values) * 1000:.0f} ms "
-            f"| {min(values) * 1000:.0f} - {max(values) * 1000:.0f} ms |"
-        )
+        cold = [getattr(r, field) for r in first if getattr(r, field) is not None]
+        spread = f"{ms(min(values))} - {ms(max(values))}" if values else "-"
+        median = ms(statistics.median(values)) if values else "-"
+        lines.append(f"| {label} | {median} | {spread} | {ms(cold[0]) if cold else '-'} |")
+    return "\n".join(lines)
+
+
+def write_section(report: str) -> None:
+    """Put ``report`` into latest.md between its markers (replacing the last one)."""
+    out = ROOT / "bench" / "results" / "latest.md"
+    section = (
+        f"{MARKER}\n## Offline stack: end of speech to first audio\n\n"
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
+        f"`python bench/bench_offline.py --runs N --write`: examples/question.wav to "
+        f"examples/assistant.py (Whisper tiny.en, SmolLM2-135M, Piper, all local).\n\n"
+        f"{report}\n{END_MARKER}"
+    )
+    text = out.read_text() if out.exists() else ""
+    if MARKER in text and END_MARKER in text:
+        before, rest = text.split(MARKER, 1)
+        after = rest.split(END_MARKER, 1)[1]
+        text = f"{before}{section}{after}"
+    else:
+        text = f"{text.rstrip()}\n\n{section}\n"
+    out.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--write", action="store_true", help="into bench/results/latest.md")
+    args = parser.parse_args()
+    if args.runs < 2:
+        parser.error("--runs must be at least 2: the first call is reported apart")
+    with contextlib.redirect_stdout(io.StringIO()):
+        options = load_agent_file(str(ROOT / "examples" / "assistant.py"))
+    first = [r for r in one_call(options) if r.first_audio is not None]
+    rows: list[TurnRow] = []
+    for _ in range(args.runs - 1):
+        rows += [r for r in one_call(options) if r.first_audio is not None]
+    report = table(first, rows, args.runs)
+    print(report)
+    if args.write:
+        write_section(report)
 
 
 if __name__ == "__main__":
