@@ -106,3 +106,14 @@ def bench(session: nox.Session) -> None:
             str(livekit_python), "-m", "pip", "install", "-q", *LIVEKIT_BENCH, external=True
         )
     session.run("python", "bench/run.py", "--livekit-python", str(livekit_python), *session.posargs)
+
+
+@nox.session
+def chaos(session: nox.Session) -> None:
+    """Calls through faults on a real LiveKit server for five minutes (job processes killed and
+    stopped, server restarts, the worker's WebSocket cut, a failing STT, a stalled TTS, bad
+    pre-connect audio, oversized metadata) -> its section of bench/results/latest.md
+    (`-- --duration 60` for a shorter run)."""
+    session.install("-e", ".[dev,livekit]")
+    session.run("bash", "scripts/install-livekit-server.sh", external=True, silent=True)
+    session.run("python", "bench/chaos.py", *session.posargs)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import trio
@@ -34,6 +35,7 @@ from tvoice import (
     run_app,
 )
 from tvoice.audio import AudioFrame
+from tvoice.llm import ChatContext, ChatMessage
 from tvoice.stt import (
     STT,
     RecognizeStream,
@@ -136,6 +138,14 @@ def script() -> Script:
     return replies
 
 
+class TonesAgent(Agent):
+    async def on_user_turn_completed(self, turn_ctx: ChatContext, new_message: ChatMessage) -> None:
+        # A turn said twice in a row (the caller repeating itself) is that turn once.
+        said = re.findall(r"turn \d+", new_message.text_content or "")
+        if said:
+            new_message.content = [said[-1]]
+
+
 def prewarm(proc: JobProcess) -> None:
     proc.userdata["script"] = script()
 
@@ -166,7 +176,7 @@ async def entrypoint(ctx: JobContext) -> None:
                     f.write(json.dumps(line) + "\n")
 
             session.on("conversation_item_added", record)
-        await session.start(Agent(instructions="Answer each turn."), room=ctx.room)
+        await session.start(TonesAgent(instructions="Answer each turn."), room=ctx.room)
         await session.wait_closed()
 
 
