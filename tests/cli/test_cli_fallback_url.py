@@ -16,3 +16,8 @@ def test_the_worker_takes_fallback_urls_in_order():
     assert options.fallback_urls == ("ws://b:7880", "ws://c:7880")
     args = _parser(with_path=True).parse_args(["worker", "a.py"])
     assert worker_options(WorkerOptions(entrypoint_fnc=_never), args).fallback_urls == ()
+
+
+def test_one_fallback_url_may_be_given_as_a_string():
+    options = WorkerOptions(entrypoint_fnc=_never, fallback_urls="ws://b:7880")
+    assert options.fallback_urls == ("ws://b:7880",)

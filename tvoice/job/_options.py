@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import attrs
@@ -41,6 +41,11 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+def _urls(urls: str | Iterable[str]) -> tuple[str, ...]:
+    # One URL given as a string is one URL, not a tuple of its characters.
+    return (urls,) if isinstance(urls, str) else tuple(urls)
+
+
 @attrs.frozen(kw_only=True)
 class WorkerOptions:
     """An agent file's entrypoint, prewarm and worker settings (LiveKit Agents' names)."""
@@ -74,7 +79,7 @@ class WorkerOptions:
     host: str = "127.0.0.1"
     port: int = 8081
     ws_url: str = attrs.field(factory=lambda: _env("LIVEKIT_URL", "ws://127.0.0.1:7880"))
-    fallback_urls: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    fallback_urls: tuple[str, ...] = attrs.field(default=(), converter=_urls)
     """Other servers of the same LiveKit deployment (nodes sharing its Redis), for when the
     current one is lost: each failed connection attempt moves on to the next URL of
     ``(ws_url, *fallback_urls)``, round and round, and the worker stays with whichever server
