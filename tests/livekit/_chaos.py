@@ -34,13 +34,13 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
 from livekit import api
 
-from tvoice.livekit._server_config import LocalServer, run_local_server
+from tvoice.livekit._server_config import LocalServer, LocalServerConfig, run_local_server
 
 from ._caller import Caller, join
 from ._cluster import WorkerProcess, replies, run_worker, tone
@@ -152,11 +152,11 @@ class _Server:
         self._runs = 0
         self.server = self._start(None)
 
-    def _start(self, config: object) -> LocalServer:
+    def _start(self, config: LocalServerConfig | None) -> LocalServer:
         self._runs += 1
         folder = self._folder / f"server-{self._runs}"
         folder.mkdir()
-        return self._stack.enter_context(run_local_server(folder, config))  # type: ignore[arg-type]
+        return self._stack.enter_context(run_local_server(folder, config))
 
     def restart(self) -> None:
         config = self.server.config
@@ -270,9 +270,10 @@ async def _dispatch(server: LocalServer, room: str, metadata: str) -> None:
         await lkapi.room.create_room(api.CreateRoomRequest(name=room, agents=[dispatch]))
 
 
-async def _until(predicate: object, within: float) -> bool:
+async def _until(predicate: Callable[[], object], within: float) -> bool:
+    """Poll ``predicate`` (other processes set no event we can wait on) for ``within`` s."""
     deadline = time.monotonic() + within
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.05)
@@ -402,7 +403,7 @@ class _Run:
     async def pick_call(self, fault: FaultRecord) -> CallRecord | None:
         """A call some way into its turns (so the fault lands mid-call) that no fault has
         ended; waits a little for one."""
-        await _until(lambda: self._targets(), AIM_TIMEOUT)
+        await _until(self._targets, AIM_TIMEOUT)
         calls = self._targets()
         if not calls:
             fault.note = "no call in progress to aim at"

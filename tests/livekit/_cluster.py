@@ -7,6 +7,7 @@ Everything here runs real processes on the real clock; every wait is bounded.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -148,8 +149,6 @@ class WorkerProcess:
 
     def history(self, room: str) -> list[dict[str, str]]:
         """The chat items the agent recorded for ``room`` as they were added."""
-        import json
-
         path = self.markers / f"{room}.history.jsonl"
         if not path.exists():
             return []

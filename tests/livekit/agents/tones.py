@@ -84,7 +84,9 @@ class ToneSTT(STT):
     ) -> SpeechEvent:
         data = frame.data[:, 0].astype(np.float64)
         text = f"turn {heard_turn(data, frame.sample_rate)}" if len(data) else ""
-        return SpeechEvent(type=SpeechEventType.FINAL_TRANSCRIPT, alternatives=[SpeechData(text)])
+        return SpeechEvent(
+            type=SpeechEventType.FINAL_TRANSCRIPT, alternatives=[SpeechData(text=text)]
+        )
 
     def stream(
         self, *, language: str | None = None, conn_options: APIConnectOptions = _OPTIONS
