@@ -74,7 +74,12 @@ async def main() -> None:
             ctx.add_message(role="user", content=text)
             async with llm.chat(chat_ctx=ctx, tools=tools) as stream:
                 chunks = await stream.collect()
-            calls = [c.name for chunk in chunks if chunk.delta for c in chunk.delta.tool_calls]
+            calls = [
+                f"{c.name}({c.arguments})"
+                for chunk in chunks
+                if chunk.delta
+                for c in chunk.delta.tool_calls
+            ]
             wanted = question in WEATHER
             right = bool(calls) == wanted
             rows.append((question, text, calls, wanted, right))
@@ -89,7 +94,7 @@ async def main() -> None:
         f"Right: **{score} / 20** (weather questions calling get_weather: {weather} / 10; "
         f"other questions answered without a tool: {score - weather} / 10).",
         "",
-        "| question (spoken) | Whisper heard | tools called | right |",
+        "| question (spoken) | Whisper heard | tools called (arguments) | right |",
         "|---|---|---|---|",
     ]
     for question, text, calls, _, right in rows:

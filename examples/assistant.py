@@ -45,7 +45,8 @@ class Assistant(Agent):
     ) -> str:
         """Look up the current weather in a city. Examples: "Is it snowing in Denver?",
         "What's the weather like in Lima?", "Will it rain tomorrow in Dublin?"."""
-        weather = WEATHER.get(city.strip(" ,.!?").lower())
+        city = city.strip(" ,.!?")
+        weather = WEATHER.get(city.lower())
         if weather is None:
             raise ToolError(f"no weather data for {city}")
         return f"The weather in {city} is {weather}."
