@@ -1,4 +1,5 @@
-"""Developer sessions: `nox -s demo`, `nox -s tests`, `nox -s lint typing`, `nox -s bench`."""
+"""Developer sessions: `nox -s demo`, `nox -s tests`, `nox -s lint typing`, `nox -s bench`
+(`nox -s bench_lock` to resolve the benchmark's locks again)."""
 
 from __future__ import annotations
 
@@ -73,39 +74,74 @@ def typing(session: nox.Session) -> None:
     session.run("mypy")
 
 
-# LiveKit Agents for the side-by-side benchmark, in an environment of its own (it pins livekit
-# 1.1.21 and brings its Silero model inside livekit-plugins-silero's wheel); pyinstrument
-# profiles both sides the same way.
-LIVEKIT_BENCH = ["livekit-agents==1.8.9", "livekit-plugins-silero==1.8.9", "pyinstrument"]
+# The side-by-side benchmark's two environments are installed from locks resolved for CPython
+# 3.11 on x86_64 Linux (bench/requirements-*.in -> .txt, `nox -s bench_lock`), so that a re-run
+# measures the same code: a fresh venv once gave LiveKit's side a new onnxruntime unasked.
+# LiveKit Agents gets an environment of its own (it pins livekit 1.1.21 and brings its Silero
+# model inside livekit-plugins-silero's wheel); pyinstrument profiles both sides the same way.
+BENCH_PYTHON = "3.11"
+BENCH_PLATFORM = "x86_64-manylinux_2_28"
+BENCH_LOCKS = {
+    "tvoice": "bench/requirements-tvoice.txt",
+    "livekit": "bench/requirements-livekit.txt",
+}
+# The package that carries the Silero model file tvoice's side loads (its torch is not used).
+BENCH_NO_DEPS = ["silero-vad==6.2.3"]
 
 
-@nox.session
+def install_locked(session: nox.Session, python: str, lock: str) -> None:
+    """Make ``python``'s environment hold exactly ``lock`` (pip, without uv: at least it)."""
+    if shutil.which("uv"):
+        session.run_install("uv", "pip", "sync", "-q", "-p", python, lock, external=True)
+    else:
+        session.run_install(python, "-m", "pip", "install", "-q", "-r", lock, external=True)
+
+
+@nox.session(python=BENCH_PYTHON)
 def bench(session: nox.Session) -> None:
     """tvoice vs LiveKit Agents, side by side: per-turn overhead, interruption latency,
     sessions per core, memory per session, and the workers' dispatch latency and idle memory on
     a real LiveKit server -> bench/results/latest.md (`-- --quick` to try it)."""
     if shutil.which("espeak-ng") is None:
         session.error("espeak-ng is missing (it speaks the user's side): apt-get install espeak-ng")
-    session.install("-e", ".[silero,livekit]", "pyinstrument")
-    session.install("--no-deps", "silero-vad>=6")
+    session_python = str(Path(session.bin) / "python")
+    install_locked(session, session_python, BENCH_LOCKS["tvoice"])
+    session.install("--no-deps", "-e", ".")
+    session.install("--no-deps", *BENCH_NO_DEPS)
     # The worker figures run both workers on a real livekit-server (idempotent, cached).
     session.run("bash", "scripts/install-livekit-server.sh", external=True, silent=True)
     livekit_env = ROOT / ".nox" / "bench-livekit"
     livekit_python = livekit_env / "bin" / "python"
-    session_python = str(Path(session.bin) / "python")
-    if shutil.which("uv"):
-        if not livekit_python.exists():
+    if not livekit_python.exists():
+        if shutil.which("uv"):
             session.run("uv", "venv", "-q", "-p", session_python, str(livekit_env), external=True)
-        session.run(
-            "uv", "pip", "install", "-q", "-p", str(livekit_python), *LIVEKIT_BENCH, external=True
-        )
-    else:
-        if not livekit_python.exists():
+        else:
             session.run(session_python, "-m", "venv", str(livekit_env), external=True)
-        session.run(
-            str(livekit_python), "-m", "pip", "install", "-q", *LIVEKIT_BENCH, external=True
-        )
+    install_locked(session, str(livekit_python), BENCH_LOCKS["livekit"])
     session.run("python", "bench/run.py", "--livekit-python", str(livekit_python), *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def bench_lock(session: nox.Session) -> None:
+    """Resolve the benchmark's locks again from bench/requirements-*.in (kept pins stay unless
+    asked: `-- --upgrade-package onnxruntime`); commit them with the run that measured them."""
+    target = ["--python-version", BENCH_PYTHON, "--python-platform", BENCH_PLATFORM]
+    compile_ = ["uv", "pip", "compile", "-q", *target, *session.posargs]
+    session.run(
+        *compile_, "bench/requirements-livekit.in", "-o", BENCH_LOCKS["livekit"], external=True
+    )
+    session.run(
+        *compile_,
+        "pyproject.toml",
+        "bench/requirements-tvoice.in",
+        "--extra",
+        "silero",
+        "--extra",
+        "livekit",
+        "-o",
+        BENCH_LOCKS["tvoice"],
+        external=True,
+    )
 
 
 @nox.session
