@@ -1,7 +1,9 @@
 """tvoice vs LiveKit Agents: framework cost per turn, interruption latency, density, memory.
 
 ``nox -s bench`` runs this in tvoice's environment with ``--livekit-python`` pointing at a
-separate environment holding ``livekit-agents==1.8.9`` and ``livekit-plugins-silero==1.8.9``.
+separate environment holding ``livekit-agents==1.8.9`` and ``livekit-plugins-silero==1.8.9``,
+each installed from its lock (``bench/requirements-*.txt``); the report says whether the installed
+sets match them, and sets LiveKit's figures beside the previous full run's (``_anchor.py``).
 Each scenario runs in a fresh process per framework (``tvoice_side.py``, ``livekit_side.py``),
 pinned to one core, on real clocks, with the same inputs; the two sides are the same program
 written against each framework's public interfaces. Results print as one markdown table and are
@@ -42,6 +44,11 @@ would load its turn-detector model); everything else is each framework's default
 input feeders and output sinks are the same code written against each framework's public
 interfaces, in ``tvoice_side.py`` and ``livekit_side.py``; a run whose core other processes
 used more than 5 % is run again.
+
+Both sides run the same onnxruntime, from the locks: a fresh LiveKit environment got 1.32.0 on
+2026-12-02 and LiveKit's density read 3-4 that day. What 1.32.0 changes for both Silero
+integrations on one core (nothing measurable), and what a busy machine does to the density
+search, is in ``bench/results/onnxruntime.md``.
 """
 
 from __future__ import annotations
@@ -66,7 +73,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import _anchor  # noqa: E402
 import _common as C  # noqa: E402
+from _report_file import write_keeping  # noqa: E402
 
 LATENESS_LIMIT_MS = 20.0
 FOREIGN_LIMIT = 0.05  # a run whose core other processes used more than this is run again
@@ -74,6 +83,15 @@ FOREIGN_TRIES = 3
 FOREIGN_GIVE_UP = 4  # after this many contaminated runs in a row the machine is busy: stop retrying
 VAD_BACKLOG_LIMIT_S = 1.5  # metrics come per 1.024 s of audio: below this the VAD keeps up
 REFERENCE_N = 16  # the doubling search tries it: CPU per session-second compared at equal load
+
+
+# The figure each target compares with LiveKit's: a target is not judged when that figure moved.
+TARGET_FIGURES = {
+    "turn": "turn_median",
+    "interrupt": "int_median",
+    "density": "density_n",
+    "memory": "per_session",
+}
 
 
 class SideFailed(RuntimeError):
@@ -327,28 +345,37 @@ def _pct(row: dict[str, Any] | None) -> str:
 def build_report(data: dict[str, Any]) -> str:
     fig = data["figures"]
     tv, lk = fig["tvoice"], fig["livekit"]
-    rows: list[tuple[str, str, str, str, str]] = []
+    compared = (data.get("anchor") or {}).get("compared", {})
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    shown: dict[str, tuple[str, str]] = {}
 
     def row(label: str, key: str, fmt: str, target: str = "") -> None:
+        shown[key] = (label, fmt)
+        before = compared.get(key)
+        was = _anchor.cell_of(before["before"], fmt) if before else ""
+        moved = bool(before and before["moved"])
         rows.append(
             (
                 label,
                 cell(tv.get(key, []), fmt),
-                cell(lk.get(key, []), fmt),
-                ratio(tv.get(key, []), lk.get(key, [])),
+                cell(lk.get(key, []), fmt) + (" **moved**" if moved else ""),
+                was,
+                "— (anchor moved)" if moved else ratio(tv.get(key, []), lk.get(key, [])),
                 target,
             )
         )
 
-    def verdict(ok: bool | None) -> str:
+    def verdict(target: str) -> str:
+        if compared.get(TARGET_FIGURES[target], {}).get("moved"):
+            return " — not judged: LiveKit's figure moved"
+        ok = data["targets"].get(target)
         return "" if ok is None else (" — met" if ok else " — **missed**")
 
-    t = data["targets"]
     row(
         "Per-turn overhead, median (ms)",
         "turn_median",
         ".2f",
-        "tvoice ≤ 1 ms and < LiveKit" + verdict(t.get("turn")),
+        "tvoice ≤ 1 ms and < LiveKit" + verdict("turn"),
     )
     row("Per-turn overhead, p95 (ms)", "turn_p95", ".2f")
     row("  … median of the first 25 turns (ms)", "turn_first", ".2f")
@@ -358,14 +385,14 @@ def build_report(data: dict[str, Any]) -> str:
         "Interruption (VAD start → clear_buffer), median (ms)",
         "int_median",
         ".2f",
-        "tvoice ≤ 20 ms and < LiveKit" + verdict(t.get("interrupt")),
+        "tvoice ≤ 20 ms and < LiveKit" + verdict("interrupt"),
     )
     row("Interruption, p95 (ms)", "int_p95", ".2f")
     row(
         "Density: sessions on one core (p99 lateness < 20 ms)",
         "density_n",
         ".0f",
-        "tvoice ≥ 2x LiveKit" + verdict(t.get("density")),
+        "tvoice ≥ 2x LiveKit" + verdict("density"),
     )
     row("  CPU per session-second at that N (ms)", "cpu_ms", ".1f")
     row(f"  CPU per session-second at N={REFERENCE_N}, both passing (ms)", "cpu_ref", ".1f")
@@ -377,11 +404,10 @@ def build_report(data: dict[str, Any]) -> str:
         "Memory per session (KiB)",
         "per_session",
         ".0f",
-        "tvoice ≤ 0.5x LiveKit" + verdict(t.get("memory")),
+        "tvoice ≤ 0.5x LiveKit" + verdict("memory"),
     )
 
     m = data["machine"]
-    v = data["versions"]
     where_pinned = (
         f"core {data['params']['cpu']}"
         if data["params"]["cpu"] is not None
@@ -394,14 +420,7 @@ def build_report(data: dict[str, Any]) -> str:
         f"Linux {m['kernel']}; each run pinned to one core "
         f"({where_pinned}).",
         "",
-        f"- tvoice {v['tvoice'].get('tvoice', '?')} (commit {m['tvoice_commit']}), "
-        f"trio {v['tvoice'].get('trio', '?')}, onnxruntime {v['tvoice'].get('onnxruntime', '?')}, "
-        f"Python {v['tvoice'].get('python', '?')}",
-        f"- livekit-agents {v['livekit'].get('livekit-agents', '?')}, "
-        f"livekit (rtc) {v['livekit'].get('livekit', '?')}, "
-        f"livekit-plugins-silero {v['livekit'].get('livekit-plugins-silero', '?')}, "
-        f"onnxruntime {v['livekit'].get('onnxruntime', '?')}, "
-        f"Python {v['livekit'].get('python', '?')}",
+        *_anchor.environment_lines(data),
         f"- Other processes used at most {data.get('foreign_max', 0) * 100:.1f}% of the measured "
         f"core during a kept run (runs above {FOREIGN_LIMIT * 100:.0f}% are repeated, up to "
         f"{FOREIGN_TRIES} times)"
@@ -413,10 +432,11 @@ def build_report(data: dict[str, Any]) -> str:
         f"- {data['params']['reps']} repetitions of each scenario per framework; each cell is the "
         "median over them, [min–max] across them. Ratio = tvoice / LiveKit (of the medians).",
         "",
-        "| figure | tvoice | LiveKit Agents | ratio | target |",
-        "|---|---|---|---|---|",
+        "| figure | tvoice | LiveKit Agents | LiveKit, previous run | ratio | target |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    lines += [f"| {' | '.join(r)} |" for r in rows]
+    lines += _anchor.section(data, shown)
     lines += [
         "",
         "## How it was measured",
@@ -529,8 +549,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.report_only:
         out = Path(args.out)
-        out.write_text(build_report(json.loads(out.with_suffix(".json").read_text())))
-        say(out.read_text())
+        say(write_keeping(out, build_report(json.loads(out.with_suffix(".json").read_text()))))
         return
 
     if not args.livekit_python:
@@ -547,7 +566,16 @@ def main() -> None:
         "density_seconds": 4.0 if quick else 7.5,
         "density_max_n": 256,
         "memory_n": 20 if quick else 50,
+        "quick": quick,
     }
+    environments = {
+        "tvoice": _anchor.environment("tvoice", sys.executable),
+        "livekit": _anchor.environment("livekit", args.livekit_python),
+    }
+    for side, env in environments.items():
+        if env["differences"]:
+            differences = "; ".join(env["differences"])
+            say(f"{side}'s environment differs from {env['lock']}: {differences}")
     only = set(args.only.split(","))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -687,6 +715,15 @@ def main() -> None:
     if tv_mem is not None and lk_mem is not None:
         targets["memory"] = tv_mem <= 0.5 * lk_mem
 
+    # LiveKit's figures beside the previous run's: a target judged against a figure that moved
+    # would say more about the anchor than about tvoice.
+    anchor_path = out.with_suffix(".anchor.json")
+    previous = _anchor.load(anchor_path)
+    compared = _anchor.compare(fig["livekit"], previous)
+    for target, key in TARGET_FIGURES.items():
+        if compared.get(key, {}).get("moved"):
+            targets[target] = None
+
     worker: dict[str, Any] | None = None
     if "worker" in only:
         worker = run_workers(
@@ -719,11 +756,18 @@ def main() -> None:
         "bench_seconds": time.perf_counter() - begun,
         "foreign_max": max(runner.foreign_seen, default=0.0),
         "dirty_kept": runner.dirty_kept,
+        "environments": environments,
+        "anchor": {
+            "file": _anchor.shown_path(anchor_path),
+            "previous": previous,
+            "compared": compared,
+        },
         **({"worker": worker} if worker is not None else {}),
     }
-    report = build_report(data)
-    out.write_text(report)
+    report = write_keeping(out, build_report(data))
     out.with_suffix(".json").write_text(json.dumps(data, indent=1))
+    if not quick:  # a --quick run's smaller sizes would make a poor anchor for the next run
+        anchor_path.write_text(json.dumps(_anchor.record(data, previous), indent=1) + "\n")
     say("")
     say(report)
     say(
