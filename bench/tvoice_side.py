@@ -468,7 +468,7 @@ def wrap_commits(session: AgentSession[Any]) -> list[float]:
     hooks, which call the current activity's ``on_end_of_turn``, when it decides a turn is over.
     """
     commits: list[float] = []
-    activity = session.activity
+    activity = session._runtime.activity
     original = activity.on_end_of_turn
 
     def on_end_of_turn(turn: Any) -> None:

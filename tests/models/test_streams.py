@@ -929,44 +929,6 @@ async def test_synthesize_stream_segments_and_metrics(autojump_clock):
     assert m.duration == pytest.approx(1.3)
 
 
-async def test_synthesize_stream_reads_its_input_from_an_iterable(autojump_clock):
-    tts = ScriptedTTS()
-    metrics = []
-    tts.on("metrics_collected", metrics.append)
-
-    async def text():
-        await trio.sleep(1.0)
-        yield "a"
-        yield ""  # skipped, as push_text("") is
-        yield "bc"
-
-    stream = tts.stream()
-    stream.input_from(text())
-    async with stream:
-        items = await stream.collect()
-        with pytest.raises(RuntimeError, match="input already ended"):
-            await stream.push_text("d")
-    # One segment: the input ends where the iterable does.
-    assert [(i.segment_id, i.is_final) for i in items] == [("s0", False)] * 3 + [("s0", True)]
-    (m,) = metrics
-    assert m.characters_count == 3
-    assert m.ttfb == pytest.approx(0.1)  # the text came at 1.0, its first frame 0.1 s later
-    with pytest.raises(RuntimeError, match="chosen before opening"):
-        stream.input_from(text())
-
-
-async def test_synthesize_stream_input_from_refuses_what_is_not_text(autojump_clock):
-    async def text():
-        yield 3
-
-    stream = ScriptedTTS().stream()
-    stream.input_from(text())
-    async with stream:
-        with pytest.raises(APIError) as caught:
-            await stream.collect()
-    assert isinstance(caught.value.__cause__, TypeError)
-
-
 async def test_synthesize_stream_ttfb_when_audio_comes_at_time_zero(autojump_clock):
     class Instant(ScriptedTTS):
         def stream(self, *, conn_options=DEFAULT_API_CONNECT_OPTIONS):

@@ -85,7 +85,7 @@ async def test_say_generate_reply_and_priority(autojump_clock):
         first = session.say("First.")
         second = session.say("Second.", allow_interruptions=False)
         reply = session.generate_reply(instructions="Be brief.")
-        urgent = session.activity.say(
+        urgent = session._runtime.activity.say(
             "Urgent.",
             allow_interruptions=None,
             add_to_chat_ctx=True,

@@ -188,7 +188,7 @@ def test_words_heard_as_a_speech_is_queued_interrupt_it_before_the_scheduler_run
 
             async def user() -> None:
                 await queued.wait()
-                session.activity.on_transcript(words, turn_text="stop")
+                session._runtime.activity.on_transcript(words, turn_text="stop")
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(agent)

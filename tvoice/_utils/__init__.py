@@ -10,7 +10,5 @@ from ._retry import APIConnectOptions as APIConnectOptions
 from ._retry import call_with_retry as call_with_retry
 from ._retry import retry_delay as retry_delay
 from ._service import BackgroundTasks as BackgroundTasks
-from ._service import StartedOnce as StartedOnce
-from ._stream import InputSource as InputSource
 from ._stream import InputStream as InputStream
 from ._stream import OutputStream as OutputStream

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import trio
 
-__all__ = ["BackgroundTasks", "StartedOnce"]
+__all__ = ["BackgroundTasks"]
 
 T = TypeVar("T")
 
@@ -52,33 +52,3 @@ class BackgroundTasks:
         cm, self._nursery = self._cm, None
         await cm.__aexit__(None, None, None)
         return False
-
-
-class StartedOnce(trio.TaskStatus[T], Generic[T]):
-    """Passes ``started()`` on to trio's task status, then lets go of it.
-
-    trio's status keeps the nursery the task was started in (with its cancel scope) for as long
-    as something holds the status; a task that runs for the whole session would keep it all that
-    time. Wrap it, and drop the original::
-
-        async def run(self, *, task_status=trio.TASK_STATUS_IGNORED):
-            status = StartedOnce(task_status)
-            del task_status
-    """
-
-    __slots__ = ("_status",)
-
-    def __init__(self, status: trio.TaskStatus[T]) -> None:
-        self._status: trio.TaskStatus[T] | None = status
-
-    @property
-    def pending(self) -> bool:
-        """Whether :meth:`started` is still to be called."""
-        return self._status is not None
-
-    def started(self, value: T | None = None) -> None:
-        """Report the task started (once, like trio's)."""
-        if self._status is None:
-            raise RuntimeError("called 'started' twice on the same task status")
-        status, self._status = self._status, None
-        status.started(value)  # type: ignore[arg-type]

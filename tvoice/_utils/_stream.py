@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Generic, Self, TypeVar
 
 import trio
 
@@ -12,7 +11,7 @@ from .._errors import APIError, APITimeoutError
 from ._retry import DEFAULT_API_CONNECT_OPTIONS, APIConnectOptions, retry_delay
 from ._service import BackgroundTasks
 
-__all__ = ["InputSource", "InputStream", "OutputStream"]
+__all__ = ["InputStream", "OutputStream"]
 
 logger = logging.getLogger("tvoice")
 T = TypeVar("T")
@@ -50,8 +49,6 @@ class OutputStream(Generic[T]):
         self._watchdog: trio.CancelScope | None = None
         self._started_at = 0.0
         self._first_output_at: float | None = None
-        self._sink: Callable[[T], None] | None = None
-        self._on_end: Callable[[APIError | None], None] | None = None
 
     @property
     def conn_options(self) -> APIConnectOptions:
@@ -90,13 +87,7 @@ class OutputStream(Generic[T]):
                 f"{type(self).__name__} must be opened first: `async with ... as stream:`"
             )
         try:
-            # What is already there is taken without yielding to the scheduler: the producer
-            # yields whenever it waits, so a turn costs a scheduler step less per item.
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                return self._recv.receive_nowait()
-            except trio.WouldBlock:
-                return await self._recv.receive()
+            return await self._recv.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             if self._error is not None:
                 raise self._error from self._error.__cause__
@@ -106,49 +97,21 @@ class OutputStream(Generic[T]):
         """Read the whole output (the stream must be open)."""
         return [item async for item in self]
 
-    def _deliver_to(
-        self, sink: Callable[[T], None], on_end: Callable[[APIError | None], None]
-    ) -> None:
-        """Hand each piece of output to ``sink`` as it is produced, synchronously in the
-        stream's own task, instead of queueing it for iteration; call ``on_end`` once when the
-        output ends, with the error iteration would have raised (or None). Before opening only.
-
-        The owner then needs no task waiting for output, and the stream no queue: subclasses
-        offer it as ``deliver_to`` where the runtime listens that way.
-        """
-        if self._state != "new":
-            raise RuntimeError(f"{type(self).__name__}: deliver_to() comes before opening it")
-        self._sink, self._on_end = sink, on_end
-        self._send, self._recv = _DELIVERED  # nothing is queued: the queue goes
-
     async def _emit(self, item: T) -> None:
         """Send one piece of output; waits while the consumer is behind (backpressure)."""
         self._emitted = True
         if self._first_output_at is None:
             self._first_output_at = trio.current_time()
         watchdog = self._watchdog
-        # The watchdog's deadline is set aside only while the send waits for the consumer: a
-        # send that succeeds at once (or a sink, which runs synchronously) passes no checkpoint
-        # before the deadline is moved on below, so the old one can't fire meanwhile.
-        if self._sink is not None:
-            # The consumer runs here and now; an exception from it ends the stream with it.
-            await trio.lowlevel.checkpoint_if_cancelled()
-            self._sink(item)
-        else:
-            try:
-                # Sent without yielding while there is room (as the consumer takes what is
-                # there): the channel is bounded, so a producer still yields at most every
-                # capacity items.
-                await trio.lowlevel.checkpoint_if_cancelled()
-                try:
-                    self._send.send_nowait(item)
-                except trio.WouldBlock:
-                    if watchdog is not None:
-                        watchdog.deadline = math.inf
-                    await self._send.send(item)
-            except trio.BrokenResourceError:
-                # The consumer closed the stream: stop producing.
-                raise _ConsumerGone from None
+        # Only the wait for the consumer is set aside from the watchdog: the provider is timed,
+        # the reader is not.
+        if watchdog is not None:
+            watchdog.deadline = math.inf
+        try:
+            await self._send.send(item)
+        except trio.BrokenResourceError:
+            # The consumer closed the stream: stop producing.
+            raise _ConsumerGone from None
         if watchdog is not None:
             watchdog.deadline = trio.current_time() + self._conn_options.timeout
 
@@ -188,9 +151,6 @@ class OutputStream(Generic[T]):
 
     def _ended(self) -> None:
         """Called once when the provider's task ends, after the output closed."""
-        on_end, self._on_end = self._on_end, None
-        if on_end is not None:
-            on_end(self._error)
 
     def _report(self, *, cancelled: bool) -> None:
         """Called once when the stream ends (also on cancellation): emit metrics here."""
@@ -223,40 +183,8 @@ class OutputStream(Generic[T]):
                 return
 
 
-# The output "queue" of every stream that delivers to a sink: closed, shared, empty.
-_DELIVERED: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] = (
-    trio.open_memory_channel(0)
-)
-_DELIVERED[0].close()
-_DELIVERED[1].close()
-
-
-# The input of an input stream not opened yet, and of one that reads a source: both closed.
-_NO_INPUT_YET: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] = (
-    trio.open_memory_channel(0)
-)
-_NO_INPUT: tuple[trio.MemorySendChannel[Any], trio.MemoryReceiveChannel[Any]] = (
-    trio.open_memory_channel(0)
-)
-for _channel in (*_NO_INPUT_YET, *_NO_INPUT):
-    _channel.close()
-del _channel
-
-
 class _ConsumerGone(Exception):
     """Raised inside ``_run`` when nobody reads the output any more."""
-
-
-class InputSource(trio.abc.ReceiveChannel[T]):
-    """Where an :class:`InputStream` reads its input when it is not pushed (see
-    ``_read_input_from``): ``receive`` gives the next item, ``trio.EndOfChannel`` at the end."""
-
-    def close(self) -> None:
-        """The provider stopped reading (called once it has)."""
-
-    async def aclose(self) -> None:
-        self.close()
-        await trio.lowlevel.checkpoint()
 
 
 class InputStream(OutputStream[T], Generic[In, T]):
@@ -272,28 +200,8 @@ class InputStream(OutputStream[T], Generic[In, T]):
     def __init__(self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS) -> None:
         super().__init__(conn_options=conn_options)
         self._input_send: trio.MemorySendChannel[In]
-        self._input: trio.MemoryReceiveChannel[In] | InputSource[In]
-        # The input channel is made when the stream opens (or its input ends), unless
-        # ``_read_input_from`` chose a source instead: until then, the shared closed one.
-        self._input_send, self._input = _NO_INPUT_YET
-
-    def _make_input(self) -> None:
-        if self._input_send is _NO_INPUT_YET[0]:
-            self._input_send, self._input = trio.open_memory_channel(self._input_capacity)
-
-    async def __aenter__(self) -> Self:
-        if self._state == "new":
-            self._make_input()
-        return await super().__aenter__()
-
-    def _read_input_from(self, source: InputSource[In]) -> None:
-        """Let ``_run`` read ``source`` instead of what is pushed: no task has to push then.
-        Only before the stream is opened; pushing afterwards raises."""
-        if self._state != "new":
-            raise RuntimeError(f"{type(self).__name__}: its input is chosen before opening it")
-        self._input_send.close()
-        self._input_send = _NO_INPUT[0]  # closed: a push raises "input already ended"
-        self._input = source
+        self._input: trio.MemoryReceiveChannel[In]
+        self._input_send, self._input = trio.open_memory_channel(self._input_capacity)
 
     async def _push(self, item: In) -> None:
         if self._state == "new":
@@ -311,11 +219,9 @@ class InputStream(OutputStream[T], Generic[In, T]):
 
     def end_input(self) -> None:
         """No more input: the provider finishes what it has, then the output ends."""
-        self._make_input()
         self._input_send.close()
 
     async def aclose(self) -> None:
-        self._make_input()
         self._input_send.close()
         await super().aclose()
 

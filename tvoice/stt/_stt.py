@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import attrs
 import trio
 
-from .._errors import APIError
 from .._utils import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectOptions,
@@ -152,11 +151,7 @@ FLUSH = _Flush()
 
 
 class RecognizeStream(InputStream[AudioFrame | _Flush, SpeechEvent]):
-    """Audio in, :class:`SpeechEvent` out. ``push_frame``, ``flush``, ``end_input``.
-
-    Read the events with ``async for``, or have them handed to a callback as they come
-    (:meth:`deliver_to`).
-    """
+    """Audio in, :class:`SpeechEvent` out: ``push_frame``, ``flush``, ``end_input``, iterate."""
 
     _output_capacity = 64
     _input_capacity = 256
@@ -172,18 +167,6 @@ class RecognizeStream(InputStream[AudioFrame | _Flush, SpeechEvent]):
         self._stt = stt
         self._language = language
         self._audio_duration = 0.0
-
-    def deliver_to(
-        self, sink: Callable[[SpeechEvent], None], *, on_end: Callable[[APIError | None], None]
-    ) -> None:
-        """Instead of iterating the stream, have each event passed to ``sink`` as it comes,
-        and ``on_end`` called once when the events end: with the error iteration would have
-        raised, or None. Both run synchronously in the stream's own task, so no channel holds
-        the events and no task of yours waits for them (a session listens this way). An
-        exception from ``sink`` ends the stream with that error. Call it before opening the
-        stream.
-        """
-        self._deliver_to(sink, on_end)
 
     async def push_frame(self, frame: AudioFrame) -> None:
         """Feed one frame of audio (waits if the recognizer is behind)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable
 from typing import Literal
 
 import attrs
@@ -15,7 +14,6 @@ from .._utils import (
     DEFAULT_API_CONNECT_OPTIONS,
     APIConnectOptions,
     EventEmitter,
-    InputSource,
     InputStream,
     OutputStream,
     short_id,
@@ -223,12 +221,6 @@ class SynthesizeStream(InputStream[str | _Flush, SynthesizedAudio]):
             self._note_input(text)
             await self._push(text)
 
-    def input_from(self, text: AsyncIterable[str]) -> None:
-        """Take the text from ``text`` instead of ``push_text``: the provider reads it as it
-        needs it, so no task has to push it, and the input ends where ``text`` ends (one
-        segment). Call it before opening the stream."""
-        self._read_input_from(_TextInput(self, text))
-
     def _note_input(self, text: str) -> None:
         if self._first_input_at is None:
             self._first_input_at = trio.current_time()
@@ -278,23 +270,3 @@ class SynthesizeStream(InputStream[str | _Flush, SynthesizedAudio]):
                 streamed=True,
             ),
         )
-
-
-class _TextInput(InputSource[str | _Flush]):
-    """A synthesis stream's input read from an async iterable (``input_from``)."""
-
-    def __init__(self, stream: SynthesizeStream, text: AsyncIterable[str]) -> None:
-        self._stream = stream
-        self._text = aiter(text)
-
-    async def receive(self) -> str | _Flush:
-        while True:
-            try:
-                piece = await anext(self._text)
-            except StopAsyncIteration:
-                raise trio.EndOfChannel from None
-            if not isinstance(piece, str):
-                raise TypeError(f"input_from expects str pieces, got {type(piece).__name__}")
-            if piece:
-                self._stream._note_input(piece)
-                return piece

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Literal
 
 import attrs
 
-from .._errors import APIError
 from .._utils import EventEmitter, InputStream
 from ..audio import AudioFrame
 
@@ -75,11 +73,7 @@ class VAD(ABC, EventEmitter[Literal["metrics_collected"]]):
 
 
 class VADStream(InputStream[AudioFrame, VADEvent]):
-    """Audio in, :class:`VADEvent` out. Push frames with :meth:`push_frame`.
-
-    Read the events with ``async for``, or have them handed to a callback as they are detected
-    (:meth:`deliver_to`).
-    """
+    """Audio in, :class:`VADEvent` out. Push frames with :meth:`push_frame`, iterate the events."""
 
     _output_capacity = 64
     # As deep as a recognition stream's: the session pushes its frames straight in.
@@ -88,18 +82,6 @@ class VADStream(InputStream[AudioFrame, VADEvent]):
     def __init__(self, vad: VAD) -> None:
         super().__init__()
         self._vad = vad
-
-    def deliver_to(
-        self, sink: Callable[[VADEvent], None], *, on_end: Callable[[APIError | None], None]
-    ) -> None:
-        """Instead of iterating the stream, have each event passed to ``sink`` as it is
-        detected, and ``on_end`` called once when the events end: with the error iteration
-        would have raised, or None. Both run synchronously in the stream's own task, so no
-        channel holds the events and no task of yours waits for them (a session listens this
-        way). An exception from ``sink`` ends the stream with that error. Call it before
-        opening the stream.
-        """
-        self._deliver_to(sink, on_end)
 
     async def push_frame(self, frame: AudioFrame) -> None:
         """Feed one frame of audio (waits if the detector is behind)."""

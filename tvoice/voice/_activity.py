@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import heapq
 import itertools
 import logging
@@ -29,7 +28,7 @@ from ..stt import STT, SpeechEvent, SpeechEventType
 from ..tokenize import count_words
 from ..tts import TTS
 from ..vad import VAD, VADEvent
-from ._agent import Agent, ModelSettings
+from ._agent import Agent, AgentTask, ModelSettings, NodeModels, current_host
 from ._events import (
     AgentFalseInterruptionEvent,
     FunctionToolsExecutedEvent,
@@ -43,24 +42,13 @@ from ._tools import ToolExecution, run_tool
 
 if TYPE_CHECKING:
     from ..audio import AudioFrame
-    from ..io import AudioOutput, TextOutput
+    from ..io import AudioOutput
+    from ._runtime import SessionRuntime
     from ._session import AgentSession
 
-__all__ = ["AgentActivity", "current_activity"]
+__all__ = ["AgentActivity"]
 
 logger = logging.getLogger("tvoice.voice")
-_current_activity: contextvars.ContextVar[AgentActivity] = contextvars.ContextVar("tvoice_activity")
-
-
-def current_activity() -> AgentActivity:
-    """The activity whose task is running (tools and hooks run inside one)."""
-    try:
-        return _current_activity.get()
-    except LookupError:
-        raise RuntimeError(
-            "no agent is running here: await an AgentTask from a tool or a hook"
-        ) from None
-
 
 SpeechRun = Callable[[SpeechHandle], Awaitable[None]]
 TOOL_CANCELLED = "The tool was cancelled: the conversation moved on before it finished."
@@ -120,9 +108,9 @@ class AgentActivity:
     tools run in the activity's tool nursery, so they outlive an interrupted speech.
     """
 
-    def __init__(self, agent: Agent, session: AgentSession[Any]) -> None:
+    def __init__(self, agent: Agent, runtime: SessionRuntime) -> None:
         self.agent = agent
-        self.session = session
+        self.runtime = runtime
         self._nursery: trio.Nursery | None = None
         self._tool_nursery: trio.Nursery | None = None
         self._queue: list[
@@ -144,35 +132,54 @@ class AgentActivity:
         self._turn_tasks = 0
         self._entering = False
         self._finished = trio.Event()
+        self._models = runtime.models_for(agent)
 
-    # -- models (the agent's own, else the session's) ----------------------------------------
+    # -- what the agent sees of its runtime (AgentHost) ---------------------------------------
+
+    @property
+    def session(self) -> AgentSession[Any]:
+        """The session, as its user sees it."""
+        return self.runtime.face
+
+    @property
+    def models(self) -> NodeModels:
+        """The models in use: the agent's own, else the session's."""
+        return self._models
 
     @property
     def llm(self) -> LLM | None:
         """The LLM in use."""
-        return self.agent.llm or self.session.llm
+        return self._models.llm
 
     @property
     def stt(self) -> STT | None:
         """The STT in use."""
-        return self.agent.stt or self.session.stt
+        return self._models.stt
 
     @property
     def tts(self) -> TTS | None:
         """The TTS in use."""
-        return self.agent.tts or self.session.tts
+        return self._models.tts
 
     @property
     def vad(self) -> VAD | None:
         """The VAD in use."""
-        return self.agent.vad or self.session.vad
+        return self._models.vad
+
+    async def run_task(self, task: AgentTask[Any]) -> None:
+        """Run ``task`` as the current agent until it completes, then take the turn back."""
+        await self.runtime.run_task(task, parent=self)
+
+    def settings(self, tool_choice: ToolChoice = "auto") -> ModelSettings:
+        """What the nodes of one generation are given."""
+        return ModelSettings(tool_choice=tool_choice, models=self._models)
 
     @property
     def allow_interruptions(self) -> bool:
         """Whether speech is interruptible by default."""
         if self.agent.allow_interruptions is not None:
             return self.agent.allow_interruptions
-        return self.session.options.allow_interruptions
+        return self.runtime.options.allow_interruptions
 
     @property
     def idle(self) -> bool:
@@ -188,26 +195,36 @@ class AgentActivity:
 
     # -- lifetime -----------------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the activity until cancelled: scheduler and tool nursery, then ``on_enter``."""
-        _current_activity.set(self)
+    async def run(
+        self,
+        scope: trio.CancelScope,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the activity until ``scope`` is cancelled: scheduler and tool nursery, then
+        ``on_enter``."""
+        current_host.set(self)
         self.agent.attach(self)
         self._finished = trio.Event()
         try:
-            async with trio.open_nursery() as nursery, trio.open_nursery() as tools:
-                self._nursery, self._tool_nursery = nursery, tools
-                nursery.start_soon(self._schedule)
-                task_status.started()
-                self._entering = True
-                try:
-                    await self._call_hook(self.agent.on_enter(), "on_enter")
-                finally:
-                    self._entering = False
-                    self._wake()
-                await trio.sleep_forever()
+            with scope:
+                await self._run(task_status)
         finally:
             self.agent.attach(None)
             self._finished.set()
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as nursery, trio.open_nursery() as tools:
+            self._nursery, self._tool_nursery = nursery, tools
+            nursery.start_soon(self._schedule)
+            task_status.started()
+            self._entering = True
+            try:
+                await self._call_hook(self.agent.on_enter(), "on_enter")
+            finally:
+                self._entering = False
+                self._wake()
+            await trio.sleep_forever()
 
     async def wait_finished(self) -> None:
         """Wait until the activity's tasks are over (after its scope was cancelled)."""
@@ -217,14 +234,14 @@ class AgentActivity:
         """Stop taking new speech and wait for what is queued and playing to finish."""
         self._accepting = False
         while self.current_speech is not None or self._queue:
-            await self.session.wait_changed()
+            await self.runtime.wait_changed()
 
     async def _call_hook(self, coro: Awaitable[None], name: str) -> None:
         try:
             await coro
         except Exception as e:
             logger.exception("%s.%s failed", self.agent.label, name)
-            self.session.report_error(e, self.agent)
+            self.runtime.report_error(e, self.agent)
 
     # -- the speech queue ---------------------------------------------------------------------
 
@@ -240,7 +257,7 @@ class AgentActivity:
         if not self._accepting:
             raise RuntimeError(f"{self.agent!r} is being replaced: it takes no new speech")
         heapq.heappush(self._queue, (-handle.priority, next(self._seq), handle, run))
-        self.session.emit(
+        self.runtime.events.emit(
             "speech_created",
             SpeechCreatedEvent(speech_handle=handle, source=source, user_initiated=user_initiated),
         )
@@ -254,11 +271,11 @@ class AgentActivity:
     def _wake(self) -> None:
         self._queue_changed.set()
         self._queue_changed = trio.Event()
-        self.session.notify_changed()
+        self.runtime.notify_changed()
 
     async def _schedule(self) -> None:
         while True:
-            while not self._queue or not self.session.is_current(self):
+            while not self._queue or not self.runtime.is_current(self):
                 await self._queue_changed.wait()
             _, _, handle, run = heapq.heappop(self._queue)
             if handle.done():
@@ -274,7 +291,7 @@ class AgentActivity:
                     await run(handle)
             except Exception as e:
                 logger.exception("speech %s failed", handle.id)
-                self.session.report_error(e, self.agent)
+                self.runtime.report_error(e, self.agent)
             finally:
                 self.current_speech = None
                 self._current_generation = self._heard_generation = None
@@ -282,7 +299,7 @@ class AgentActivity:
                     self._release_pause()
                 handle.mark_done()
                 if not self._queue:
-                    self.session.set_agent_state("listening")
+                    self.runtime.set_agent_state("listening")
                 self._wake()
 
     # -- say / reply --------------------------------------------------------------------------
@@ -301,7 +318,7 @@ class AgentActivity:
         )
 
         async def run(handle: SpeechHandle) -> None:
-            gen = self._new_generation(ModelSettings())
+            gen = self._new_generation(self.settings())
             try:
                 async with trio.open_nursery() as nursery:
                     gen.start(nursery, text=text, playing=True)
@@ -326,9 +343,9 @@ class AgentActivity:
     ) -> SpeechHandle:
         """Queue a reply from the LLM (adding ``user_message`` to the chat first)."""
         if user_message is not None:
-            self.session.add_item(user_message, agent=self.agent)
+            self.runtime.add_item(user_message, agent=self.agent)
         handle = SpeechHandle(allow_interruptions=self._interruptible(allow_interruptions))
-        settings = ModelSettings(tool_choice=tool_choice or "auto")
+        settings = self.settings(tool_choice or "auto")
 
         async def run(handle: SpeechHandle) -> None:
             await self._reply(handle, settings, instructions, turn, preemptive)
@@ -339,8 +356,8 @@ class AgentActivity:
         return self.allow_interruptions if allow is None else allow
 
     def _new_generation(self, settings: ModelSettings) -> Generation:
-        audio = self.session.audio_output is not None and self.tts is not None
-        return Generation(self.agent, settings, audio=audio, on_error=self.session.report_error)
+        audio = self.runtime.audio_output is not None and self.tts is not None
+        return Generation(self.agent, settings, audio=audio, on_error=self.runtime.report_error)
 
     def _llm_context(self, instructions: str | None) -> ChatContext:
         # A new list over the same items: nodes read the chat, they don't edit its items, and
@@ -359,7 +376,7 @@ class AgentActivity:
         turn: EndOfTurn | None,
         preemptive: Generation | None,
     ) -> None:
-        max_steps = self.session.options.max_tool_steps
+        max_steps = self.runtime.options.max_tool_steps
         while True:
             gen = preemptive or self._new_generation(settings)
             preemptive = None
@@ -372,7 +389,7 @@ class AgentActivity:
                 return
             new_agents = [e.new_agent for e in executions if e.new_agent is not None]
             if new_agents:
-                self.session.request_handoff(new_agents[-1], from_activity=self)
+                self.runtime.request_handoff(new_agents[-1], from_activity=self)
                 return
             if any(e.stop_response for e in executions):
                 return
@@ -386,7 +403,7 @@ class AgentActivity:
                 )
                 return
             handle.num_steps += 1
-            settings = ModelSettings(tool_choice="auto")
+            settings = self.settings()
             instructions = None
 
     async def _run_step(
@@ -398,7 +415,7 @@ class AgentActivity:
     ) -> list[ToolExecution]:
         executions: list[ToolExecution] = []
         completed = False
-        self.session.set_agent_state("thinking")
+        self.runtime.set_agent_state("thinking")
         try:
             async with trio.open_nursery() as nursery:
                 if not gen.started:
@@ -409,7 +426,7 @@ class AgentActivity:
                 await self._play(gen, handle, turn=turn)
                 await gen.text.wait_closed()
                 if any(not e.done.is_set() for e in executions):
-                    self.session.set_agent_state("thinking")
+                    self.runtime.set_agent_state("thinking")
                 for execution in executions:
                     await execution.done.wait()
             completed = True
@@ -447,7 +464,13 @@ class AgentActivity:
         handle: SpeechHandle,
     ) -> None:
         try:
-            await run_tool(execution, tool, session=self.session, speech_handle=handle)
+            await run_tool(
+                execution,
+                tool,
+                session=self.session,
+                on_error=self.runtime.report_error,
+                speech_handle=handle,
+            )
         finally:
             self._running_tools.discard(execution)
             if execution.output is None:
@@ -478,7 +501,7 @@ class AgentActivity:
                 and item.created_at == output.created_at
             )
 
-        self.session.add_item(output, agent=self.agent, before=of_a_later_call)
+        self.runtime.add_item(output, agent=self.agent, before=of_a_later_call)
 
     # -- playing ------------------------------------------------------------------------------
 
@@ -488,8 +511,8 @@ class AgentActivity:
         """Play a generation's audio and text; on cancellation, cut the output and remember
         what was heard (``gen.heard``)."""
         self._current_generation = gen
-        output = self.session.audio_output
-        text_output = self.session.text_output
+        output = self.runtime.audio_output
+        text_output = self.runtime.text_output
         started = False
 
         def on_started(_: object) -> None:
@@ -498,7 +521,7 @@ class AgentActivity:
                 return
             started = True
             self._heard_generation = gen
-            self.session.set_agent_state("speaking")
+            self.runtime.set_agent_state("speaking")
             if turn is not None and turn.stopped_speaking_at is not None:
                 self._report_turn(handle, gen, turn)
 
@@ -506,11 +529,10 @@ class AgentActivity:
         if audio is not None:
             audio.on("playback_started", on_started)
         try:
-            if self._shows_text(gen, text_output):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._forward_text, gen, text_output, on_started)
-                    await self._play_out(gen, audio)
-            else:
+            # The transcription node always runs: an agent's own may do more than pass the
+            # text on, even where the transcript goes nowhere.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._forward_text, gen, text_output, on_started)
                 await self._play_out(gen, audio)
         finally:
             if gen.heard is None:
@@ -518,16 +540,6 @@ class AgentActivity:
                     gen.heard = await self._cut(gen)
             if audio is not None:
                 audio.off("playback_started", on_started)
-
-    def _shows_text(self, gen: Generation, text_output: TextOutput | None) -> bool:
-        # The transcript goes nowhere when there is no text output, the audio says when the
-        # speech starts, and the agent keeps the default node: no task to forward it then.
-        return (
-            text_output is not None
-            or not gen.audio
-            or getattr(self.agent.transcription_node, "__func__", None)
-            is not Agent.transcription_node
-        )
 
     async def _play_out(self, gen: Generation, output: AudioOutput | None) -> None:
         if output is not None:
@@ -548,8 +560,8 @@ class AgentActivity:
             gen.heard = gen.text.text
 
     async def _cut(self, gen: Generation) -> str:
-        output = self.session.audio_output
-        text_output = self.session.text_output
+        output = self.runtime.audio_output
+        text_output = self.runtime.text_output
         if text_output is not None:
             text_output.flush()
         if output is None or not gen.audio:
@@ -585,17 +597,17 @@ class AgentActivity:
         # Stamped when its text began, before the tool calls that the same step produced.
         message.created_at = gen.first_token_at or gen.started_at
         handle.chat_items.append(message)
-        self.session.add_item(message, agent=self.agent)
+        self.runtime.add_item(message, agent=self.agent)
 
     def _record_tools(self, executions: Sequence[ToolExecution], *, completed: bool) -> None:
         for e in executions:
-            self.session.add_item(e.call, agent=self.agent)
+            self.runtime.add_item(e.call, agent=self.agent)
             if e.output is not None:
-                self.session.add_item(e.output, agent=self.agent)
+                self.runtime.add_item(e.output, agent=self.agent)
             else:
                 e.orphaned = True
         if completed and executions:
-            self.session.emit(
+            self.runtime.events.emit(
                 "function_tools_executed",
                 FunctionToolsExecutedEvent(
                     function_calls=[e.call for e in executions],
@@ -606,7 +618,7 @@ class AgentActivity:
     def _report_turn(self, handle: SpeechHandle, gen: Generation, turn: EndOfTurn) -> None:
         assert turn.stopped_speaking_at is not None
         now = trio.current_time()
-        self.session.report_metrics(
+        self.runtime.report_metrics(
             TurnMetrics(
                 timestamp=now,
                 speech_id=handle.id,
@@ -626,7 +638,7 @@ class AgentActivity:
         """The current speech or, when there is none, the one the scheduler takes next: which
         of the two a speech is at an instant depends on when trio runs the scheduler's task,
         what the user's turn or voice does to it must not."""
-        if self.current_speech is not None or not self.session.is_current(self):
+        if self.current_speech is not None or not self.runtime.is_current(self):
             return self.current_speech
         queued = [q for q in self._queue if not q[2].done()]
         return min(queued)[2] if queued else None
@@ -638,9 +650,9 @@ class AgentActivity:
         return speech
 
     def _pause_mode(self) -> bool:
-        output = self.session.audio_output
+        output = self.runtime.audio_output
         return (
-            self.session.options.resume_false_interruption
+            self.runtime.options.resume_false_interruption
             and output is not None
             and output.can_pause
         )
@@ -658,9 +670,9 @@ class AgentActivity:
         if speech is None or speech.done():
             return
         if not speech.allow_interruptions:
-            self.session.discard_user_turn()
+            self.runtime.discard_user_turn()
             return
-        if self.session.options.min_interruption_words > 0:
+        if self.runtime.options.min_interruption_words > 0:
             return
         assert self._nursery is not None
         # Not the agent state: the speech may have started at this instant, the state not yet.
@@ -673,13 +685,13 @@ class AgentActivity:
         elif self._pause_mode():
             self._interruption_timer.start(
                 self._nursery,
-                self.session.options.min_interruption_duration,
+                self.runtime.options.min_interruption_duration,
                 lambda: self._pause(speech),
             )
         else:
             self._interruption_timer.start(
                 self._nursery,
-                self.session.options.min_interruption_duration,
+                self.runtime.options.min_interruption_duration,
                 lambda: self._interrupt(speech),
             )
 
@@ -690,7 +702,7 @@ class AgentActivity:
         if self._paused_speech is not None and self._nursery is not None:
             self._false_interruption_timer.start(
                 self._nursery,
-                self.session.options.false_interruption_timeout,
+                self.runtime.options.false_interruption_timeout,
                 self._false_interruption,
             )
 
@@ -702,12 +714,12 @@ class AgentActivity:
             SpeechEventType.FINAL_TRANSCRIPT,
         ):
             return
-        needed = max(1, self.session.options.min_interruption_words)
+        needed = max(1, self.runtime.options.min_interruption_words)
         if count_words(turn_text) >= needed:
             self._interrupt(speech)
 
     def _pause(self, speech: SpeechHandle) -> None:
-        output = self.session.audio_output
+        output = self.runtime.audio_output
         if speech.done() or output is None:
             return
         self._paused_speech = speech
@@ -716,7 +728,7 @@ class AgentActivity:
     def _release_pause(self) -> None:
         self._paused_speech = None
         self._false_interruption_timer.cancel()
-        output = self.session.audio_output
+        output = self.runtime.audio_output
         if output is not None:
             output.resume()
 
@@ -725,7 +737,9 @@ class AgentActivity:
         if speech is None:
             return
         self._release_pause()
-        self.session.emit("agent_false_interruption", AgentFalseInterruptionEvent(resumed=True))
+        self.runtime.events.emit(
+            "agent_false_interruption", AgentFalseInterruptionEvent(resumed=True)
+        )
 
     def _interrupt(self, speech: SpeechHandle) -> None:
         self._interruption_timer.cancel()
@@ -751,14 +765,14 @@ class AgentActivity:
     def on_preemptive_generation(self, transcript: str) -> None:
         """A final transcript exists: start the reply now, to adopt if the turn ends as is."""
         self.cancel_preemptive()
-        if not self.session.options.preemptive_generation or self._nursery is None:
+        if not self.runtime.options.preemptive_generation or self._nursery is None:
             return
         speech = self._speech_now()
         if speech is not None and not speech.allow_interruptions:
             return
         ctx = self._llm_context(None)
         ctx.add_message(role="user", content=transcript)
-        gen = self._new_generation(ModelSettings())
+        gen = self._new_generation(self.settings())
         self._preemptive = _Preemptive(gen, transcript, self._fingerprint())
         tools = self.agent.tools
         gen.start(self._nursery, chat_ctx=ctx, tools=tools)
@@ -789,19 +803,11 @@ class AgentActivity:
             logger.info("discarding %r, heard during uninterruptible speech", turn.transcript)
             self.cancel_preemptive()
             return
-        needed = self.session.options.min_interruption_words
+        needed = self.runtime.options.min_interruption_words
         if self._interruptible_speech() is not None and count_words(turn.transcript) < needed:
             # Too few words to interrupt ("uh-huh", "ok"): the agent goes on, as people do.
             logger.info("ignoring %r: fewer than %d words while speaking", turn.transcript, needed)
             self.cancel_preemptive()
-            return
-        if getattr(self.agent.on_user_turn_completed, "__func__", None) is (
-            Agent.on_user_turn_completed
-        ):
-            # The hook is the default, which does nothing: reply now, with no task to wait on it.
-            self._interrupt_for_turn()
-            message = ChatMessage(role="user", content=[turn.transcript])
-            self._reply_to_turn(turn, message, self._fingerprint(), hook_delay=0.0, added=[])
             return
         self._turn_tasks += 1
         self._nursery.start_soon(self._user_turn_completed, turn)
@@ -819,11 +825,11 @@ class AgentActivity:
                 await self.agent.on_user_turn_completed(turn_ctx, message)
             except StopResponse:
                 self.cancel_preemptive()
-                self.session.add_item(message, agent=self.agent)
+                self.runtime.add_item(message, agent=self.agent)
                 return
             except Exception as e:
                 logger.exception("%s.on_user_turn_completed failed", self.agent.label)
-                self.session.report_error(e, self.agent)
+                self.runtime.report_error(e, self.agent)
             self._reply_to_turn(
                 turn,
                 message,
@@ -849,7 +855,7 @@ class AgentActivity:
         hook_delay: float,
         added: list[ChatItem],
     ) -> None:
-        self.session.report_metrics(
+        self.runtime.report_metrics(
             EOUMetrics(
                 timestamp=trio.current_time(),
                 end_of_utterance_delay=turn.end_of_utterance_delay,
@@ -858,7 +864,7 @@ class AgentActivity:
             )
         )
         for item in added:
-            self.session.add_item(item, agent=self.agent)
+            self.runtime.add_item(item, agent=self.agent)
         preemptive = self._adopt_preemptive(message, fingerprint, unchanged=not added)
         self.generate_reply(
             user_message=message, user_initiated=False, turn=turn, preemptive=preemptive
@@ -888,4 +894,4 @@ class AgentActivity:
     def commit_handoff(self, old: Agent | None) -> None:
         """Record the handoff into this agent and carry the chat over."""
         item = AgentHandoff(old_agent_id=old.id if old else None, new_agent_id=self.agent.id)
-        self.session.add_item(item, agent=self.agent)
+        self.runtime.add_item(item, agent=self.agent)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncGenerator, AsyncIterable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 import trio
@@ -27,19 +28,52 @@ from ..vad import VAD
 from ._turn import TurnDetection
 
 if TYPE_CHECKING:
-    from ._activity import AgentActivity
-    from ._session import AgentSession
+    from ._session import AgentSession  # the type of Agent.session, for type checkers only
 
-__all__ = ["Agent", "AgentTask", "ModelSettings"]
+__all__ = ["Agent", "AgentHost", "AgentTask", "ModelSettings", "NodeModels"]
 
 T = TypeVar("T")
 
 
 @attrs.frozen(kw_only=True)
+class NodeModels:
+    """The models a node runs on: the agent's own, else the session's."""
+
+    stt: STT | None = None
+    vad: VAD | None = None
+    llm: LLM | None = None
+    tts: TTS | None = None
+
+
+@attrs.frozen(kw_only=True)
 class ModelSettings:
-    """Settings passed to the nodes for one generation."""
+    """Settings passed to the nodes for one generation, with the models the default nodes
+    use (``model_settings.models.llm``...): a node is given what it runs on."""
 
     tool_choice: ToolChoice = "auto"
+    models: NodeModels = NodeModels()
+
+
+class AgentHost(Protocol):
+    """What an agent sees of the runtime that runs it (``Agent.activity``)."""
+
+    @property
+    def session(self) -> AgentSession[Any]: ...
+    @property
+    def models(self) -> NodeModels: ...
+    @property
+    def stt(self) -> STT | None: ...
+    @property
+    def vad(self) -> VAD | None: ...
+    @property
+    def llm(self) -> LLM | None: ...
+    @property
+    def tts(self) -> TTS | None: ...
+    async def run_task(self, task: AgentTask[Any]) -> None: ...
+
+
+# The host whose task is running: tools and hooks run inside one (``await SomeTask()``).
+current_host: contextvars.ContextVar[AgentHost] = contextvars.ContextVar("tvoice_agent_host")
 
 
 class Agent:
@@ -74,7 +108,7 @@ class Agent:
         self.allow_interruptions = allow_interruptions
         self.min_endpointing_delay = min_endpointing_delay
         self.max_endpointing_delay = max_endpointing_delay
-        self._activity: AgentActivity | None = None
+        self._host: AgentHost | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id})"
@@ -102,24 +136,24 @@ class Agent:
         return self._chat_ctx.copy()
 
     @property
-    def activity(self) -> AgentActivity:
-        """The running activity of this agent (only while it is active)."""
-        if self._activity is None:
+    def activity(self) -> AgentHost:
+        """The runtime running this agent: its models and session (only while it is active)."""
+        if self._host is None:
             raise RuntimeError(f"{self!r} is not running in a session")
-        return self._activity
+        return self._host
 
     @property
     def session(self) -> AgentSession[Any]:
         """The session this agent runs in."""
         return self.activity.session
 
-    def activity_or_none(self) -> AgentActivity | None:
-        """The running activity, or None when the agent is not active (runtime use)."""
-        return self._activity
+    def host_or_none(self) -> AgentHost | None:
+        """The runtime running this agent, or None when it is not active (runtime use)."""
+        return self._host
 
-    def attach(self, activity: AgentActivity | None) -> None:
-        """Bind the agent to its activity (runtime use)."""
-        self._activity = activity
+    def attach(self, host: AgentHost | None) -> None:
+        """Bind the agent to the runtime that runs it (runtime use)."""
+        self._host = host
 
     def chat_ctx_ref(self) -> ChatContext:
         """The live chat context, for the runtime to append to (runtime use)."""
@@ -163,7 +197,7 @@ class Agent:
     ) -> AsyncGenerator[SpeechEvent, None]:
         """Audio -> speech events. The default streams the audio through the STT (a batch
         STT through ``stt.StreamAdapter`` with the VAD, which cuts the audio into utterances)."""
-        stt = streaming_stt(self.activity)
+        stt = streaming_stt(model_settings.models)
         if stt is None:
             return
         # Runs in a task of its own (the runtime drives every node that way), so yielding
@@ -183,7 +217,7 @@ class Agent:
         self, chat_ctx: ChatContext, tools: Sequence[Tool], model_settings: ModelSettings
     ) -> AsyncGenerator[ChatChunk | str, None]:
         """Chat -> reply chunks (or plain strings). The default asks the LLM."""
-        llm = self.activity.llm
+        llm = model_settings.models.llm
         if llm is None:
             raise RuntimeError(f"{self!r} has no LLM: pass llm= to the Agent or the session")
         async with llm.chat(
@@ -196,12 +230,17 @@ class Agent:
         self, text: AsyncIterable[str], model_settings: ModelSettings
     ) -> AsyncGenerator[AudioFrame, None]:
         """Text -> audio. The default streams the text through the TTS."""
-        tts = self.activity.tts
+        tts = model_settings.models.tts
         if tts is None:
             return
-        stream = tts.stream()
-        stream.input_from(text)  # the stream reads the text itself: no task pushes it
-        async with stream:
+        async with tts.stream() as stream, BackgroundTasks() as nursery:
+
+            async def push() -> None:
+                async for piece in text:
+                    await stream.push_text(piece)
+                stream.end_input()
+
+            nursery.start_soon(push)
             async for audio in stream:
                 if not audio.is_final:
                     yield audio.frame
@@ -214,13 +253,13 @@ class Agent:
             yield piece
 
 
-def streaming_stt(activity: AgentActivity) -> STT | None:
-    """The STT the default ``stt_node`` streams through: the activity's, wrapped in a
+def streaming_stt(models: NodeModels) -> STT | None:
+    """The STT the default ``stt_node`` streams through: the node's, wrapped in a
     ``StreamAdapter`` (cutting utterances with the VAD) when it does not stream itself."""
-    stt = activity.stt
+    stt = models.stt
     if stt is None or stt.capabilities.streaming:
         return stt
-    vad = activity.vad
+    vad = models.vad
     if vad is None:
         raise RuntimeError(f"{stt.label} does not stream: give the session a VAD")
     return StreamAdapter(stt=stt, vad=vad)
@@ -260,10 +299,13 @@ class AgentTask(Agent, Generic[T]):
         return self._run().__await__()
 
     async def _run(self) -> T:
-        from ._activity import current_activity
-
-        activity = current_activity()
-        await activity.session.run_task(self, parent=activity)
+        try:
+            host = current_host.get()
+        except LookupError:
+            raise RuntimeError(
+                "no agent is running here: await an AgentTask from a tool or a hook"
+            ) from None
+        await host.run_task(self)
         if self._error is not None:
             raise self._error
         return self._result  # type: ignore[return-value]

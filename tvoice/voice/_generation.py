@@ -180,7 +180,7 @@ class Generation:
                             self._call_listener(made)
         except Exception as e:
             self.failed = True
-            self._on_error(e, self.agent.activity.llm)
+            self._on_error(e, self.settings.models.llm)
         finally:
             self._close_text()
 
@@ -192,10 +192,7 @@ class Generation:
             async with send, aclosing(node) as frames:
                 async for frame in frames:
                     self._note_frame()
-                    try:  # no scheduler step while there is room (the player yields enough)
-                        send.send_nowait(frame)
-                    except trio.WouldBlock:
-                        await send.send(frame)
+                    await send.send(frame)
         except Exception as e:
             self._tts_failed(e)
 
@@ -205,7 +202,7 @@ class Generation:
 
     def _tts_failed(self, error: Exception) -> None:
         self.failed = True
-        self._on_error(error, self.agent.activity.tts)
+        self._on_error(error, self.settings.models.tts)
 
     async def play_audio(self, play: Callable[[AudioFrame], Awaitable[None]]) -> None:
         """Hand every audio frame to ``play``, in order, until the last. A TTS failure ends
@@ -233,16 +230,9 @@ class Generation:
                 self._tts_failed(e)
 
     async def _next_frame(self) -> AudioFrame | None:
-        # A frame already there is taken without a scheduler step.
-        await trio.lowlevel.checkpoint_if_cancelled()
         frames = self._frames
         if frames is None:  # no audio
-            return None
-        try:
-            return frames.receive_nowait()
-        except trio.WouldBlock:
-            pass
-        except trio.EndOfChannel:
+            await trio.lowlevel.checkpoint()
             return None
         try:
             return await frames.receive()

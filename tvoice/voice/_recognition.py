@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
-from .._errors import APIError
 from .._utils import BackgroundTasks
 from ..audio import AudioFrame
 from ..llm import ChatContext
-from ..stt import STT, RecognizeStream, SpeechEvent, SpeechEventType
+from ..stt import SpeechEvent, SpeechEventType
 from ..vad import VAD, VADEvent, VADEventType, VADStream
-from ._agent import Agent, streaming_stt
+from ._agent import Agent
 from ._turn import TurnDetection, TurnDetector, endpointing_delay
 
 if TYPE_CHECKING:
@@ -95,11 +93,9 @@ class AudioRecognition:
         self._stt_enabled = stt_enabled
         self._vad_source = vad
         self._vad_stream: VADStream | None = None
-        # The STT: a stream fed directly (the default stt_node), or a channel to a custom node.
-        self._stt_source: STT | None = None
-        self._stt_stream: RecognizeStream | None = None
-        self._stt_backlog: list[AudioFrame] | None = None
+        # The channel to the STT node, and whether a node reads it now.
         self._stt_send: trio.MemorySendChannel[AudioFrame] | None = None
+        self._stt_reading = False
         self._stt_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._endpointing: trio.CancelScope | None = None
@@ -127,8 +123,7 @@ class AudioRecognition:
         # (two bursts the VAD hears as one speech), whose verdict is still to come.
         self._stt_ahead = False
         self._stt_events = 0  # events the STT has delivered: a restart that hears resets failures
-        self._stt_ended: Callable[[Exception | None], None] | None = None
-        self._stt_dropping = False  # said once per backlog that it drops frames
+        self._stt_dropping = False  # said once per wait that it drops frames
         self._stt_pending: trio.CancelScope | None = None
 
     # -- state --------------------------------------------------------------------------------
@@ -160,54 +155,56 @@ class AudioRecognition:
     ) -> None:
         """Listen to ``audio`` until cancelled (its end stops only the listening).
 
-        This task reads the audio and pushes each frame straight into the VAD and STT streams,
-        and the VAD hands its events over in its own task: an idle session holds no pumping
-        task, no forwarding channel and no task waiting for VAD events.
+        This task reads the audio and pushes each frame into the VAD stream and the STT node's
+        channel; a task reads the VAD's events, another runs the STT node.
         """
         async with BackgroundTasks() as nursery:
             self._nursery = nursery
             self.restart_stt(agent, settings)
-            vad, stream = self._vad, None
-            if vad is not None:
-                try:
-                    stream = vad.stream()
-                    stream.deliver_to(self._on_vad_event, on_end=self._vad_ended)
-                except Exception as e:
-                    self._vad_failed(e)
-            if stream is None:
-                task_status.started()
-                del task_status  # it would keep the nursery it started in: see StartedOnce
-                await self._pump(audio)
-            else:
-                async with stream:
-                    self._vad_stream = stream
-                    task_status.started()
-                    del task_status
-                    await self._pump(audio)
+            if self._vad is not None:
+                # Started before the audio flows, so the first frame finds the stream open.
+                await nursery.start(self._run_vad, self._vad)
+            task_status.started()
+            await self._pump(audio)
 
     async def _pump(self, audio: AsyncIterable[AudioFrame]) -> None:
         async for frame in audio:
             await self.push_frame(frame)
         await trio.sleep_forever()  # the user's audio ended: what was heard still goes on
 
+    async def _run_vad(
+        self, vad: VAD, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            stream = vad.stream()
+        except Exception as e:
+            self._vad_failed(e)
+            task_status.started()
+            return
+        async with stream:
+            self._vad_stream = stream
+            task_status.started()
+            try:
+                async for event in stream:
+                    self._on_vad_event(event)
+            except Exception as e:
+                self._vad_failed(e)
+            finally:
+                if self._vad_stream is stream:
+                    self._vad_stream = None
+
     def restart_stt(self, agent: Agent, settings: ModelSettings) -> None:
         """Start (or restart, for a new agent) the STT node with the current agent."""
         if self._stt_scope is not None:
             self._stt_scope.cancel()
-        self._stt_stream = self._stt_send = self._stt_backlog = None
+        self._stt_send = None
         if not self._stt_enabled or self._nursery is None:
             return
         scope = self._stt_scope = trio.CancelScope()
-        attempt: Callable[[], Awaitable[Exception | None]]
-        if getattr(agent.stt_node, "__func__", None) is Agent.stt_node:
-            # Frames pushed before the stream opens wait here (in order, bounded).
-            self._stt_backlog = []
-            attempt = functools.partial(self._stt_attempt, agent)
-        else:
-            attempt = functools.partial(self._stt_node_attempt, agent, settings)
-        self._nursery.start_soon(
-            self._keep_stt, agent, attempt, scope, self._stt_backlog is not None
-        )
+        # Frames wait here while the node is not reading (opening, or between attempts).
+        send, frames = trio.open_memory_channel[AudioFrame](_STT_BUFFER)
+        self._stt_send, self._stt_dropping = send, False
+        self._nursery.start_soon(self._keep_stt, agent, settings, send, frames, scope)
 
     async def push_frame(self, frame: AudioFrame) -> None:
         """Feed one frame of the user's audio to the VAD and the STT."""
@@ -217,29 +214,24 @@ class AudioRecognition:
                 await vad.push_frame(frame)
             except Exception as e:
                 self._vad_rejected(vad, e)
-        stt = self._stt_stream
-        if stt is not None:
-            try:
-                await stt.push_frame(frame)
-            except Exception as e:
-                self._stt_rejected(stt, e)
-        elif self._stt_backlog is not None:
-            if len(self._stt_backlog) < _STT_BUFFER:
-                self._stt_backlog.append(frame)
-            elif not self._stt_dropping:
+        send = self._stt_send
+        if send is None:
+            return
+        if self._stt_reading:
+            await send.send(frame)  # the STT node keeps up, or slows the audio down
+            return
+        # No node reads (the STT is being opened again): keep what the channel holds, and
+        # say so when the user's audio no longer fits.
+        try:
+            send.send_nowait(frame)
+        except trio.WouldBlock:
+            if not self._stt_dropping:
                 self._stt_dropping = True
                 logger.warning(
                     "speech-to-text is not ready: dropping the user's audio past %d frames",
                     _STT_BUFFER,
                 )
-        elif self._stt_send is not None:
-            send = self._stt_send
-            try:
-                await send.send(frame)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # The STT ended (an error was reported): go on with VAD.
-                if self._stt_send is send:
-                    self._stt_send = None
+        await trio.lowlevel.checkpoint()
 
     def _vad_rejected(self, stream: VADStream, error: Exception) -> None:
         # The VAD refused a frame (another audio format, say): listening goes on without it,
@@ -250,42 +242,33 @@ class AudioRecognition:
         stream.end_input()
         self._vad_failed(error)
 
-    def _vad_ended(self, error: APIError | None) -> None:
-        self._vad_stream = None
-        if error is not None:
-            self._vad_failed(error)
-
     def _vad_failed(self, error: Exception) -> None:
         if self._vad is not None:
             # Listening goes on with speech-to-text alone.
             self._vad = None
             self._hooks.on_error(error, self._vad_source)
 
-    def _stt_rejected(self, stream: RecognizeStream, error: Exception) -> None:
-        if self._stt_stream is not stream:
-            return  # a restart closed it under the push: not an error
-        self._stt_stream = None
-        if self._stt_ended is not None:
-            self._stt_ended(error)  # that stream's attempt ends; the next one opens a new one
-
     async def _keep_stt(
         self,
         agent: Agent,
-        attempt: Callable[[], Awaitable[Exception | None]],
+        settings: ModelSettings,
+        send: trio.MemorySendChannel[AudioFrame],
+        frames: trio.MemoryReceiveChannel[AudioFrame],
         scope: trio.CancelScope,
-        backlog: bool,
     ) -> None:
         # Speech-to-text for as long as the agent listens: an attempt that fails is made again
-        # with backoff (the session goes on meanwhile: VAD, text input). With ``backlog``, the
-        # user's frames wait for the next stream meanwhile.
-        with scope:
-            source = self._stt_source = agent.activity.stt
+        # with backoff (the session goes on meanwhile: VAD, text input), reading the frames
+        # that waited in the channel.
+        with scope, frames:
+            source = settings.models.stt
             failures = 0
             while True:
                 heard = self._stt_events
-                error = await attempt()
+                error = await self._stt_attempt(agent, settings, frames)
                 if error is None:
-                    return  # no STT, or its input ended
+                    if self._stt_send is send:
+                        self._stt_send = None  # no STT, or its node ended: nothing to feed
+                    return
                 failures = 1 if self._stt_events > heard else failures + 1
                 self._hooks.on_error(error, source)
                 if failures > STT_RESTARTS:
@@ -296,54 +279,17 @@ class AudioRecognition:
                     )
                     self._hooks.on_stt_lost(error)
                     return
-                if backlog:
-                    self._stt_backlog = []
                 await trio.sleep(_STT_BACKOFF * 2 ** (failures - 1))
                 logger.info("speech-to-text: opening its stream again (failure %d)", failures)
 
-    async def _stt_attempt(self, agent: Agent) -> Exception | None:
-        """Run one STT stream until it ends; the error it ended with, if any."""
-        backlog = self._stt_backlog
-        failed: list[Exception] = []
-        done = trio.Event()
-
-        def ended(error: Exception | None) -> None:
-            if error is not None and not failed:
-                failed.append(error)
-            done.set()
-
-        try:
-            stt = streaming_stt(agent.activity)
-            if stt is None:
-                return None
-            stream = stt.stream()
-
-            def on_end(error: APIError | None) -> None:
-                if self._stt_stream is stream:
-                    self._stt_stream = None
-                ended(error)
-
-            self._stt_ended = ended
-            stream.deliver_to(self._on_stt_event, on_end=on_end)
-            async with stream:
-                while backlog:
-                    await stream.push_frame(backlog.pop(0))
-                if self._stt_backlog is backlog:
-                    self._stt_stream, self._stt_backlog = stream, None
-                    self._stt_dropping = False
-                await done.wait()
-        except Exception as e:
-            ended(e)
-        finally:
-            self._stt_ended = None
-            if self._stt_backlog is backlog:
-                self._stt_backlog = None
-        return failed[0] if failed else None
-
-    async def _stt_node_attempt(self, agent: Agent, settings: ModelSettings) -> Exception | None:
-        """Run the agent's own ``stt_node`` until it ends; the error it ended with, if any."""
-        send, frames = trio.open_memory_channel[AudioFrame](_STT_BUFFER)
-        self._stt_send = send
+    async def _stt_attempt(
+        self,
+        agent: Agent,
+        settings: ModelSettings,
+        frames: trio.MemoryReceiveChannel[AudioFrame],
+    ) -> Exception | None:
+        """Run the agent's ``stt_node`` until it ends; the error it ended with, if any."""
+        self._stt_reading, self._stt_dropping = True, False
         try:
             async with aclosing(agent.stt_node(_iterate(frames), settings)) as events:
                 async for event in events:
@@ -351,7 +297,7 @@ class AudioRecognition:
         except Exception as e:
             return e
         finally:
-            frames.close()
+            self._stt_reading = False
         return None
 
     # -- events -------------------------------------------------------------------------------
@@ -569,7 +515,8 @@ class AudioRecognition:
 
 
 class _iterate:
-    """Frames of a channel as an async iterator (a class, so nothing needs finalizing)."""
+    """Frames of a channel as an async iterator that leaves the channel open (the next attempt
+    reads on); a class, so nothing needs finalizing."""
 
     def __init__(self, receive: trio.MemoryReceiveChannel[AudioFrame]) -> None:
         self._receive = receive

@@ -1,4 +1,4 @@
-"""`AgentSession`: the nursery tree of one conversation."""
+"""`AgentSession`: one conversation, as its user sees it; it owns the nursery tree."""
 
 from __future__ import annotations
 
@@ -7,63 +7,28 @@ from collections.abc import AsyncIterable, Callable
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-import attrs
 import trio
 
-from .._utils import BackgroundTasks, EventEmitter, StartedOnce
+from .._utils import BackgroundTasks
 from ..io import AudioInput, AudioOutput, RoomIO, SessionRoom, TextOutput
-from ..llm import LLM, ChatContext, ChatItem, ChatMessage, ToolChoice
-from ..metrics import AgentMetrics
-from ..stt import STT, SpeechEvent
+from ..llm import LLM, ChatContext, ChatMessage, ToolChoice
+from ..stt import STT
 from ..tts import TTS
-from ..vad import VAD, VADEvent
-from ._activity import AgentActivity
-from ._agent import Agent, AgentTask, ModelSettings
-from ._events import (
-    AgentState,
-    AgentStateChangedEvent,
-    CloseEvent,
-    CloseReason,
-    ConversationItemAddedEvent,
-    ErrorEvent,
-    EventName,
-    MetricsCollectedEvent,
-    UserInputTranscribedEvent,
-    UserState,
-    UserStateChangedEvent,
-)
-from ._recognition import AudioRecognition, EndOfTurn
+from ..vad import VAD
+from ._agent import Agent
+from ._events import AgentState, CloseReason, EventName, UserState
 from ._run_result import RunResult
+from ._runtime import SessionOptions, SessionRuntime
 from ._speech_handle import SpeechHandle
 from ._turn import TurnDetection
 
 __all__ = ["AgentSession", "SessionOptions"]
 
-_AN_INSTANT = 1e-9  # seconds: after everything due now, before anything due later
-
 logger = logging.getLogger("tvoice.voice")
 Userdata = TypeVar("Userdata")
 
 
-@attrs.frozen(kw_only=True)
-class SessionOptions:
-    """The conversation settings of a session (see ``AgentSession`` for their meaning)."""
-
-    turn_detection: TurnDetection | None = None
-    min_endpointing_delay: float = 0.5
-    max_endpointing_delay: float = 3.0
-    allow_interruptions: bool = True
-    min_interruption_duration: float = 0.5
-    min_interruption_words: int = 0
-    false_interruption_timeout: float = 2.0
-    resume_false_interruption: bool = True
-    preemptive_generation: bool = False
-    max_tool_steps: int = 3
-    user_away_timeout: float | None = 15.0
-    close_timeout: float = 10.0
-
-
-class AgentSession(EventEmitter[EventName], Generic[Userdata]):
+class AgentSession(Generic[Userdata]):
     """One conversation between a user and agents. ``async with`` owns its nursery tree::
 
         async with AgentSession(stt=..., vad=..., llm=..., tts=...) as session:
@@ -96,47 +61,30 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         close_timeout: float = 10.0,
         userdata: Userdata | None = None,
     ) -> None:
-        super().__init__()
-        self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
-        self.options = SessionOptions(
-            turn_detection=turn_detection,
-            min_endpointing_delay=min_endpointing_delay,
-            max_endpointing_delay=max_endpointing_delay,
-            allow_interruptions=allow_interruptions,
-            min_interruption_duration=min_interruption_duration,
-            min_interruption_words=min_interruption_words,
-            false_interruption_timeout=false_interruption_timeout,
-            resume_false_interruption=resume_false_interruption,
-            preemptive_generation=preemptive_generation,
-            max_tool_steps=max_tool_steps,
-            user_away_timeout=user_away_timeout,
-            close_timeout=close_timeout,
+        self._runtime = SessionRuntime(
+            self,
+            stt=stt,
+            vad=vad,
+            llm=llm,
+            tts=tts,
+            options=SessionOptions(
+                turn_detection=turn_detection,
+                min_endpointing_delay=min_endpointing_delay,
+                max_endpointing_delay=max_endpointing_delay,
+                allow_interruptions=allow_interruptions,
+                min_interruption_duration=min_interruption_duration,
+                min_interruption_words=min_interruption_words,
+                false_interruption_timeout=false_interruption_timeout,
+                resume_false_interruption=resume_false_interruption,
+                preemptive_generation=preemptive_generation,
+                max_tool_steps=max_tool_steps,
+                user_away_timeout=user_away_timeout,
+                close_timeout=close_timeout,
+            ),
         )
         self._userdata = userdata
-        self.history = ChatContext()
-        self.agent_state: AgentState = "initializing"
-        self.user_state: UserState = "listening"
-        self.audio_input: AudioInput | None = None
-        self.audio_output: AudioOutput | None = None
-        self.text_output: TextOutput | None = None
         self._tasks = BackgroundTasks()
-        self._nursery: trio.Nursery | None = None
-        self._activities: list[tuple[AgentActivity, trio.CancelScope]] = []
-        self._recognition: AudioRecognition | None = None
-        self._changed = trio.Event()
-        self._closed = False
-        # Made when someone waits (most sessions end by leaving their block): an idle session
-        # holds less.
-        self._close_waiter: trio.Event | None = None
-        self._close_requested = False
-        self._close_reason: CloseReason = "user_initiated"
-        self._close_error: BaseException | None = None
-        self._handoffs = 0
-        self._watched: list[int] = []  # ids of models whose metrics we forward (a handful)
         self._started = False
-        self._state_since = 0.0
-        self._both_listening: trio.Event | None = None  # made when the away watcher waits
-        self._agents: dict[str, Agent] = {}
 
     # -- public state -------------------------------------------------------------------------
 
@@ -152,34 +100,100 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         self._userdata = value
 
     @property
+    def stt(self) -> STT | None:
+        """The session's speech-to-text (an agent may bring its own)."""
+        return self._runtime.stt
+
+    @property
+    def vad(self) -> VAD | None:
+        """The session's voice activity detector."""
+        return self._runtime.vad
+
+    @property
+    def llm(self) -> LLM | None:
+        """The session's LLM."""
+        return self._runtime.llm
+
+    @property
+    def tts(self) -> TTS | None:
+        """The session's text-to-speech."""
+        return self._runtime.tts
+
+    @property
+    def options(self) -> SessionOptions:
+        """The conversation settings."""
+        return self._runtime.options
+
+    @property
+    def history(self) -> ChatContext:
+        """The whole conversation."""
+        return self._runtime.history
+
+    @property
+    def agent_state(self) -> AgentState:
+        """``"initializing" | "listening" | "thinking" | "speaking"``."""
+        return self._runtime.agent_state
+
+    @property
+    def user_state(self) -> UserState:
+        """``"listening" | "speaking" | "away"``."""
+        return self._runtime.user_state
+
+    @property
+    def audio_input(self) -> AudioInput | None:
+        """Where the user's audio comes from."""
+        return self._runtime.audio_input
+
+    @property
+    def audio_output(self) -> AudioOutput | None:
+        """Where the agent's audio goes."""
+        return self._runtime.audio_output
+
+    @property
+    def text_output(self) -> TextOutput | None:
+        """Where the agent's transcript goes (set it to None to drop it)."""
+        return self._runtime.text_output
+
+    @text_output.setter
+    def text_output(self, value: TextOutput | None) -> None:
+        self._runtime.text_output = value
+
+    @property
     def current_agent(self) -> Agent:
         """The agent the user is talking to."""
-        return self.activity.agent
+        return self._runtime.activity.agent
 
     @property
     def current_speech(self) -> SpeechHandle | None:
         """The speech being played (or generated), if any."""
-        return self._activities[-1][0].current_speech if self._activities else None
-
-    @property
-    def activity(self) -> AgentActivity:
-        """The activity of the current agent (its speech queue, tools and interruptions)."""
-        if not self._activities:
-            raise RuntimeError("the session has not started: await session.start(agent)")
-        return self._activities[-1][0]
+        return self._runtime.activity.current_speech if self._runtime.started else None
 
     def agent_by_id(self, agent_id: str) -> Agent | None:
         """An agent that ran in this session."""
-        return self._agents.get(agent_id)
+        return self._runtime.agent_by_id(agent_id)
 
-    def is_current(self, activity: AgentActivity) -> bool:
-        """Whether ``activity`` is the one the user is talking to (runtime use)."""
-        return bool(self._activities) and self._activities[-1][0] is activity
+    # -- events -------------------------------------------------------------------------------
+
+    def on(self, event: EventName, callback: Callable[..., Any] | None = None) -> Any:
+        """Call ``callback(event)`` on each ``event`` (synchronously); a decorator without it."""
+        return self._runtime.events.on(event, callback)
+
+    def once(self, event: EventName, callback: Callable[..., Any]) -> None:
+        """Call ``callback`` on the next ``event`` only."""
+        self._runtime.events.once(event, callback)
+
+    def off(self, event: EventName, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback``."""
+        self._runtime.events.off(event, callback)
+
+    def emit(self, event: EventName, *args: Any) -> None:
+        """Emit ``event`` to its callbacks (as the session does)."""
+        self._runtime.events.emit(event, *args)
 
     # -- lifetime -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> AgentSession[Userdata]:
-        self._nursery = await self._tasks.__aenter__()
+        self._runtime.nursery = await self._tasks.__aenter__()
         return self
 
     async def __aexit__(
@@ -188,64 +202,30 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        runtime = self._runtime
         if exc is not None and not isinstance(exc, trio.Cancelled | KeyboardInterrupt):
-            self._close_reason, self._close_error = "error", exc
+            runtime.close_reason, runtime.close_error = "error", exc
         try:
+            # The drain is bounded by a deadline on its own shielded scope: whatever the models
+            # do, leaving the block takes at most close_timeout.
             with trio.CancelScope(shield=True) as scope:
-                scope.deadline = trio.current_time() + self.options.close_timeout
-                await self._close_gracefully()
+                scope.deadline = trio.current_time() + runtime.options.close_timeout
+                await runtime.close_gracefully()
             if scope.cancelled_caught:
                 logger.warning(
-                    "session close took over %s s: cancelled", self.options.close_timeout
+                    "session close took over %s s: cancelled", runtime.options.close_timeout
                 )
         finally:
             await self._tasks.__aexit__(exc_type, exc, tb)
-            self._finish_close()
-
-    async def _close_gracefully(self) -> None:
-        # What is due at the instant of the close (a final transcript, a committed turn) happens
-        # first: trio runs the tasks ready at one instant in a random order, and what the close
-        # keeps must not depend on it. (Instants are shared on a virtual clock; on a real one
-        # this is one checkpoint.)
-        await trio.sleep(_AN_INSTANT)
-        recognition = self._recognition
-        if recognition is not None and recognition.transcript and self._activities:
-            message = ChatMessage(role="user", content=[recognition.transcript])
-            recognition.clear()
-            self.add_item(message, agent=self.activity.agent)
-        for activity, _ in reversed(self._activities):
-            activity.interrupt(force=True)
-        for activity, scope in reversed(self._activities):
-            await activity.agent.on_exit()
-            scope.cancel()
-
-    def _finish_close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.notify_changed()
-        self.emit("close", CloseEvent(reason=self._close_reason, error=self._close_error))
-
-    def fail(self, error: BaseException) -> None:
-        """End the session because of ``error`` (it closes with reason "error" and the error)
-        (runtime use)."""
-        self._close_error = error
-        self.shutdown("error")
+            runtime.finish_close()
 
     def shutdown(self, reason: CloseReason = "user_initiated") -> None:
         """Ask the session to end: :meth:`wait_closed` returns, leaving the block closes it."""
-        self._close_reason = reason
-        self._close_requested = True
-        if self._close_waiter is not None:
-            self._close_waiter.set()
+        self._runtime.shutdown(reason)
 
     async def wait_closed(self) -> None:
         """Wait until the session is asked to end (``shutdown``, the participant left...)."""
-        if self._close_waiter is None:
-            self._close_waiter = trio.Event()
-            if self._close_requested:
-                self._close_waiter.set()
-        await self._close_waiter.wait()
+        await self._runtime.wait_closed()
 
     async def start(
         self,
@@ -261,149 +241,26 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         ``room`` (``ctx.room`` in an entrypoint) supplies the audio and text I/O; the
         ``audio_input``/``audio_output``/``text_output`` given here take precedence.
         """
-        if self._nursery is None:
+        nursery = self._runtime.nursery
+        if nursery is None:
             raise RuntimeError("use `async with AgentSession(...) as session:` first")
         if self._started:
             raise RuntimeError("the session is already started")
         self._started = True
         if room is not None:
-            io: RoomIO = await self._nursery.start(room.run_session_io, self)
+            io: RoomIO = await nursery.start(room.run_session_io, self)
             audio_input = audio_input or io.audio_input
             audio_output = audio_output or io.audio_output
             text_output = text_output or io.text_output
-        self.audio_input, self.audio_output, self.text_output = (
-            audio_input,
-            audio_output,
-            text_output,
-        )
-        for model in (self.stt, self.vad, self.llm, self.tts):
-            self._watch(model)
-        if self.tts is not None and audio_output is not None:
-            # The first reply should not wait for the TTS to connect.
-            self._nursery.start_soon(self._prewarm_tts, self.tts)
-        self.set_agent_state("listening")
-        activity = await self._start_activity(agent)
-        activity.commit_handoff(None)
-        if audio_input is not None:
-            self._recognition = self._make_recognition(agent)
-            await self._nursery.start(self._recognition.run, agent, ModelSettings(), audio_input)
-        if self.options.user_away_timeout is not None:
-            self._nursery.start_soon(self._watch_away, self.options.user_away_timeout)
-
-    async def _prewarm_tts(self, tts: TTS) -> None:
-        try:
-            await tts.prewarm()
-        except Exception as e:  # the first reply connects instead, and says if it cannot
-            self.report_error(e, tts)
-
-    def _make_recognition(self, agent: Agent) -> AudioRecognition:
-        vad = agent.vad or self.vad
-        stt = agent.stt or self.stt
-        mode = agent.turn_detection or self.options.turn_detection
-        if mode is None:
-            mode = "vad" if vad is not None else ("stt" if stt is not None else "manual")
-        if mode == "vad" and vad is None:
-            raise ValueError("turn_detection='vad' needs a VAD")
-        if mode == "stt" and stt is None:
-            raise ValueError("turn_detection='stt' needs an STT")
-        return AudioRecognition(
-            _Hooks(self),
-            vad=vad,
-            turn_detection=mode,
-            min_endpointing_delay=agent.min_endpointing_delay or self.options.min_endpointing_delay,
-            max_endpointing_delay=agent.max_endpointing_delay or self.options.max_endpointing_delay,
-            stt_enabled=stt is not None,
+        await self._runtime.start(
+            agent, audio_input=audio_input, audio_output=audio_output, text_output=text_output
         )
 
-    async def _start_activity(self, agent: Agent) -> AgentActivity:
-        assert self._nursery is not None
-        if agent.activity_or_none() is not None:
-            raise RuntimeError(f"{agent!r} is already running")
-        activity = AgentActivity(agent, self)
-        self._agents[agent.id] = agent
-        scope = trio.CancelScope()
-        for model in (agent.stt, agent.vad, agent.llm, agent.tts):
-            self._watch(model)
-
-        async def run(task_status: trio.TaskStatus[None]) -> None:
-            status = StartedOnce(task_status)
-            del task_status  # it would keep the nursery it started in for the activity's life
-            with scope:
-                await activity.run(task_status=status)
-
-        self._activities.append((activity, scope))
-        await self._nursery.start(run)
-        self.notify_changed()
-        return activity
-
-    def _watch(self, model: STT | VAD | LLM | TTS | None) -> None:
-        if model is None or id(model) in self._watched:
-            return
-        self._watched.append(id(model))
-        model.on("metrics_collected", self.report_metrics)
-
-    # -- handoffs -----------------------------------------------------------------------------
+    # -- speaking -----------------------------------------------------------------------------
 
     def update_agent(self, agent: Agent) -> None:
         """Hand the conversation to ``agent`` (after the current speech)."""
-        self.request_handoff(agent, from_activity=self.activity)
-
-    def request_handoff(self, agent: Agent, *, from_activity: AgentActivity) -> None:
-        """Replace ``from_activity``'s agent with ``agent`` once its speech is done."""
-        assert self._nursery is not None
-        if agent.activity_or_none() is not None:
-            self.report_error(
-                RuntimeError(f"cannot hand off to {agent!r}: it is already running"), agent
-            )
-            return
-        self._handoffs += 1
-        self._nursery.start_soon(self._handoff, agent, from_activity)
-
-    async def _handoff(self, agent: Agent, old: AgentActivity) -> None:
-        try:
-            await old.drain()
-            await old.agent.on_exit()
-            index = next(i for i, (a, _) in enumerate(self._activities) if a is old)
-            _, scope = self._activities.pop(index)
-            scope.cancel()
-            # Its tools record their (cancelled) outputs as they end: carry those over too.
-            await old.wait_finished()
-            await agent.update_chat_ctx(
-                agent.chat_ctx.merge(old.agent.chat_ctx_ref(), exclude_instructions=True)
-            )
-            new = await self._start_activity(agent)
-            new.commit_handoff(old.agent)
-            if self._recognition is not None and _hears_differently(old.agent, agent, self.stt):
-                self._recognition.restart_stt(agent, ModelSettings())
-        finally:
-            self._handoffs -= 1
-            self.notify_changed()
-
-    async def run_task(self, task: AgentTask[Any], *, parent: AgentActivity) -> None:
-        """Make ``task`` the current agent until it completes, then give the turn back to
-        ``parent`` (runtime use: ``await SomeTask()``)."""
-        await task.update_chat_ctx(
-            task.chat_ctx.merge(parent.agent.chat_ctx_ref(), exclude_instructions=True)
-        )
-        activity = await self._start_activity(task)
-        activity.commit_handoff(parent.agent)
-        try:
-            await task.wait_completed()
-        finally:
-            with trio.CancelScope(shield=True):
-                await activity.drain()
-                await task.on_exit()
-                index = next(i for i, (a, _) in enumerate(self._activities) if a is activity)
-                _, scope = self._activities.pop(index)
-                scope.cancel()
-                await activity.wait_finished()
-                await parent.agent.update_chat_ctx(
-                    parent.agent.chat_ctx.merge(task.chat_ctx_ref(), exclude_instructions=True)
-                )
-                parent.commit_handoff(task)
-                parent.wake()
-
-    # -- speaking -----------------------------------------------------------------------------
+        self._runtime.request_handoff(agent, from_activity=self._runtime.activity)
 
     def say(
         self,
@@ -413,7 +270,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
         add_to_chat_ctx: bool = True,
     ) -> SpeechHandle:
         """Speak ``text`` as is (queued after the current speech)."""
-        return self.activity.say(
+        return self._runtime.activity.say(
             text, allow_interruptions=allow_interruptions, add_to_chat_ctx=add_to_chat_ctx
         )
 
@@ -427,7 +284,7 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
     ) -> SpeechHandle:
         """Have the LLM reply now (to ``user_input``, or with extra ``instructions``)."""
         message = ChatMessage(role="user", content=[user_input]) if user_input else None
-        return self.activity.generate_reply(
+        return self._runtime.activity.generate_reply(
             user_message=message,
             instructions=instructions,
             allow_interruptions=allow_interruptions,
@@ -436,25 +293,15 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
 
     def interrupt(self, *, force: bool = False) -> None:
         """Stop the current speech and drop the queued ones."""
-        self.activity.interrupt(force=force)
+        self._runtime.activity.interrupt(force=force)
 
     def commit_user_turn(self) -> None:
         """End the user's turn now (for ``turn_detection="manual"``, push-to-talk)."""
-        if self._recognition is not None:
-            self._recognition.commit()
-
-    def discard_user_turn(self) -> None:
-        """Drop the user's current turn when it commits: it was heard while the agent spoke
-        without allowing interruptions (runtime use)."""
-        if self._recognition is not None:
-            self._recognition.discard_speech()
+        self._runtime.commit_user_turn()
 
     def clear_user_turn(self) -> None:
         """Forget what the user said in the current turn."""
-        if self._recognition is not None:
-            self._recognition.clear()
-        if self._activities:
-            self.activity.cancel_preemptive()
+        self._runtime.clear_user_turn()
 
     async def run(self, *, user_input: str) -> RunResult:
         """Send ``user_input`` as a user message and collect everything the agent does until
@@ -466,158 +313,13 @@ class AgentSession(EventEmitter[EventName], Generic[Userdata]):
             await self.wait_for_idle()
         return result
 
-    # -- idle / change notification -----------------------------------------------------------
-
-    def notify_changed(self) -> None:
-        """Something the idle state depends on changed (runtime use)."""
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def wait_changed(self) -> None:
-        """Wait for the next change of state (runtime use)."""
-        await self._changed.wait()
+    # -- idle ---------------------------------------------------------------------------------
 
     @property
     def idle(self) -> bool:
         """Nothing queued, playing, generating, running or pending, and the user is silent."""
-        recognition = self._recognition
-        return (
-            self._handoffs == 0
-            and all(a.idle for a, _ in self._activities)
-            and (recognition is None or not recognition.turn_pending)
-        )
+        return self._runtime.idle
 
     async def wait_for_idle(self) -> None:
         """Wait until the session is :attr:`idle` (or closed)."""
-        while not self.idle and not self._closed:
-            await self._changed.wait()
-
-    # -- runtime hooks ------------------------------------------------------------------------
-
-    def set_agent_state(self, state: AgentState) -> None:
-        """Change the agent state, emitting ``agent_state_changed`` (runtime use)."""
-        if state == self.agent_state:
-            return
-        old, self.agent_state = self.agent_state, state
-        self._state_since = trio.current_time()
-        self.emit("agent_state_changed", AgentStateChangedEvent(old_state=old, new_state=state))
-        self._notify_state_changed()
-        self.notify_changed()
-
-    def set_user_state(self, state: UserState) -> None:
-        """Change the user state, emitting ``user_state_changed`` (runtime use)."""
-        if state == self.user_state:
-            return
-        old, self.user_state = self.user_state, state
-        self._state_since = trio.current_time()
-        self.emit("user_state_changed", UserStateChangedEvent(old_state=old, new_state=state))
-        self._notify_state_changed()
-        self.notify_changed()
-
-    def add_item(
-        self,
-        item: ChatItem,
-        *,
-        agent: Agent,
-        before: Callable[[ChatItem], bool] | None = None,
-    ) -> None:
-        """Append an item to the history and to ``agent``'s chat (runtime use); the last items
-        that ``before`` matches stay after it."""
-        # The history is causal: an item is never stamped before the one it follows (a reply
-        # prepared preemptively began before the user's turn was committed, say).
-        if self.history.items and item.created_at < self.history.items[-1].created_at:
-            item.created_at = self.history.items[-1].created_at
-        for items in (self.history.items, agent.chat_ctx_ref().items):
-            index = len(items)
-            while before is not None and index > 0 and before(items[index - 1]):
-                index -= 1
-            items.insert(index, item)
-        self.emit("conversation_item_added", ConversationItemAddedEvent(item=item))
-        self.notify_changed()
-
-    def report_error(self, error: BaseException, source: Any) -> None:
-        """Emit ``error``; the session goes on (runtime use)."""
-        logger.warning("error from %r: %s", source, error)
-        self.emit("error", ErrorEvent(error=error, source=source))
-
-    def report_metrics(self, metrics: AgentMetrics) -> None:
-        """Emit ``metrics_collected`` (runtime use)."""
-        self.emit("metrics_collected", MetricsCollectedEvent(metrics=metrics))
-
-    async def _watch_away(self, after: float) -> None:
-        # The user is away once both sides have been listening for ``after`` seconds and the
-        # session is idle. While both listen this task sleeps until that deadline, not woken by
-        # the turns in between: a later change of state only moves the deadline on, so waking
-        # at the old one and sleeping again until the new one comes to the same.
-        while True:
-            if self.user_state == "listening" and self.agent_state == "listening":
-                deadline = self._state_since + after
-                if trio.current_time() < deadline:
-                    await trio.sleep_until(deadline)
-                elif self.idle:
-                    self.set_user_state("away")
-                else:
-                    await self._changed.wait()
-            else:
-                event = self._both_listening = trio.Event()
-                await event.wait()
-
-    def _notify_state_changed(self) -> None:
-        event = self._both_listening
-        if event is not None and self.user_state == self.agent_state == "listening":
-            self._both_listening = None
-            event.set()
-
-
-def _hears_differently(old: Agent, new: Agent, default: STT | None) -> bool:
-    # Restarting the STT loses the audio in flight: only when the new agent needs it.
-    return (old.stt or default) is not (new.stt or default) or (
-        type(old).stt_node is not type(new).stt_node
-    )
-
-
-class _Hooks:
-    """Routes recognition events to the session and its current activity."""
-
-    def __init__(self, session: AgentSession[Any]) -> None:
-        self._session = session
-
-    def on_start_of_speech(self, event: VADEvent | None) -> None:
-        self._session.set_user_state("speaking")
-        self._session.activity.on_start_of_speech(event)
-
-    def on_end_of_speech(self, event: VADEvent | None) -> None:
-        self._session.set_user_state("listening")
-        self._session.activity.on_end_of_speech(event)
-
-    def on_transcript(self, event: SpeechEvent, *, turn_text: str) -> None:
-        from ..stt import SpeechEventType
-
-        self._session.emit(
-            "user_input_transcribed",
-            UserInputTranscribedEvent(
-                transcript=event.text,
-                is_final=event.type == SpeechEventType.FINAL_TRANSCRIPT,
-                language=event.alternatives[0].language or None if event.alternatives else None,
-            ),
-        )
-        self._session.activity.on_transcript(event, turn_text=turn_text)
-
-    def on_preemptive_generation(self, transcript: str) -> None:
-        self._session.activity.on_preemptive_generation(transcript)
-
-    def on_end_of_turn(self, turn: EndOfTurn) -> None:
-        self._session.activity.on_end_of_turn(turn)
-        self._session.notify_changed()
-
-    def chat_ctx_for_turn_detection(self) -> ChatContext:
-        return self._session.activity.agent.chat_ctx
-
-    def on_error(self, error: BaseException, source: object) -> None:
-        self._session.report_error(error, source)
-
-    def on_stt_lost(self, error: BaseException) -> None:
-        self._session.fail(error)
-
-    def on_pending_changed(self) -> None:
-        self._session.notify_changed()
+        await self._runtime.wait_for_idle()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -52,6 +53,7 @@ async def run_tool(
     tool: Tool | None,
     *,
     session: AgentSession[Any],
+    on_error: Callable[[BaseException, Any], None],
     speech_handle: SpeechHandle,
 ) -> None:
     """Run the call; never raises: every failure becomes an error output for the LLM."""
@@ -81,7 +83,7 @@ async def run_tool(
         except Exception as e:
             # The LLM sees a generic message: exception details may hold secrets.
             logger.exception("tool %s failed", call.name)
-            session.report_error(e, tool)
+            on_error(e, tool)
             output(INTERNAL_ERROR, is_error=True)
             return
         if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Agent):
