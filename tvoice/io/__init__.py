@@ -12,5 +12,6 @@ from ._io import Participant as Participant
 from ._io import PlaybackFinished as PlaybackFinished
 from ._io import PlaybackStarted as PlaybackStarted
 from ._io import RoomIO as RoomIO
+from ._io import RoomSession as RoomSession
 from ._io import SessionRoom as SessionRoom
 from ._io import TextOutput as TextOutput

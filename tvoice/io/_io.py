@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
 
 import attrs
 import trio
@@ -19,6 +20,7 @@ __all__ = [
     "PlaybackFinished",
     "PlaybackStarted",
     "RoomIO",
+    "RoomSession",
     "SessionRoom",
     "TextOutput",
 ]
@@ -209,6 +211,69 @@ class Participant:
     attributes: dict[str, str] = attrs.field(factory=dict, eq=False)
 
 
+RoomEvent = Literal[
+    "agent_state_changed",
+    "user_input_transcribed",
+    "function_tools_executed",
+    "metrics_collected",
+    "conversation_item_added",
+]
+
+
+class SpeakingAgent(Protocol):
+    """What a room needs to know of the agent the user talks to."""
+
+    @property
+    def tts(self) -> object | None:
+        """The agent's own text-to-speech, if any."""
+        ...
+
+
+class RoomSession(Protocol):
+    """The session as a room sees it: the few typed calls a room (or the console) makes on the
+    session it serves. An ``AgentSession`` is one; a room never needs more, or ``tvoice.voice``.
+    """
+
+    @property
+    def agent_state(self) -> str:
+        """``"initializing" | "listening" | "thinking" | "speaking"``."""
+        ...
+
+    @property
+    def tts(self) -> object | None:
+        """The session's text-to-speech (with an agent's own, the session speaks too)."""
+        ...
+
+    @property
+    def current_agent(self) -> SpeakingAgent:
+        """The agent the user talks to (raises RuntimeError before the session starts)."""
+        ...
+
+    def on(self, event: RoomEvent, callback: Callable[..., Any]) -> Any:
+        """Call ``callback(event)`` on each ``event``."""
+        ...
+
+    def off(self, event: RoomEvent, callback: Callable[..., Any]) -> None:
+        """Stop calling ``callback``."""
+        ...
+
+    def interrupt(self, *, force: bool = False) -> None:
+        """Stop the agent's speech (text typed by the user cuts it)."""
+        ...
+
+    def generate_reply(self, *, user_input: str | None = None) -> Awaitable[object]:
+        """Reply to ``user_input``; await the result to wait for its playout."""
+        ...
+
+    async def wait_for_idle(self) -> None:
+        """Until nothing is queued, playing or pending."""
+        ...
+
+    def shutdown(self, reason: Literal["participant_disconnected"]) -> None:
+        """End the session: the other side left."""
+        ...
+
+
 class SessionRoom(ABC):
     """Something a session can be started in (``session.start(agent, room=room)``): a LiveKit
     room, the console's simulated call.
@@ -248,6 +313,9 @@ class SessionRoom(ABC):
 
     @abstractmethod
     async def run_session_io(
-        self, session: Any, *, task_status: trio.TaskStatus[RoomIO] = trio.TASK_STATUS_IGNORED
+        self,
+        session: RoomSession,
+        *,
+        task_status: trio.TaskStatus[RoomIO] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Provide the session's I/O until cancelled."""

@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 import numpy as np
@@ -19,13 +18,13 @@ from ..io import (
     FileAudioInput,
     Participant,
     RoomIO,
+    RoomSession,
     SessionRoom,
     TextOutput,
     render_playbacks,
 )
 from ..metrics import EOUMetrics, STTMetrics, TurnMetrics
 from ..voice import (
-    AgentSession,
     ConversationItemAddedEvent,
     FunctionToolsExecutedEvent,
     MetricsCollectedEvent,
@@ -111,9 +110,11 @@ class ConsoleRoom(SessionRoom):
         return self.user
 
     async def run_session_io(
-        self, session: Any, *, task_status: trio.TaskStatus[RoomIO] = trio.TASK_STATUS_IGNORED
+        self,
+        session: RoomSession,
+        *,
+        task_status: trio.TaskStatus[RoomIO] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        assert isinstance(session, AgentSession)
         self._watch(session)
         text_output = _PrintingTextOutput(self._print)
         async with trio.open_nursery() as nursery:
@@ -136,7 +137,7 @@ class ConsoleRoom(SessionRoom):
             await trio.sleep(RECORDING_INTERVAL)
             self.write_recording(path)
 
-    async def _end_after_input(self, session: AgentSession[Any], audio: FileAudioInput) -> None:
+    async def _end_after_input(self, session: RoomSession, audio: FileAudioInput) -> None:
         await audio.finished.wait()
         # Room for the VAD to hear the end of the last words, then for the reply.
         await trio.sleep(self._idle_grace)
@@ -144,7 +145,7 @@ class ConsoleRoom(SessionRoom):
         self.ended_at = trio.current_time()
         session.shutdown("participant_disconnected")
 
-    async def _read_lines(self, session: AgentSession[Any]) -> None:
+    async def _read_lines(self, session: RoomSession) -> None:
         while True:
             self._print_prompt()
             line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
@@ -165,7 +166,7 @@ class ConsoleRoom(SessionRoom):
 
     # -- what happens in the call -------------------------------------------------------------
 
-    def _watch(self, session: AgentSession[Any]) -> None:
+    def _watch(self, session: RoomSession) -> None:
         session.on("user_input_transcribed", self._on_transcribed)
         session.on("function_tools_executed", self._on_tools)
         session.on("metrics_collected", self._on_metrics)

@@ -29,7 +29,7 @@ from livekit.rtc._proto.track_pb2 import AudioTrackFeature
 from livekit.rtc.room import EventTypes
 
 from ..audio import AudioFrame, resample
-from ..io import Participant, RoomIO, SessionRoom
+from ..io import Participant, RoomIO, RoomSession, SessionRoom
 from ._bridge import AsyncioBridge, CrossingChannel, current_bridge
 from ._room_audio import CHUNK_DURATION, RoomAudioInput, RoomAudioOutput, read_track
 from ._room_text import TranscriptionSync, UserTranscripts
@@ -307,7 +307,10 @@ class LiveKitRoom(SessionRoom):
     # -- the session's I/O --------------------------------------------------------------------
 
     async def run_session_io(
-        self, session: Any, *, task_status: trio.TaskStatus[RoomIO] = trio.TASK_STATUS_IGNORED
+        self,
+        session: RoomSession,
+        *,
+        task_status: trio.TaskStatus[RoomIO] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Provide ``session``'s I/O in this room until cancelled (the SessionRoom contract)."""
         room, bridge, options = self.rtc_room, current_bridge(), self.options
@@ -380,7 +383,7 @@ class LiveKitRoom(SessionRoom):
         return publication.sid if publication is not None else None
 
     async def _follow_participant(
-        self, session: Any, frames: CrossingChannel[AudioFrame], audio_input: RoomAudioInput
+        self, session: RoomSession, frames: CrossingChannel[AudioFrame], audio_input: RoomAudioInput
     ) -> None:
         """Link the participant, read its microphone (following a republished one), end the
         session when it leaves."""
@@ -488,7 +491,7 @@ class LiveKitRoom(SessionRoom):
     # -- text input and agent state -----------------------------------------------------------
 
     async def _read_chat(
-        self, session: Any, chat: CrossingChannel[tuple[rtc.TextStreamReader, str]]
+        self, session: RoomSession, chat: CrossingChannel[tuple[rtc.TextStreamReader, str]]
     ) -> None:
         bridge, limit = current_bridge(), self.options.max_text_input_chars
         async for reader, identity in chat.receiver:
@@ -511,7 +514,7 @@ class LiveKitRoom(SessionRoom):
             except Exception:
                 logger.exception("text input from %s could not start a reply", identity)
 
-    async def _agent_state(self, session: Any) -> None:
+    async def _agent_state(self, session: RoomSession) -> None:
         """Mirror the agent's state in its ``lk.agent.state`` attribute (LiveKit clients show
         it); only the latest state is sent."""
         changed = trio.Event()
@@ -524,7 +527,7 @@ class LiveKitRoom(SessionRoom):
         sent = ""
         try:
             while True:
-                state = str(getattr(session, "agent_state", ""))
+                state = session.agent_state
                 if state and state != sent:
                     try:
                         with trio.fail_after(5):
@@ -540,12 +543,12 @@ class LiveKitRoom(SessionRoom):
             session.off("agent_state_changed", on_change)
 
 
-def _speaks(session: Any) -> bool:
-    if getattr(session, "tts", None) is not None:
+def _speaks(session: RoomSession) -> bool:
+    if session.tts is not None:
         return True
     try:
-        return getattr(session.current_agent, "tts", None) is not None
-    except (AttributeError, RuntimeError):
+        return session.current_agent.tts is not None
+    except RuntimeError:  # no agent yet
         return False
 
 

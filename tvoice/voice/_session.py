@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 import trio
 
 from .._utils import BackgroundTasks
-from ..io import AudioInput, AudioOutput, RoomIO, SessionRoom, TextOutput
+from ..io import AudioInput, AudioOutput, RoomIO, RoomSession, SessionRoom, TextOutput
 from ..llm import LLM, ChatContext, ChatMessage, ToolChoice
 from ..stt import STT
 from ..tts import TTS
@@ -248,7 +248,8 @@ class AgentSession(Generic[Userdata]):
             raise RuntimeError("the session is already started")
         self._started = True
         if room is not None:
-            io: RoomIO = await nursery.start(room.run_session_io, self)
+            face: RoomSession = self  # the room sees the session through this boundary only
+            io: RoomIO = await nursery.start(room.run_session_io, face)
             audio_input = audio_input or io.audio_input
             audio_output = audio_output or io.audio_output
             text_output = text_output or io.text_output
