@@ -6,7 +6,6 @@ import heapq
 import itertools
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
-from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -36,13 +35,12 @@ from ._events import (
     SpeechSource,
 )
 from ._generation import Generation
+from ._playout import Playout
 from ._recognition import EndOfTurn
 from ._speech_handle import SPEECH_PRIORITY_NORMAL, SpeechHandle
 from ._tools import ToolExecution, run_tool
 
 if TYPE_CHECKING:
-    from ..audio import AudioFrame
-    from ..io import AudioOutput
     from ._runtime import SessionRuntime
     from ._session import AgentSession
 
@@ -119,7 +117,7 @@ class AgentActivity:
         self._seq = itertools.count()
         self._queue_changed = trio.Event()
         self.current_speech: SpeechHandle | None = None
-        self._current_generation: Generation | None = None
+        self._playout = Playout(runtime, agent)
         self._preemptive: _Preemptive | None = None
         self._running_tools: set[ToolExecution] = set()
         self._accepting = True
@@ -128,7 +126,6 @@ class AgentActivity:
         self._false_interruption_timer = _Timer()
         self._pending_turn: EndOfTurn | None = None
         self._user_speaking_since: float | None = None
-        self._heard_generation: Generation | None = None  # the step whose playout started
         self._turn_tasks = 0
         self._entering = False
         self._finished = trio.Event()
@@ -294,7 +291,7 @@ class AgentActivity:
                 self.runtime.report_error(e, self.agent)
             finally:
                 self.current_speech = None
-                self._current_generation = self._heard_generation = None
+                self._playout.reset()
                 if self._paused_speech is handle:
                     self._release_pause()
                 handle.mark_done()
@@ -503,90 +500,15 @@ class AgentActivity:
 
         self.runtime.add_item(output, agent=self.agent, before=of_a_later_call)
 
-    # -- playing ------------------------------------------------------------------------------
-
     async def _play(
         self, gen: Generation, handle: SpeechHandle, *, turn: EndOfTurn | None = None
     ) -> None:
-        """Play a generation's audio and text; on cancellation, cut the output and remember
-        what was heard (``gen.heard``)."""
-        self._current_generation = gen
-        output = self.runtime.audio_output
-        text_output = self.runtime.text_output
-        started = False
-
-        def on_started(_: object) -> None:
-            nonlocal started
-            if started or self._current_generation is not gen:
-                return
-            started = True
-            self._heard_generation = gen
+        def on_started() -> None:
             self.runtime.set_agent_state("speaking")
             if turn is not None and turn.stopped_speaking_at is not None:
                 self._report_turn(handle, gen, turn)
 
-        audio = output if gen.audio else None
-        if audio is not None:
-            audio.on("playback_started", on_started)
-        try:
-            # The transcription node always runs: an agent's own may do more than pass the
-            # text on, even where the transcript goes nowhere.
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._forward_text, gen, text_output, on_started)
-                await self._play_out(gen, audio)
-        finally:
-            if gen.heard is None:
-                with trio.CancelScope(shield=True):
-                    gen.heard = await self._cut(gen)
-            if audio is not None:
-                audio.off("playback_started", on_started)
-
-    async def _play_out(self, gen: Generation, output: AudioOutput | None) -> None:
-        if output is not None:
-
-            async def play(frame: AudioFrame) -> None:
-                await output.capture_frame(frame)
-                gen.pushed(frame)
-
-            await gen.play_audio(play)
-            output.flush()
-            played = 0.0
-            if gen.audio_pushed > 0:
-                finished = await output.wait_for_playout()
-                played = finished.playback_position
-            gen.heard = gen.spoken.heard(gen.text.text, played=played)
-        else:
-            await gen.text.wait_closed()
-            gen.heard = gen.text.text
-
-    async def _cut(self, gen: Generation) -> str:
-        output = self.runtime.audio_output
-        text_output = self.runtime.text_output
-        if text_output is not None:
-            text_output.flush()
-        if output is None or not gen.audio:
-            return gen.text.text
-        spoken = gen.spoken.before_now()
-        output.clear_buffer()
-        position = 0.0
-        with trio.move_on_after(1.0):
-            position = (await output.wait_for_playout()).playback_position
-        if output.can_pause:
-            output.resume()
-        return spoken.heard(gen.text.text, played=position)
-
-    async def _forward_text(
-        self, gen: Generation, text_output: Any, on_started: Callable[[object], None]
-    ) -> None:
-        node = self.agent.transcription_node(gen.text.reader(), gen.settings)
-        async with aclosing(node) as pieces:
-            async for piece in pieces:
-                if not gen.audio:
-                    on_started(None)
-                if text_output is not None:
-                    await text_output.capture_text(piece)
-        if text_output is not None:
-            text_output.flush()
+        await self._playout.play(gen, on_started)
 
     def _record_message(self, handle: SpeechHandle, gen: Generation) -> None:
         text = (gen.heard or "").strip()
@@ -676,10 +598,7 @@ class AgentActivity:
             return
         assert self._nursery is not None
         # Not the agent state: the speech may have started at this instant, the state not yet.
-        playing = speech is self.current_speech and (
-            self._heard_generation is not None
-            and self._heard_generation is self._current_generation
-        )
+        playing = speech is self.current_speech and self._playout.playing
         if self._pause_mode() and not playing:
             self._pause(speech)  # nothing heard yet: hold it while the user speaks
         elif self._pause_mode():
