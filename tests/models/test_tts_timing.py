@@ -13,6 +13,7 @@ from tvoice.tts import (
     ChunkedStream,
     FallbackAdapter,
     SpokenSegment,
+    StreamAdapter,
     SynthesizeStream,
     TTSCapabilities,
     heard_text,
@@ -205,6 +206,15 @@ async def test_resampled_by_a_fallback_the_timings_stay_on_the_words(chunked):
     assert word_times(items) == [
         (w, pytest.approx(s, abs=1e-4), pytest.approx(e, abs=1e-4)) for w, s, e in EXPECTED
     ]
+
+
+async def test_the_stream_adapter_keeps_the_text_and_timings():
+    async with StreamAdapter(tts=TimedTTS()).stream() as stream:
+        await stream.push_text(TEXT)
+        stream.end_input()
+        items = await stream.collect()
+    assert "".join(i.delta_text for i in items) == TEXT + " "
+    assert word_times(items) == [(w, pytest.approx(s), pytest.approx(e)) for w, s, e in EXPECTED]
 
 
 def test_resampling_a_frame_leaves_its_timings_behind():
