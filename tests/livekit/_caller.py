@@ -148,14 +148,19 @@ async def leave(caller: Caller) -> None:
 
 
 @contextlib.asynccontextmanager
-async def join(server: LiveKitServer, room: str, identity: str = "caller") -> Any:
-    """:func:`connect`, then publish a microphone track (silence until :meth:`Caller.say`);
+async def join(
+    server: LiveKitServer, room: str, identity: str = "caller", *, pre_connect: bool = False
+) -> Any:
+    """:func:`connect`, then publish a microphone track (silence until :meth:`Caller.say`;
+    ``pre_connect``: flagged as having a pre-connect buffer, which the agent then waits for);
     leave on exit."""
     caller = await connect(server, room, identity)
     source = rtc.AudioSource(RATE, 1, queue_size_ms=100)
     try:
         track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
-        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        options = rtc.TrackPublishOptions(
+            source=rtc.TrackSource.SOURCE_MICROPHONE, preconnect_buffer=pre_connect
+        )
         async with asyncio.timeout(15):
             await caller.room.local_participant.publish_track(track, options)
         caller.spawn(caller._speak(source))

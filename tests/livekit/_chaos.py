@@ -12,8 +12,9 @@ next fault of :data:`FAULTS` is injected:
 - ``ws_cut``: cut the worker's ``/agent`` connection at the proxy;
 - ``stt_error``: a caller says the tone on which the agent's recognizer fails;
 - ``tts_stall``: a caller says the tone whose reply's audio never comes, then its next turn;
-- ``bad_pre_connect``: a caller sends pre-connect audio no one could decode (0 channels,
-  100 Hz) for its own microphone;
+- ``bad_pre_connect``: the next caller flags its microphone as having a pre-connect buffer
+  and sends one no one could decode (0 channels, 100 Hz), so the agent waits for it, tries it
+  and must drop it;
 - ``big_metadata``: the next call is dispatched with 174,000 CJK characters of metadata
   (522 KB, just under the server's 512 KiB limit).
 
@@ -62,7 +63,7 @@ AGENT_JOIN_TIMEOUT = 10.0
 REDIAL_DELAY = 1.0
 RECOVERY_TIMEOUT = 30.0  # for the worker to be registered again after a fault
 SETTLE = 15.0  # seconds of calls with no new fault at the end of a run
-AIM_TIMEOUT = 5.0  # to find a call in progress to aim a fault at
+AIM_TIMEOUT = 10.0  # to find a call in progress to aim a fault at
 BIG_METADATA = "語" * 174_000
 PRE_CONNECT_TOPIC = "lk.agent.pre-connect-audio-buffer"
 
@@ -177,6 +178,8 @@ class CallRecord:
     inject: collections.deque[str] = attrs.field(factory=collections.deque)
     """Faults the caller is to commit at its next turn."""
     committed: list[str] = attrs.field(factory=list)
+    away: str = ""
+    """The fault the worker was registering again after when the call was dispatched."""
     outcome: str = ""  # "completed" or why it failed
     ended_at: float = 0.0
     answered: list[int] = attrs.field(factory=list)
@@ -207,6 +210,8 @@ class ChaosReport:
     rss_start_kb: int = 0
     rss_end_kb: int = 0
     lost_details: list[str] = attrs.field(factory=list)
+    evidence: dict[str, str] = attrs.field(factory=dict)
+    """What the worker's log shows of each kind of fault (it was really felt)."""
 
     @property
     def completed(self) -> int:
@@ -248,12 +253,17 @@ class ChaosReport:
             ),
         ]
         lines = ["| figure | value |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)]
-        lines += ["", "| fault | injected | survived | what happened |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "| fault | injected | survived | what happened | in the worker's log |",
+            "|---|---|---|---|---|",
+        ]
         for kind in FAULTS:
             done = [f for f in self.faults if f.kind == kind]
             notes = "; ".join(sorted({f.note for f in done if f.note}))
             lines.append(
-                f"| {kind} | {len(done)} | {sum(bool(f.survived) for f in done)} | {notes} |"
+                f"| {kind} | {len(done)} | {sum(bool(f.survived) for f in done)} | {notes}"
+                f" | {self.evidence.get(kind, '')} |"
             )
         if self.failed:
             lines += ["", "| calls failed because | calls |", "|---|---|"]
@@ -289,9 +299,12 @@ class _Run:
         self.proxy = proxy
         self.report = report
         self.active: dict[str, CallRecord] = {}
-        self.big_metadata: FaultRecord | None = None
+        self.for_next_call: list[FaultRecord] = []
+        """Faults the next call to start is to suffer (oversized metadata, bad pre-connect)."""
         self.faults_ended_at: float | None = None
-        self.restarting = False
+        self.worker_away: str | None = None
+        """The fault the worker is registering again after (LiveKit drops a dispatch that
+        finds no worker registered: a call dispatched meanwhile is that fault's)."""
         self.t0 = time.monotonic()
         self.random = random.Random(14)
 
@@ -312,7 +325,11 @@ class _Run:
             except Exception as exc:  # a call's failure is a figure of the report
                 why = str(exc) or type(exc).__name__
                 faults = [f for f in record.faults if f in ("sigkill_job", "server_restart")]
-                record.outcome = f"{why} (after {', '.join(faults)})" if faults else why
+                if record.away:
+                    why += f" (dispatched while the worker registered again after {record.away})"
+                elif faults:
+                    why += f" (after {', '.join(faults)})"
+                record.outcome = why
             finally:
                 self.active.pop(record.room, None)
                 record.ended_at = self.now()
@@ -320,25 +337,29 @@ class _Run:
                 await asyncio.sleep(REDIAL_DELAY)  # as a person calls again
 
     async def call(self, record: CallRecord) -> None:
-        metadata = ""
-        if self.big_metadata is not None:
-            self.big_metadata.target, self.big_metadata = record.room, None
-            metadata = BIG_METADATA
-            record.faults.append("big_metadata")
-        if self.restarting:
-            # LiveKit drops a dispatch that finds no worker registered: such calls are the
-            # restart's.
-            record.faults.append("server_restart")
+        if self.worker_away is not None:
+            record.faults.append(self.worker_away)
+            record.away = self.worker_away
+        else:
+            faults, self.for_next_call = self.for_next_call, []
+            for fault in faults:
+                fault.target = record.room
+                record.faults.append(fault.kind)
+        metadata = BIG_METADATA if "big_metadata" in record.faults else ""
+        pre_connect = "bad_pre_connect" in record.faults
         server = self.server.server
         try:
             await _dispatch(server, record.room, metadata)
         except Exception as exc:
             raise RuntimeError(f"dispatch failed: {type(exc).__name__}") from None
         try:
-            async with join(server, record.room, "caller") as caller:
+            async with join(server, record.room, "caller", pre_connect=pre_connect) as caller:
                 agent = await _until(lambda: _agent(caller), AGENT_JOIN_TIMEOUT)
                 if not agent:
                     raise RuntimeError("the agent never joined")
+                if pre_connect:
+                    # Sent as a client sends its buffer, to the agent as soon as it joined.
+                    await self.send_bad_pre_connect(record, caller)
                 for turn in range(self.report.turns):
                     await self.commit_injected(record, caller)
                     await self.turn(record, caller, turn)
@@ -361,16 +382,20 @@ class _Run:
                 caller.say(tone(tones.TTS_STALL_TURN))
                 await _until(lambda: any("Reply 31" in t for _, _, t in caller.texts), 3.0)
                 await asyncio.sleep(1.0)
-            elif fault == "bad_pre_connect":
-                publication = next(iter(caller.room.local_participant.track_publications.values()))
-                attributes = {"sampleRate": "100", "channels": "0", "trackId": publication.sid}
-                await caller.room.local_participant.send_bytes(
-                    b"\x00\x01" * 4096,
-                    mime_type="audio/pcm",
-                    topic=PRE_CONNECT_TOPIC,
-                    attributes=attributes,
-                    destination_identities=[_agent(caller)],
-                )
+
+    async def send_bad_pre_connect(self, record: CallRecord, caller: Caller) -> None:
+        """Pre-connect audio for the caller's microphone that no one could decode: raw PCM
+        with no channel at 100 Hz."""
+        record.committed.append("bad_pre_connect")
+        publication = next(iter(caller.room.local_participant.track_publications.values()))
+        attributes = {"sampleRate": "100", "channels": "0", "trackId": publication.sid}
+        await caller.room.local_participant.send_bytes(
+            b"\x00\x01" * 4096,
+            mime_type="audio/pcm",
+            topic=PRE_CONNECT_TOPIC,
+            attributes=attributes,
+            destination_identities=[_agent(caller)],
+        )
 
     async def turn(self, record: CallRecord, caller: Caller, turn: int) -> None:
         expected = tones.reply_text(turn)
@@ -401,8 +426,8 @@ class _Run:
             self.faults_ended_at = self.now()
 
     async def pick_call(self, fault: FaultRecord) -> CallRecord | None:
-        """A call some way into its turns (so the fault lands mid-call) that no fault has
-        ended; waits a little for one."""
+        """A call some way into its turns (so the fault lands mid-call) that no other fault
+        aimed at; waits a little for one."""
         await _until(self._targets, AIM_TIMEOUT)
         calls = self._targets()
         if not calls:
@@ -414,33 +439,35 @@ class _Run:
         return record
 
     def _targets(self) -> list[CallRecord]:
-        return [
-            c
-            for c in self.active.values()
-            if c.answered and not {"sigkill_job", "server_restart"} & {*c.faults}
-        ]
+        # One fault per call: a call an earlier fault aimed at is that fault's to judge.
+        return [c for c in self.active.values() if c.answered and not c.faults]
 
     async def inject(self, fault: FaultRecord) -> None:
         kind = fault.kind
-        if kind in ("stt_error", "tts_stall", "bad_pre_connect"):
+        if kind in ("stt_error", "tts_stall"):
             record = await self.pick_call(fault)
             if record is not None:
                 record.inject.append(kind)
-        elif kind == "big_metadata":
-            self.big_metadata = fault
+        elif kind in ("big_metadata", "bad_pre_connect"):
+            self.for_next_call.append(fault)
         elif kind == "ws_cut":
-            fault.note = f"{self.proxy.cut()} connection(s) cut"
+            self.worker_away = kind
+            try:
+                fault.note = f"{self.proxy.cut()} connection(s) cut"
+                await self.worker_back()
+            finally:
+                self.worker_away = None
         elif kind == "server_restart":
             # The calls that earlier faults aimed at end first (their outcome is theirs).
             await _until(lambda: not any(c.faults for c in self.active.values()), 20.0)
             for record in self.active.values():
                 record.faults.append(kind)
-            self.restarting = True
+            self.worker_away = kind
             try:
                 await asyncio.to_thread(self.server.restart)
-                await _until(self.worker.healthy, RECOVERY_TIMEOUT)
+                await self.worker_back()
             finally:
-                self.restarting = False
+                self.worker_away = None
         elif kind in ("sigkill_job", "sigstop_job"):
             record = await self.pick_call(fault)
             pid = self.worker.job_pids().get(record.room) if record else None
@@ -457,6 +484,11 @@ class _Run:
                         os.kill(pid, signal.SIGCONT)
             except ProcessLookupError:
                 fault.note = "its job process had already ended"
+
+    async def worker_back(self) -> None:
+        """Until the worker has noticed it lost the server (at most 2 s), and registered again."""
+        await _until(lambda: not self.worker.healthy(), 2.0)
+        await _until(self.worker.healthy, RECOVERY_TIMEOUT)
 
     async def judge(self, fault: FaultRecord) -> None:
         """Whether the deployment came through ``fault``: the worker process lived and was
@@ -559,4 +591,24 @@ def run_chaos(
         report.registrations = len(worker.registrations())
         report.rss_end_kb = worker.rss_kb() if worker.process.poll() is None else 0
         _history_check(report, worker)
+        report.evidence = _evidence(worker.log())
     return report
+
+
+# What each kind of fault leaves in the worker's log (its own lines and its job processes').
+_EVIDENCE = {
+    "sigkill_job": ("failed: job process exited with signal SIGKILL", "job(s) failed, killed"),
+    "stt_error": ("speech-to-text: opening its stream again", "STT stream(s) reopened"),
+    "bad_pre_connect": ("rejected: ", "pre-connect buffer(s) rejected"),
+    "ws_cut": ("lost the connection to", "connection(s) to the server lost (cuts + restarts)"),
+    "server_restart": ("registered worker", "registration(s) (1 + cuts + restarts)"),
+}
+
+
+def _evidence(log: str) -> dict[str, str]:
+    # The worker's own lines and its job processes' (the pool logs a killed job too).
+    lines = [line for line in log.splitlines() if " tvoice.worker: " in line or "[pid " in line]
+    return {
+        kind: f"{sum(needle in line for line in lines)} {what}"
+        for kind, (needle, what) in _EVIDENCE.items()
+    }
