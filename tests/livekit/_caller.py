@@ -108,7 +108,10 @@ class Caller:
             await stream.aclose()
 
     async def _read_text(self, reader: rtc.TextStreamReader, sender: str) -> None:
-        text = await reader.read_all()
+        try:
+            text = await reader.read_all()
+        except rtc.StreamError:
+            return  # cut short by a lost connection: the caller never got it
         self.texts.append((sender, dict(reader.info.attributes or {}), text))
 
 
