@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -134,10 +135,13 @@ def shown_path(path: Path) -> str:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    return {"median": median, "min": ordered[0], "max": ordered[-1], "n": len(ordered)}
+    """A figure's repetitions as the anchor keeps them: median, min, max and how many."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
 
 
 def moved(now: dict[str, float], before: dict[str, float]) -> bool:
@@ -258,8 +262,8 @@ def section(data: dict[str, Any], rows: dict[str, tuple[str, str]]) -> list[str]
             lines += [
                 "",
                 f"{len(data['dirty_kept'])} run(s) of this report were kept although other "
-                "processes used their core (listed above): a busy core alone moves these figures "
-                "(a density search whose first trials run on a busy core ends at 2-4 sessions).",
+                "processes used their core (listed above): a busy core alone moves these "
+                "figures (bench/results/onnxruntime.md: a density search ended at 3 that way).",
             ]
     else:
         lines += ["", "None of LiveKit's figures moved."]
