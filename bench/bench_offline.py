@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
-from tvoice.cli._loader import load_agent_file  # noqa: E402
 from tvoice.job import ConsoleRoom, TurnRow  # noqa: E402
+from tvoice.job._loader import load_agent_file  # noqa: E402
 
 MARKER, END_MARKER = "<!-- offline -->", "<!-- /offline -->"
 STAGES = {
@@ -42,7 +42,7 @@ STAGES = {
 def one_call(options: object) -> list[TurnRow]:
     import trio
 
-    from tvoice.cli._console import _run_job
+    from tvoice.cli._console_command import _run_job
     from tvoice.job import JobContext, JobInfo, JobProcess
 
     proc = JobProcess(progress=lambda line: None)

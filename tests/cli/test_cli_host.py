@@ -1,7 +1,7 @@
 """``tvoice worker --host``: where the health and metrics server listens."""
 
 from tvoice.cli import _parser
-from tvoice.cli._worker import worker_options
+from tvoice.cli._worker_command import worker_options
 from tvoice.job import WorkerOptions
 
 

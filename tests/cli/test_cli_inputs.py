@@ -11,7 +11,7 @@ import trio
 
 from tvoice import Agent, AgentSession
 from tvoice.audio import AudioFrame, read_wav, write_wav
-from tvoice.cli._console import run_console
+from tvoice.cli._console_command import run_console
 from tvoice.job import ConsoleRoom, WorkerOptions
 from tvoice.job._loader import load_agent_file, split_target
 

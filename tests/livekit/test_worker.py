@@ -23,7 +23,7 @@ import trio
 from livekit import api
 
 from tvoice.job import JobRequest, WorkerOptions, WorkerPermissions, WorkerType
-from tvoice.job._jobs import JobResult, RunningJobInfo
+from tvoice.job._launch import JobResult, RunningJobInfo
 from tvoice.job._worker import Worker
 from tvoice.livekit.protocol import WorkerStatus
 

@@ -18,7 +18,7 @@ from livekit.protocol import models
 
 from tvoice import APIConnectionError
 from tvoice.job import JobInfo, JobRequest, WorkerOptions
-from tvoice.job._jobs import JobResult, RunningJobInfo
+from tvoice.job._launch import JobResult, RunningJobInfo
 from tvoice.job._worker import REQUEST_TIMEOUT, STATUS_INTERVAL, Worker
 from tvoice.livekit import protocol as p
 from tvoice.livekit._server_config import free_loopback_port

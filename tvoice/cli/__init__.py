@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..job import WorkerOptions
-from ..job._loader import split_target
-from ._console import run_console
-from ._loader import load_agent_file
-from ._models import serve_models
-from ._worker import agent_target, run_connect, run_worker, worker_options
+from ..job._loader import load_agent_file, split_target
+from ._console_command import run_console
+from ._models_command import serve_models
+from ._worker_command import agent_target, run_connect, run_worker, worker_options
 
 __all__ = ["main", "run_app", "run_with_options"]
 

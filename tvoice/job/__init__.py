@@ -1,8 +1,8 @@
 """Jobs: the context an entrypoint runs in, worker options, and the console's simulated call."""
 
 from ..io import Participant as Participant
-from ._console import ConsoleRoom as ConsoleRoom
-from ._console import TurnRow as TurnRow
+from ._console_room import ConsoleRoom as ConsoleRoom
+from ._console_room import TurnRow as TurnRow
 from ._context import JobContext as JobContext
 from ._context import JobInfo as JobInfo
 from ._context import JobProcess as JobProcess

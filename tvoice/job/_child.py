@@ -47,10 +47,10 @@ from ._ipc import (
     ShutdownJob,
     StartJob,
 )
-from ._jobs import cut_error
+from ._launch import cut_error
+from ._lifetime import run_job
 from ._loader import load_agent_file
 from ._options import WorkerOptions
-from ._runner import run_job
 
 __all__ = ["main"]
 

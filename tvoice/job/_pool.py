@@ -33,7 +33,7 @@ from ._ipc import (
     ShutdownJob,
     StartJob,
 )
-from ._jobs import JobResult, RunningJobInfo
+from ._launch import JobResult, RunningJobInfo
 from ._options import WorkerOptions
 
 __all__ = ["JobResult", "PoolStatistics", "ProcessPool", "RunningJobInfo"]

@@ -15,7 +15,7 @@
                                          (jobs outlive connections: a reconnect keeps them)
 
 The protocol itself (messages, token, URL) is :mod:`tvoice.livekit.protocol`; the jobs run in a
-:class:`~tvoice.job._jobs.JobLauncher` (the process pool, or a fake in tests).
+:class:`~tvoice.job._launch.JobLauncher` (the process pool, or a fake in tests).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import trio_websocket
 from .._errors import APIConnectionError
 from ..livekit import protocol as p
 from ._context import JobInfo
-from ._jobs import JobLauncher, JobResult, RunningJobInfo
+from ._launch import JobLauncher, JobResult, RunningJobInfo
 from ._options import JobRequest, WorkerOptions
 
 __all__ = ["Worker"]
@@ -194,7 +194,7 @@ class Worker:
     ``options.drain_timeout``; the rest are cancelled, which the pool turns into a graceful
     shutdown).
 
-    The attributes below are for health checks and metrics (``tvoice.job._http``).
+    The attributes below are for health checks and metrics (``tvoice.job._health``).
     """
 
     def __init__(self, options: WorkerOptions, *, pool: JobLauncher) -> None:

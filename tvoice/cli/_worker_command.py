@@ -15,7 +15,7 @@ import trio
 from .._errors import APIConnectionError
 from .._utils import short_id
 from ..job import JobContext, JobInfo, JobProcess, WorkerOptions
-from ..job._runner import run_job
+from ..job._lifetime import run_job
 
 __all__ = ["agent_target", "run_connect", "run_worker", "worker_options"]
 
@@ -41,7 +41,7 @@ def run_worker(options: WorkerOptions, target: str, *, log_level: int) -> int:
     """Serve until drained (SIGTERM or Ctrl-C); returns the exit code."""
     _check_credentials(options)
     # Imported here: the worker pulls the LiveKit protocol in, which `import tvoice` must not.
-    from ..job._serve import serve_worker
+    from ..job._serve_worker import serve_worker
     from ..livekit.protocol import agent_url
 
     try:

@@ -5,7 +5,7 @@ import trio
 
 from tvoice.io import SessionRoom
 from tvoice.job import JobContext, JobInfo, JobProcess, WorkerOptions
-from tvoice.job._runner import run_job
+from tvoice.job._lifetime import run_job
 
 
 class Room(SessionRoom):

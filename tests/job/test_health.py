@@ -11,8 +11,8 @@ import trio
 import trio.testing
 
 from tvoice.job import JobInfo
-from tvoice.job._http import MAX_REQUEST_HEAD, READ_TIMEOUT, HealthServer, render_metrics
-from tvoice.job._jobs import RunningJobInfo
+from tvoice.job._health import MAX_REQUEST_HEAD, READ_TIMEOUT, HealthServer, render_metrics
+from tvoice.job._launch import RunningJobInfo
 from tvoice.job._options import WorkerOptions
 from tvoice.job._worker import Worker
 
@@ -234,7 +234,7 @@ async def test_past_the_connection_limit_a_client_is_turned_away_at_once(
     autojump_clock: trio.abc.Clock,
 ):
     # Exposed with --host, the server must not hold an unbounded number of silent clients.
-    from tvoice.job._http import MAX_CONNECTIONS
+    from tvoice.job._health import MAX_CONNECTIONS
 
     server = HealthServer(FakeWorker())
     async with trio.open_nursery() as nursery:

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import trio
 
-from ._jobs import RunningJobInfo
+from ._launch import RunningJobInfo
 
 __all__ = ["HealthServer", "WorkerState", "render_metrics"]
 

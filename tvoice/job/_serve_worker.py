@@ -7,7 +7,7 @@ import signal
 
 import trio
 
-from ._http import HealthServer
+from ._health import HealthServer
 from ._options import WorkerOptions
 from ._pool import ProcessPool
 from ._worker import Worker

@@ -10,7 +10,7 @@ import trio
 
 from ..audio import read_wav
 from ..job import ConsoleRoom, JobContext, JobInfo, JobProcess, WorkerOptions
-from ..job._runner import run_job
+from ..job._lifetime import run_job
 
 __all__ = ["run_console"]
 
