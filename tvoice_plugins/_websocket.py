@@ -4,8 +4,10 @@ goes), and sends from any task are serialised by a lock.
 
 trio-websocket runs a reader task per connection in a nursery given at connect time, so its
 connections cannot outlive the stream that opened them; this one, on wsproto (which
-trio-websocket is built on), can be parked in the TTS and taken by the next reply. The
-plugins whose TTS keeps a connection between replies (cartesia, elevenlabs, deepgram) share it.
+trio-websocket is built on), can be parked in the TTS and taken by the next reply, and while it
+is parked a keeper may read it (:meth:`Connection.wait_closed`) to learn at once that it
+dropped. The plugins whose TTS keeps a connection between replies (cartesia, elevenlabs,
+deepgram) share it, through :mod:`._kept`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import trio
@@ -33,9 +33,11 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["Closed", "Connection", "KeptConnections", "Rejected"]
+__all__ = ["Closed", "Connection", "Rejected"]
 
 _MAX_MESSAGE = 16 * 1024 * 1024
+# How long answering a ping may take while the connection is idle.
+_PONG_TIMEOUT = 1.0
 _Stream = trio.SocketStream | trio.SSLStream[trio.SocketStream]
 
 
@@ -189,13 +191,64 @@ class Connection:
             elif isinstance(event, Ping):
                 await self._write(self._send_event(event.response()))
             elif isinstance(event, CloseConnection):
-                closed = Closed(event.code, event.reason or "")
-                if self._ws.state == ConnectionState.REMOTE_CLOSING:
-                    with contextlib.suppress(Closed):
-                        await self._write(self._send_event(event.response()))
-                self._closed = closed
+                raise await self._close_received(event)
+
+    async def _close_received(self, event: CloseConnection) -> Closed:
+        closed = Closed(event.code, event.reason or "")
+        if self._ws.state == ConnectionState.REMOTE_CLOSING:
+            with contextlib.suppress(Closed):
+                await self._write(self._send_event(event.response()))
+        self._closed = closed
+        await trio.aclose_forcefully(self._stream)
+        return closed
+
+    async def wait_closed(self) -> None:
+        """Read the network while nobody receives (the connection is idle), until the
+        connection ends: pings and a close frame are answered there and then, and messages
+        are kept, in order, for the next :meth:`receive`. Returns once :attr:`closed`.
+
+        Cancel it, and let it return, before another task receives: a cancellation lands
+        between two reads, never inside one, so nothing read is lost.
+        """
+        held = 0
+        while self._closed is None:
+            try:
+                data = await self._stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                data = b""
+            if not data:
+                self._closed = Closed(1006, "the connection broke")
+                return
+            pongs, closing = b"", None
+            try:
+                self._ws.receive_data(bytes(data))
+                for event in self._ws.events():
+                    if isinstance(event, Ping):
+                        pongs += self._send_event(event.response())
+                    elif isinstance(event, CloseConnection):
+                        closing = event
+                        break
+                    else:
+                        self._events.append(event)
+                        if isinstance(event, TextMessage | BytesMessage):
+                            held += len(event.data)
+            except (RemoteProtocolError, Closed) as e:
+                self._closed = Closed(1002, f"protocol error: {e}")
+                return
+            if held > _MAX_MESSAGE:
+                self._closed = Closed(1009, "too much arrived while idle")
                 await trio.aclose_forcefully(self._stream)
-                raise closed
+                return
+            # Shielded, so that a reader taking over never finds half a pong sent; a pong
+            # that cannot go out in time leaves the connection closed instead.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + _PONG_TIMEOUT):
+                try:
+                    if pongs:
+                        await self._write(pongs)
+                    if closing is not None:
+                        await self._close_received(closing)
+                except Closed:
+                    return
 
     async def aclose(self, code: int = 1000) -> None:
         """Say goodbye if still open, then close the socket (without waiting for the
@@ -209,70 +262,3 @@ class Connection:
         if self._closed is None:
             self._closed = Closed(code, "closed by us")
         await trio.aclose_forcefully(self._stream)
-
-
-class Reusable(Protocol):
-    """What :class:`KeptConnections` keeps: a connection, or a thing that wraps one."""
-
-    @property
-    def closed(self) -> bool: ...
-
-    async def aclose(self) -> None: ...
-
-
-_T = TypeVar("_T", bound=Reusable)
-
-
-class KeptConnections(Generic[_T]):
-    """The connections a TTS keeps between replies: each reply takes a kept one, or opens one
-    (``open``) when all are in use, and gives it back afterwards unless it failed (any error
-    but a cancellation discards it: an interrupted reply leaves its connection usable). At most
-    ``max_idle`` are kept."""
-
-    def __init__(self, open: Callable[[], Awaitable[_T]], *, max_idle: int = 2) -> None:
-        self._open = open
-        self._max_idle = max_idle
-        self._idle: list[_T] = []
-        self._closed = False
-
-    async def prewarm(self) -> None:
-        """Open one now, so that the first reply does not wait for it."""
-        if not self._idle:
-            self._idle.append(await self._open())
-
-    async def aclose(self) -> None:
-        """Close the kept ones; those in use close when their reply ends."""
-        self._closed = True
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await connection.aclose()
-
-    @contextlib.asynccontextmanager
-    async def take(self) -> AsyncIterator[_T]:
-        """A connection for one reply."""
-        connection = None
-        while self._idle and connection is None:
-            candidate = self._idle.pop()
-            if not candidate.closed:
-                connection = candidate
-        if connection is None:
-            connection = await self._open()
-        healthy = False
-        try:
-            yield connection
-            healthy = True
-        except BaseException as e:
-            healthy = _only_cancelled(e)
-            raise
-        finally:
-            keep = healthy and not connection.closed and not self._closed
-            if keep and len(self._idle) < self._max_idle:
-                self._idle.append(connection)
-            else:
-                await connection.aclose()
-
-
-def _only_cancelled(error: BaseException) -> bool:
-    if isinstance(error, BaseExceptionGroup):
-        return all(_only_cancelled(e) for e in error.exceptions)
-    return isinstance(error, trio.Cancelled)

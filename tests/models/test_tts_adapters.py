@@ -543,3 +543,49 @@ async def test_cancelling_a_fallback_stream_leaves_nothing_running(autojump_cloc
     assert scope.cancelled_caught
     assert primary.cleanup == [1.0]
     assert tasks_below(me) == []
+
+
+class WarmedTTS(BatchTTS):
+    """Records what it was asked to get ready; its ``keep_warm`` runs until cancelled."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.warmed: list[str] = []
+
+    async def prewarm(self) -> None:
+        self.warmed.append("prewarm")
+
+    async def keep_warm(self) -> None:
+        self.warmed.append("keep_warm")
+        await trio.sleep_forever()
+
+
+async def test_a_fallback_adapter_gets_its_first_tts_ready(autojump_clock):
+    primary, backup = WarmedTTS("primary"), WarmedTTS("backup")
+    adapter = FallbackAdapter([primary, backup])
+    await adapter.prewarm()
+    with trio.move_on_after(5.0):
+        await adapter.keep_warm()  # as long as the session runs: until cancelled
+    assert primary.warmed == ["prewarm", "keep_warm"]
+    assert backup.warmed == []  # it speaks only when the first fails
+
+
+async def test_a_stream_adapter_gets_its_tts_ready(autojump_clock):
+    batch = WarmedTTS("batch")
+    adapter = StreamAdapter(tts=batch)
+    await adapter.prewarm()
+    with trio.move_on_after(5.0):
+        await adapter.keep_warm()
+    assert batch.warmed == ["prewarm", "keep_warm"]
+
+
+async def test_by_default_keep_warm_prewarms_and_returns():
+    class Ready(BatchTTS):
+        prewarmed = 0
+
+        async def prewarm(self) -> None:
+            self.prewarmed += 1
+
+    tts = Ready()
+    await tts.keep_warm()
+    assert tts.prewarmed == 1

@@ -56,6 +56,7 @@ class FallbackAdapter(TTS):
             num_channels=tts[0].num_channels,
             capabilities=TTSCapabilities(streaming=True),
         )
+        self._primary = tts[0]
         streaming = [t if t.capabilities.streaming else StreamAdapter(tts=t) for t in tts]
         self._pool = FallbackPool(streaming, recovery_interval=recovery_interval, kind="TTS")
         self._tts_options = conn_options
@@ -81,6 +82,14 @@ class FallbackAdapter(TTS):
         self, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
     ) -> SynthesizeStream:
         return _FallbackSynthesizeStream(self)
+
+    async def prewarm(self) -> None:
+        """Get the first TTS ready: the others speak only when it fails."""
+        await self._primary.prewarm()
+
+    async def keep_warm(self) -> None:
+        """Keep the first TTS warm (its ``keep_warm``) for as long as this runs."""
+        await self._primary.keep_warm()
 
     def resampler_for(self, tts: TTS) -> AudioResampler | None:
         """A resampler to this adapter's rate for ``tts``'s audio (None when rates match)."""

@@ -55,6 +55,14 @@ class StreamAdapter(TTS):
     ) -> SynthesizeStream:
         return StreamAdapterWrapper(self, conn_options=conn_options)
 
+    async def prewarm(self) -> None:
+        """The wrapped TTS's ``prewarm``."""
+        await self._tts.prewarm()
+
+    async def keep_warm(self) -> None:
+        """The wrapped TTS's ``keep_warm``."""
+        await self._tts.keep_warm()
+
 
 class StreamAdapterWrapper(SynthesizeStream):
     """The stream of a :class:`StreamAdapter`."""

@@ -109,8 +109,19 @@ class TTS(ABC, EventEmitter[Literal["metrics_collected"]]):
         )
 
     async def prewarm(self) -> None:
-        """Get ready to speak before the first reply (a WebSocket TTS opens its connection);
-        a session calls it when it starts. The default does nothing."""
+        """Get ready to speak now, before the first reply (a WebSocket TTS opens its
+        connection), and return. The default does nothing."""
+
+    async def keep_warm(self) -> None:
+        """Stay ready to speak for as long as this runs; cancel it to stop.
+
+        A session runs it in its nursery from its start and cancels it when it closes. The
+        default calls :meth:`prewarm` and returns. A TTS that keeps a connection between
+        replies overrides it to keep one open, opening it again (with a backoff) when it
+        drops; it never blocks a reply, and a connection that fails is no error of its: the
+        next reply connects, and says if it cannot.
+        """
+        await self.prewarm()
 
     async def aclose(self) -> None:
         """Release connections and models held by this TTS."""

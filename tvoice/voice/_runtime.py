@@ -159,8 +159,9 @@ class SessionRuntime:
         for model in (self.stt, self.vad, self.llm, self.tts):
             self._watch(model)
         if self.tts is not None and audio_output is not None:
-            # The first reply should not wait for the TTS to connect.
-            self.nursery.start_soon(self._prewarm_tts, self.tts)
+            # No reply should wait for the TTS to connect: it stays warm until the close
+            # cancels the nursery.
+            self.nursery.start_soon(self._keep_tts_warm, self.tts)
         self.set_agent_state("listening")
         activity = await self._start_activity(agent)
         activity.commit_handoff(None)
@@ -171,9 +172,9 @@ class SessionRuntime:
         if self.options.user_away_timeout is not None:
             self.nursery.start_soon(self._watch_away, self.options.user_away_timeout)
 
-    async def _prewarm_tts(self, tts: TTS) -> None:
+    async def _keep_tts_warm(self, tts: TTS) -> None:
         try:
-            await tts.prewarm()
+            await tts.keep_warm()
         except Exception as e:  # the first reply connects instead, and says if it cannot
             self.report_error(e, tts)
 

@@ -17,7 +17,8 @@ from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
 from tvoice.audio import AudioFrame, TimedText
 
-from .._websocket import Closed, Connection, KeptConnections, Rejected
+from .._kept import KeptConnections
+from .._websocket import Closed, Connection, Rejected
 from ._errors import closed_error, malformed, message_error, missing_api_key, rejected_error
 from ._wire import (
     Chunk,
@@ -59,7 +60,8 @@ class TTS(tts_.TTS):
 
     The TTS keeps its WebSocket between replies: each reply takes it (or opens one when
     another reply holds it), speaks in a context of its own and gives it back; ``prewarm()``
-    opens it ahead of the first reply and ``aclose()`` closes it. Text pushed to
+    opens it ahead of the first reply, ``keep_warm()`` (a session runs it) opens it again
+    when it drops, and ``aclose()`` closes it. Text pushed to
     ``stream()`` goes out as it comes (``continue: true``); ``flush()`` and the end of input
     end the context. Leaving a stream early cancels its context on the wire, and audio still
     arriving for it is dropped. Each frame carries the words whose timestamps start in it,
@@ -142,6 +144,13 @@ class TTS(tts_.TTS):
     async def prewarm(self) -> None:
         """Open the connection now, so that the first reply does not wait for it."""
         await self._kept.prewarm()
+
+    async def keep_warm(self) -> None:
+        """Keep a connection open for the next reply until cancelled: opened now, and when
+        it drops (the server closed it, the network broke) opened again in the background
+        after a backoff of 0.5 s doubling to 8 s; after 8 setbacks in a row it stops trying
+        (logged once) and replies connect when they need. A session runs it while it lasts."""
+        await self._kept.keep_warm()
 
     async def aclose(self) -> None:
         """Close the kept connections; those in use close when their reply ends."""

@@ -16,7 +16,8 @@ from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
 from tvoice.audio import AudioFrame
 
-from .._websocket import Closed, Connection, KeptConnections, Rejected
+from .._kept import KeptConnections
+from .._websocket import Closed, Connection, Rejected
 from ._errors import close_code_error, handshake_error, malformed, message_error, missing_api_key
 from ._wire import CLEAR, FLUSH, speak, speak_url
 
@@ -38,8 +39,9 @@ class TTS(tts_.TTS):
     ``DEEPGRAM_API_KEY``), sent as ``Authorization: Token``; ``base_url`` (``wss://`` or
     ``https://``, ``/speak`` is added); ``connect_timeout``.
 
-    The TTS keeps its WebSocket between replies (``prewarm()`` opens it ahead, ``aclose()``
-    closes it). A reply sends its text as it comes (``Speak``) and ends each segment with
+    The TTS keeps its WebSocket between replies (``prewarm()`` opens it ahead,
+    ``keep_warm()``, which a session runs, opens it again when it drops, ``aclose()`` closes
+    it). A reply sends its text as it comes (``Speak``) and ends each segment with
     ``Flush``, whose ``Flushed`` ends the segment's audio. Leaving a reply early sends
     ``Clear``: the next reply on that connection drops the audio that still arrives until the
     server's ``Cleared``. Aura gives no word timings, so ``delta_text`` stays empty.
@@ -100,6 +102,13 @@ class TTS(tts_.TTS):
     async def prewarm(self) -> None:
         """Open the connection now, so that the first reply does not wait for it."""
         await self._kept.prewarm()
+
+    async def keep_warm(self) -> None:
+        """Keep a connection open for the next reply until cancelled: opened now, and when
+        it drops (the server closed it, the network broke) opened again in the background
+        after a backoff of 0.5 s doubling to 8 s; after 8 setbacks in a row it stops trying
+        (logged once) and replies connect when they need. A session runs it while it lasts."""
+        await self._kept.keep_warm()
 
     async def aclose(self) -> None:
         """Close the kept connections; those in use close when their reply ends."""
@@ -176,6 +185,9 @@ class _Speaker:
 
     async def aclose(self) -> None:
         await self.connection.aclose()
+
+    async def wait_closed(self) -> None:
+        await self.connection.wait_closed()
 
     async def speak(self, text: str) -> None:
         """Add ``text`` to the server's buffer."""

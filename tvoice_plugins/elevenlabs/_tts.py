@@ -17,7 +17,8 @@ from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
 from tvoice.audio import AudioFrame
 
-from .._websocket import Closed, Connection, KeptConnections, Rejected
+from .._kept import KeptConnections
+from .._websocket import Closed, Connection, Rejected
 from ._errors import closed_error, malformed, message_error, missing_api_key, rejected_error
 from ._wire import (
     PCM_RATES,
@@ -58,8 +59,9 @@ class TTS(tts_.TTS):
     ``xi-api-key`` header, never in the URL; ``base_url`` (``wss://`` or ``https://``: a
     regional endpoint or a proxy); ``connect_timeout``.
 
-    The TTS keeps its WebSocket between replies (``prewarm()`` opens it ahead, ``aclose()``
-    closes it); each reply speaks in a context of its own: text goes out as it comes, and
+    The TTS keeps its WebSocket between replies (``prewarm()`` opens it ahead,
+    ``keep_warm()``, which a session runs, opens it again when it drops, ``aclose()`` closes
+    it); each reply speaks in a context of its own: text goes out as it comes, and
     the end of a segment sends ``flush`` then ``close_context`` and waits for ``isFinal``.
     Leaving a stream early closes its context on the wire, and audio still arriving for it
     is dropped. Each audio item carries the characters it speaks (``alignment``) as
@@ -151,6 +153,13 @@ class TTS(tts_.TTS):
     async def prewarm(self) -> None:
         """Open the connection now, so that the first reply does not wait for it."""
         await self._kept.prewarm()
+
+    async def keep_warm(self) -> None:
+        """Keep a connection open for the next reply until cancelled: opened now, and when
+        it drops (the server closed it, the network broke) opened again in the background
+        after a backoff of 0.5 s doubling to 8 s; after 8 setbacks in a row it stops trying
+        (logged once) and replies connect when they need. A session runs it while it lasts."""
+        await self._kept.keep_warm()
 
     async def aclose(self) -> None:
         """Close the kept connections; those in use close when their reply ends."""
