@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 
-from tvoice.livekit._server_config import run_local_server  # noqa: E402
+from tvoice.testing._livekit_server import run_livekit_server  # noqa: E402
 
 # The models in every job process: the offline stack as it was before the inference server.
 PER_PROCESS = """
@@ -146,7 +146,7 @@ def main() -> None:
         (per_process / "assistant.py").write_text((ROOT / "examples/assistant.py").read_text())
         (per_process / "offline.py").write_text(PER_PROCESS)
         (folder / "server").mkdir()
-        with run_local_server(folder / "server") as server:
+        with run_livekit_server(folder / "server") as server:
             for layout, examples in (("per process", per_process), ("shared", ROOT / "examples")):
                 runtime = folder / f"run-{layout.replace(' ', '-')}"
                 runtime.mkdir()

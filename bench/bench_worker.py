@@ -1,6 +1,6 @@
 """tvoice vs LiveKit Agents workers on one real LiveKit server: dispatch latency, idle memory.
 
-Starts ``livekit-server`` on loopback (the binary ``tvoice.livekit._server_config`` finds, keys
+Starts ``livekit-server`` on loopback (the binary ``tvoice.testing._livekit_server`` finds, keys
 ``devkey: secret``), then, one framework after the other on that server, starts its worker on the
 same agent program (``worker_agent_tvoice.py`` with ``tvoice worker``,
 ``worker_agent_livekit.py start`` in LiveKit Agents' environment): explicit dispatch to
@@ -86,10 +86,10 @@ class Server:
 
 @contextlib.contextmanager
 def livekit_server(folder: Path) -> Iterator[Server]:
-    """livekit-server on 127.0.0.1 (tvoice.livekit._server_config), stopped on exit."""
-    from tvoice.livekit._server_config import run_local_server
+    """livekit-server on 127.0.0.1 (tvoice.testing._livekit_server), stopped on exit."""
+    from tvoice.testing._livekit_server import run_livekit_server
 
-    with run_local_server(folder) as server:
+    with run_livekit_server(folder) as server:
         yield Server(
             server.url, server.http_url, server.api_key, server.api_secret, server.log_path
         )
@@ -288,7 +288,7 @@ def run_worker(
 ) -> Iterator[Worker]:
     """Start a framework's worker in a process group of its own; stop it and every process it
     started on exit (SIGTERM, bounded, then SIGKILL to whatever is left)."""
-    from tvoice.livekit._server_config import free_loopback_port
+    from tvoice.testing._livekit_server import free_loopback_port
 
     events_path = folder / f"events-{side}.txt"
     log_path = folder / f"worker-{side}.log"
@@ -682,7 +682,7 @@ def run(
     sides: tuple[str, ...] = SIDES,
 ) -> dict[str, Any]:
     """Run the worker benchmark; the figures as a JSON-able dict (``section`` formats it)."""
-    from tvoice.livekit._server_config import SERVER_VERSION
+    from tvoice.testing._livekit_server import SERVER_VERSION
 
     tvoice_command = tvoice_command or str(Path(sys.executable).parent / "tvoice")
     data: dict[str, Any] = {

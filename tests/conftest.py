@@ -7,11 +7,15 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tvoice.audio import AudioFrame, read_wav, resample
+from tvoice.testing import LiveKitServer, LiveKitServerConfig, LiveKitServerError
+from tvoice.testing import run_livekit_server as _run_livekit_server
 
 settings.register_profile(
     "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -63,3 +67,29 @@ def speak(tmp_path_factory):
         return resample(espeak(text, folder / f"{abs(hash(text))}.wav"), rate)
 
     return say
+
+
+# -- the real LiveKit server on loopback ------------------------------------------------------
+# The binary comes from scripts/install-livekit-server.sh (CI runs it); a missing binary fails
+# the tests that need it rather than skipping them, so a broken install cannot pass unnoticed.
+
+
+@pytest.fixture(scope="session")
+def livekit_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveKitServer]:
+    """livekit-server on 127.0.0.1 with keys ``devkey: secret``, for the whole session."""
+    with run_livekit_server(tmp_path_factory.mktemp("livekit-server")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_livekit_server(
+    folder: Path, config: LiveKitServerConfig | None = None
+) -> Iterator[LiveKitServer]:
+    """Start livekit-server in ``folder`` (on ``config``'s ports when given); stop it on exit.
+    A missing binary fails the test rather than skipping it, so a broken install cannot pass."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(_run_livekit_server(folder, config))
+        except LiveKitServerError as e:
+            pytest.fail(str(e), pytrace=False)
+        yield server

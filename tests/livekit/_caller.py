@@ -16,8 +16,7 @@ import numpy as np
 from livekit import api, rtc
 
 from tvoice.audio import AudioFrame, resample
-
-from .conftest import LiveKitServer
+from tvoice.testing import LiveKitServer
 
 RATE = 48000
 FRAME = RATE // 100  # 10 ms

@@ -41,7 +41,7 @@ from pathlib import Path
 import attrs
 from livekit import api
 
-from tvoice.livekit._server_config import LocalServer, LocalServerConfig, run_local_server
+from tvoice.testing._livekit_server import LiveKitServer, LiveKitServerConfig, run_livekit_server
 
 from ._caller import Caller, join
 from ._cluster import WorkerProcess, replies, run_worker, tone
@@ -153,11 +153,11 @@ class _Server:
         self._runs = 0
         self.server = self._start(None)
 
-    def _start(self, config: LocalServerConfig | None) -> LocalServer:
+    def _start(self, config: LiveKitServerConfig | None) -> LiveKitServer:
         self._runs += 1
         folder = self._folder / f"server-{self._runs}"
         folder.mkdir()
-        return self._stack.enter_context(run_local_server(folder, config))
+        return self._stack.enter_context(run_livekit_server(folder, config))
 
     def restart(self) -> None:
         config = self.server.config
@@ -271,7 +271,7 @@ class ChaosReport:
         return "\n".join(lines)
 
 
-async def _dispatch(server: LocalServer, room: str, metadata: str) -> None:
+async def _dispatch(server: LiveKitServer, room: str, metadata: str) -> None:
     async with (
         asyncio.timeout(15),
         api.LiveKitAPI(server.http_url, server.api_key, server.api_secret) as lkapi,

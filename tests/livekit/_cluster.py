@@ -22,7 +22,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from tvoice.livekit._server_config import LocalServer, free_loopback_port
+from tvoice.testing._livekit_server import LiveKitServer, free_loopback_port
 
 from ._caller import RATE, Caller
 from .agents import tones
@@ -164,7 +164,7 @@ class WorkerProcess:
 
 @contextlib.contextmanager
 def run_worker(
-    urls: Sequence[str], server: LocalServer, folder: Path, name: str, *extra: str
+    urls: Sequence[str], server: LiveKitServer, folder: Path, name: str, *extra: str
 ) -> Iterator[WorkerProcess]:
     """`tvoice worker tones.py --url urls[0] --fallback-url urls[1] ...` with ``server``'s
     keys; SIGTERM (then SIGKILL) on exit."""

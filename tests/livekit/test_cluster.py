@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 from livekit import api
 
-from tvoice.livekit._server_config import LocalServer, LocalServerConfig, free_loopback_port
 from tvoice.livekit.protocol import agent_url
+from tvoice.testing._livekit_server import LiveKitServer, LiveKitServerConfig, free_loopback_port
 
+from ..conftest import run_livekit_server
 from ._caller import Caller, join, wait_for
 from ._cluster import WorkerProcess, redis_hget, replies, run_redis, run_worker, tone
-from .conftest import run_livekit_server
 
 pytestmark = [
     pytest.mark.slow,
@@ -40,16 +40,16 @@ REPLY_TIMEOUT = 15.0
 WANTED = {("a", "w2"), ("b", "w1"), ("b", "w2")}
 
 
-def _node(folder: Path, redis: str) -> LocalServerConfig:
+def _node(folder: Path, redis: str) -> LiveKitServerConfig:
     folder.mkdir()
-    return LocalServerConfig(
+    return LiveKitServerConfig(
         port=free_loopback_port(),
         udp_port=free_loopback_port(socket.SOCK_DGRAM),
         redis_address=redis,
     )
 
 
-async def _create_room(node: LocalServer, room: str) -> None:
+async def _create_room(node: LiveKitServer, room: str) -> None:
     """Create ``room`` on ``node`` (LiveKit's own placement by node id), dispatched to the
     tones agent."""
     async with (
@@ -108,7 +108,7 @@ def test_two_nodes_route_rooms_and_jobs_and_a_lost_node_leaves_the_other_calls_a
 
         async def main() -> None:
             # 1. Rooms on either node go to workers on either node.
-            served: dict[str, tuple[LocalServer, WorkerProcess]] = {}
+            served: dict[str, tuple[LiveKitServer, WorkerProcess]] = {}
             for i in range(MAX_ROOMS):
                 # a, b, b, a, a, b...: the server gives each job to the less loaded worker,
                 # which alternates; alternating nodes too would pair them the same way forever.

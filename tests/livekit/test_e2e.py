@@ -28,11 +28,12 @@ import pytest
 from livekit import api
 
 from tvoice.audio import AudioFrame
-from tvoice.livekit._server_config import free_loopback_port
+from tvoice.testing import LiveKitServer
+from tvoice.testing._livekit_server import free_loopback_port
 
+from ..conftest import run_livekit_server
 from ._caller import Caller, dispatch_room, join, speech, wait_for
 from .agents.echo import ECHO_PREFIX
-from .conftest import LiveKitServer, run_livekit_server
 
 pytestmark = [
     pytest.mark.slow,

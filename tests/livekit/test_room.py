@@ -29,12 +29,11 @@ from tvoice.io import ClockedAudioOutput
 from tvoice.livekit import LiveKitRoom, RoomOptions, current_bridge, run_with_asyncio_host
 from tvoice.livekit import _room as room_module
 from tvoice.livekit._room import _decode_pre_connect as decode_pre_connect
-from tvoice.testing import Timeline
+from tvoice.testing import LiveKitServer, Timeline
 from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
 from tvoice.voice import UserInputTranscribedEvent
 
 from ._caller import Caller, connect, leave, rms, token
-from .conftest import LiveKitServer
 
 pytestmark = [
     pytest.mark.slow,

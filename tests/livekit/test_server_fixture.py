@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from livekit import api, rtc
 
-from .conftest import LiveKitServer
+from tvoice.testing import LiveKitServer
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,6 +15,11 @@ from ._fake_models import FakeLLM as FakeLLM
 from ._fake_models import FakeSTT as FakeSTT
 from ._fake_models import FakeTTS as FakeTTS
 from ._fake_models import FakeVAD as FakeVAD
+from ._livekit_server import LiveKitServer as LiveKitServer
+from ._livekit_server import LiveKitServerConfig as LiveKitServerConfig
+from ._livekit_server import LiveKitServerError as LiveKitServerError
+from ._livekit_server import free_loopback_port as free_loopback_port
+from ._livekit_server import run_livekit_server as run_livekit_server
 from ._script import LLMReply as LLMReply
 from ._script import Script as Script
 from ._script import ScriptError as ScriptError

@@ -26,9 +26,10 @@ from tvoice.job import JobRequest, WorkerOptions, WorkerPermissions, WorkerType
 from tvoice.job._launch import JobResult, RunningJobInfo
 from tvoice.job._worker import Worker
 from tvoice.livekit.protocol import WorkerStatus
+from tvoice.testing import LiveKitServer
 
-from ._caller import join
-from .conftest import LiveKitServer, run_livekit_server
+from ..conftest import run_livekit_server
+from ..livekit._caller import join
 
 pytestmark = [
     pytest.mark.slow,

@@ -13,8 +13,7 @@ from livekit import api
 
 from tvoice.job import JobInfo, WorkerOptions
 from tvoice.job._pool import ProcessPool, RunningJobInfo
-
-from .conftest import LiveKitServer
+from tvoice.testing import LiveKitServer
 
 pytestmark = [
     pytest.mark.slow,
@@ -23,7 +22,7 @@ pytestmark = [
     ),
 ]
 
-AGENT = str(Path(__file__).parents[1] / "job" / "agents" / "joins_room.py")
+AGENT = str(Path(__file__).parent / "agents" / "joins_room.py")
 
 
 async def _never(ctx):

@@ -21,7 +21,7 @@ from tvoice.job import JobInfo, JobRequest, WorkerOptions
 from tvoice.job._launch import JobResult, RunningJobInfo
 from tvoice.job._worker import REQUEST_TIMEOUT, STATUS_INTERVAL, Worker
 from tvoice.livekit import protocol as p
-from tvoice.livekit._server_config import free_loopback_port
+from tvoice.testing._livekit_server import free_loopback_port
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:The HMAC key is 6 bytes long:jwt.warnings.InsecureKeyLengthWarning"

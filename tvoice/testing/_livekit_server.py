@@ -1,8 +1,8 @@
-"""A LiveKit server confined to loopback, for tests, benchmarks and local development.
+"""The real LiveKit server confined to loopback, for tests of agents on it (and benchmarks).
 
 The server is the real ``livekit-server`` (v1.13.5, installed by
 ``scripts/install-livekit-server.sh``). This module finds the binary, writes its config file,
-and runs it (:func:`run_local_server`, for the tests' fixtures and the benchmarks). It imports
+and runs it (:func:`run_livekit_server`, for the tests' fixtures and the benchmarks). It imports
 neither asyncio nor livekit.
 
 Loopback confinement, as livekit-server v1.13.5 reads its config (``pkg/config/config.go`` and
@@ -54,12 +54,12 @@ __all__ = [
     "BINARY_ENV",
     "INSTALL_COMMAND",
     "SERVER_VERSION",
-    "LocalServer",
-    "LocalServerConfig",
-    "ServerError",
+    "LiveKitServer",
+    "LiveKitServerConfig",
+    "LiveKitServerError",
     "find_server_binary",
     "free_loopback_port",
-    "run_local_server",
+    "run_livekit_server",
     "server_environment",
 ]
 
@@ -72,7 +72,7 @@ _OVERRIDING_ENV = frozenset({"NODE_IP", "UDP_PORT", "REDIS_HOST", "REDIS_PASSWOR
 
 
 @attrs.frozen(kw_only=True)
-class LocalServerConfig:
+class LiveKitServerConfig:
     """The config of one livekit-server on 127.0.0.1.
 
     ``port`` serves HTTP (the room service API) and the WebSocket signalling (``/rtc``,
@@ -199,19 +199,19 @@ FORCE_TIMEOUT = 5.0  # after the second SIGTERM, which closes the rooms; then SI
 LOG_TAIL_LINES = 40
 
 
-class ServerError(RuntimeError):
+class LiveKitServerError(RuntimeError):
     """livekit-server is missing, or did not start (the message has the end of its log)."""
 
 
 @attrs.frozen(kw_only=True)
-class LocalServer:
+class LiveKitServer:
     """A running livekit-server: where to reach it, and its credentials."""
 
     url: str  # ws://127.0.0.1:<port>, for rtc.Room and workers
     http_url: str  # http://127.0.0.1:<port>, for livekit.api.LiveKitAPI
     api_key: str
     api_secret: str
-    config: LocalServerConfig
+    config: LiveKitServerConfig
     log_path: Path
     pid: int = 0
     """The server's process (a test may kill it, as a node is lost)."""
@@ -224,23 +224,23 @@ class LocalServer:
 
 
 @contextlib.contextmanager
-def run_local_server(
-    folder: Path, config: LocalServerConfig | None = None
-) -> Iterator[LocalServer]:
+def run_livekit_server(
+    folder: Path, config: LiveKitServerConfig | None = None
+) -> Iterator[LiveKitServer]:
     """Start livekit-server with its config and log in ``folder``; stop it on exit (bounded:
     SIGTERM, SIGTERM again, then SIGKILL). Passing a stopped server's ``config`` starts the next
-    one on the same ports. Raises :class:`ServerError` when it cannot start."""
+    one on the same ports. Raises :class:`LiveKitServerError` when it cannot start."""
     binary = find_server_binary()
     if binary is None:
         where = os.environ.get(BINARY_ENV)
-        raise ServerError(
+        raise LiveKitServerError(
             f"${BINARY_ENV}={where} is not a file"
             if where
             else f"livekit-server {SERVER_VERSION} is not installed: run {INSTALL_COMMAND}"
             f" (or point ${BINARY_ENV} at a server binary)"
         )
     if config is None:
-        config = LocalServerConfig(
+        config = LiveKitServerConfig(
             port=free_loopback_port(socket.SOCK_STREAM),
             udp_port=free_loopback_port(socket.SOCK_DGRAM),
         )
@@ -256,7 +256,7 @@ def run_local_server(
         )
     try:
         _wait_until_serving(process, config.http_url, log_path)
-        yield LocalServer(
+        yield LiveKitServer(
             url=config.url,
             http_url=config.http_url,
             api_key="devkey",
@@ -276,7 +276,7 @@ def _wait_until_serving(process: subprocess.Popen[bytes], http_url: str, log_pat
     while True:
         if process.poll() is not None:
             # The server exits with status 0 even when it rejects its config.
-            raise ServerError(
+            raise LiveKitServerError(
                 f"livekit-server exited with status {process.returncode} on start;"
                 f" log {log_path}:\n{log_tail(log_path)}"
             )
@@ -289,7 +289,7 @@ def _wait_until_serving(process: subprocess.Popen[bytes], http_url: str, log_pat
             pass
         if time.monotonic() > deadline:
             _stop(process)
-            raise ServerError(
+            raise LiveKitServerError(
                 f"livekit-server did not answer GET {http_url} within {START_TIMEOUT:.0f} s;"
                 f" log {log_path}:\n{log_tail(log_path)}"
             )
