@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import trio
 
 from .._utils import EventEmitter
@@ -37,35 +36,17 @@ from ._events import (
     UserState,
     UserStateChangedEvent,
 )
+from ._options import SessionOptions
 from ._recognition import AudioRecognition, EndOfTurn
-from ._turn import TurnDetection
 
 if TYPE_CHECKING:
     from ._session import AgentSession  # the public face, handed to tools and agents
 
-__all__ = ["SessionOptions", "SessionRuntime"]
+__all__ = ["SessionRuntime"]
 
 _AN_INSTANT = 1e-9  # seconds: after everything due now, before anything due later
 
 logger = logging.getLogger("tvoice.voice")
-
-
-@attrs.frozen(kw_only=True)
-class SessionOptions:
-    """The conversation settings of a session (see ``AgentSession`` for their meaning)."""
-
-    turn_detection: TurnDetection | None = None
-    min_endpointing_delay: float = 0.5
-    max_endpointing_delay: float = 3.0
-    allow_interruptions: bool = True
-    min_interruption_duration: float = 0.5
-    min_interruption_words: int = 0
-    false_interruption_timeout: float = 2.0
-    resume_false_interruption: bool = True
-    preemptive_generation: bool = False
-    max_tool_steps: int = 3
-    user_away_timeout: float | None = 15.0
-    close_timeout: float = 10.0
 
 
 class SessionRuntime:

@@ -17,8 +17,9 @@ from ..tts import TTS
 from ..vad import VAD
 from ._agent import Agent
 from ._events import AgentState, CloseReason, EventName, UserState
+from ._options import SessionOptions
 from ._run_result import RunResult
-from ._runtime import SessionOptions, SessionRuntime
+from ._runtime import SessionRuntime
 from ._speech_handle import SpeechHandle
 from ._turn import TurnDetection
 
