@@ -1,4 +1,5 @@
-"""Issue scenarios 9-13: tools under interruption, handoffs, tasks, hooks, errors, away, close."""
+"""Issue scenarios 2 and 9-13: tool calls, tools under interruption, handoffs, tasks, hooks,
+errors, away, close."""
 
 import json
 
@@ -14,6 +15,47 @@ from tvoice.voice import Agent, AgentTask, RunContext
 
 def call(tool_name, call_id="call_1", **arguments):
     return FunctionCall(call_id=call_id, name=tool_name, arguments=json.dumps(arguments))
+
+
+async def test_2_tool_call_with_text_before_it(autojump_clock):
+    from tvoice import function_tool
+    from tvoice.llm import FunctionCall
+
+    class Weather(Assistant):
+        @function_tool
+        async def get_weather(self, city: str) -> str:
+            """Current weather in a city."""
+            return f"Sunny in {city}."
+
+    tl = Timeline()
+    tl.user_speech(start=0.5, end=2.5, transcript="Weather in Paris?")
+    call = FunctionCall(call_id="call_1", name="get_weather", arguments='{"city": "Paris"}')
+    tl.llm(input="Weather in Paris?", content="Let me check.", tool_calls=[call])
+    tl.tts(input="Let me check.", audio_duration=1.0)
+    tl.llm(input="Sunny in Paris.", content="It is sunny in Paris.")
+    tl.tts(input="It is sunny in Paris.", audio_duration=2.0)
+    async with tl.session() as session:
+        rec = Recorder(session)
+        await session.start(Weather())
+        await tl.wait_done()
+    assert rec.agent_states == [
+        ("listening", 0.0),
+        ("thinking", 3.0),
+        ("speaking", 3.5),
+        ("thinking", 4.5),
+        ("speaking", 5.0),
+        ("listening", 7.0),
+    ]
+    assert kinds(session.history) == [
+        ("message", "user"),
+        ("message", "assistant"),
+        ("function_call", "get_weather"),
+        ("function_call_output", "get_weather"),
+        ("message", "assistant"),
+    ]
+    [executed] = rec.of("function_tools_executed")
+    assert executed.function_call_outputs[0].output == "Sunny in Paris."
+    assert tl.llm_requests == ["Weather in Paris?", "Sunny in Paris."]
 
 
 class Weather(Assistant):
