@@ -3,8 +3,9 @@ registered to each, and one node lost in the middle of calls.
 
 LiveKit does all the routing (rooms to nodes, jobs to workers on any node, signalling relayed
 between nodes); tvoice only gives each worker the other node as a fallback URL
-(``WorkerOptions.fallback_urls``). Workers are real `tvoice worker` processes of the tones
-agent (tests/livekit/agents/tones.py: no model to load), callers speak tones.
+(``WorkerOptions.fallback_urls``), which its jobs also get: a job that joined its room through
+the lost node joins it again through the other. Workers are real `tvoice worker` processes of
+the tones agent (tests/livekit/agents/tones.py: no model to load), callers speak tones.
 """
 
 from __future__ import annotations
@@ -125,17 +126,26 @@ def test_two_nodes_route_rooms_and_jobs_and_a_lost_node_leaves_the_other_calls_a
             assert pairs >= WANTED, pairs
 
             # 2. A call on each node, each caller connected to its room's node; the call on b
-            # is one whose agent came from w2 (registered to b), so nothing of it crosses a.
+            # is one whose agent came from w2 (registered to b), so nothing of it crosses a;
+            # the call "crossed" is on b too, but its agent came from w1 and joined through a.
             on_a = next(room for room, (n, _) in served.items() if n is a)
             on_b = next(room for room, (n, w) in served.items() if n is b and w is w2)
-            async with join(a, on_a, "caller-a") as caller_a, join(b, on_b, "caller-b") as caller_b:
+            crossed = next(room for room, (n, w) in served.items() if n is b and w is w1)
+            async with (
+                join(a, on_a, "caller-a") as caller_a,
+                join(b, on_b, "caller-b") as caller_b,
+                join(b, crossed, "caller-x") as caller_x,
+            ):
                 losses: list[str] = []
-                caller_b.room.on("reconnecting", lambda: losses.append("reconnecting"))
-                caller_b.room.on("disconnected", lambda *_: losses.append("disconnected"))
+                for caller in (caller_b, caller_x):
+                    caller.room.on("reconnecting", lambda: losses.append("reconnecting"))
+                    caller.room.on("disconnected", lambda *_: losses.append("disconnected"))
                 await _turn(caller_a, 1, logs())
                 await _turn(caller_b, 1, logs())
+                await _turn(caller_x, 1, logs())
                 agent_b = {p.identity for p in caller_b.room.remote_participants.values()}
                 job_b = w2.job_pids()[on_b]
+                job_x = w1.job_pids()[crossed]
 
                 # 3. Node a is lost (SIGKILL: no drain, no goodbye to Redis).
                 os.kill(a.pid, signal.SIGKILL)
@@ -145,6 +155,21 @@ def test_two_nodes_route_rooms_and_jobs_and_a_lost_node_leaves_the_other_calls_a
                 assert {p.identity for p in caller_b.room.remote_participants.values()} == agent_b
                 assert w2.job_pids()[on_b] == job_b
                 os.kill(job_b, 0)  # its job process is the same, alive
+
+                # The crossed call's agent joins its room again through b: the same job and
+                # session answer the next turns, and nothing said before is lost.
+                await _turn(caller_x, 2, logs())
+                await _turn(caller_x, 3, logs())
+                assert w1.job_pids()[crossed] == job_x
+                os.kill(job_x, 0)
+                assert "joined again through " + b.url in w1.log(), logs()
+                said = [
+                    item["text"]
+                    for item in w1.history(crossed)
+                    if item["type"] == "message" and item["text"]
+                ]
+                expected = [x for k in (1, 2, 3) for x in (f"turn {k}", f"Reply {k}.")]
+                assert list(dict.fromkeys(x for x in said if x in expected)) == expected, said
 
                 # 4. w1 registers again, with b, and takes new rooms there.
                 await wait_for(

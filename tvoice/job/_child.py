@@ -107,7 +107,9 @@ def _room(start: StartJob) -> SessionRoom:
 
     # A publisher job is for the participant who published; a room job links the first one.
     options = RoomOptions(participant_identity=start.publisher_identity or None)
-    return LiveKitRoom(url=start.url, token=start.token, options=options)
+    return LiveKitRoom(
+        url=start.url, token=start.token, options=options, fallback_urls=start.fallback_urls
+    )
 
 
 def _error_text(exc: BaseException) -> str:

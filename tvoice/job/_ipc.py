@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import json
 import struct
+from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 import attrs
@@ -51,6 +52,10 @@ each byte of it into six."""
 _HEADER = struct.Struct(">I")
 
 
+def _strings(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)  # a JSON list arrives as a list
+
+
 class ProtocolError(Exception):
     """The other side sent bytes that are not a message of this protocol."""
 
@@ -80,6 +85,7 @@ class StartJob:
     agent_name: str = ""
     metadata: str = ""
     url: str = ""
+    fallback_urls: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     token: str = attrs.field(default="", repr=False)  # the room token: never in a log
     worker_id: str = ""
     participant_identity: str = ""
@@ -161,6 +167,7 @@ _CHECKS: dict[str, Any] = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
+    "tuple[str, ...]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
 }
 
 

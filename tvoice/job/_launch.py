@@ -37,6 +37,9 @@ class RunningJobInfo:
     job: JobInfo
     url: str
     """The LiveKit WebSocket URL of the job's room."""
+    fallback_urls: tuple[str, ...] = ()
+    """The worker's other URLs of the same LiveKit deployment: the job joins its room again
+    through them if its connection through ``url`` is lost."""
     token: str = attrs.field(repr=False)
     """The agent participant's access token (built by the server for this job; never in a
     repr, so never in a log)."""

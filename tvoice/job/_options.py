@@ -83,6 +83,7 @@ class WorkerOptions:
     """Other servers of the same LiveKit deployment (nodes sharing its Redis), for when the
     current one is lost: each failed connection attempt moves on to the next URL of
     ``(ws_url, *fallback_urls)``, round and round, and the worker stays with whichever server
-    registers it. Each job joins its room through the server that assigned it."""
+    registers it. Each job joins its room through the server that assigned it, and joins it
+    again through the others if that server is lost during the call."""
     api_key: str = attrs.field(factory=lambda: _env("LIVEKIT_API_KEY"))
     api_secret: str = attrs.field(factory=lambda: _env("LIVEKIT_API_SECRET"), repr=False)

@@ -392,6 +392,7 @@ class ProcessPool:
             agent_name=info.job.agent_name,
             metadata=info.job.metadata,
             url=info.url,
+            fallback_urls=info.fallback_urls,
             token=info.token,
             worker_id=info.worker_id,
             participant_identity=info.participant_identity,

@@ -663,6 +663,7 @@ class Worker:
         if assignment is None:
             logger.warning("job %s was accepted but never assigned", job.id)
             return
+        url = assignment.url or pending.server_url or self.options.ws_url
         info = RunningJobInfo(
             job=JobInfo(
                 id=job.id,
@@ -671,7 +672,10 @@ class Worker:
                 metadata=job.metadata,
                 publisher_identity=job.participant_identity,
             ),
-            url=assignment.url or pending.server_url or self.options.ws_url,
+            url=url,
+            fallback_urls=tuple(
+                u for u in (self.options.ws_url, *self.options.fallback_urls) if u != url
+            ),
             token=assignment.token,
             worker_id=self.worker_id,
             participant_identity=identity,

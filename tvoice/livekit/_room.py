@@ -9,17 +9,23 @@ the room (``session.start(agent, room=room)``) gets:
 - the agent's audio track and transcriptions synchronised with it (``_room_audio``,
   ``_room_text``), and the user's transcripts;
 - text input from the linked participant on ``lk.chat`` (interrupt, then reply);
-- the end of the session when the linked participant leaves (``close_on_disconnect``).
+- the end of the session when the linked participant leaves (``close_on_disconnect``);
+- the room joined again through the deployment's other servers (``fallback_urls``) when the
+  connection through ``url`` is lost while the session runs (``_rejoin``): the session goes on,
+  the agent's track is published again and the participant's microphone followed again.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import livekit.rtc as rtc
@@ -31,6 +37,7 @@ from livekit.rtc.room import EventTypes
 from ..audio import AudioFrame, resample
 from ..io import Participant, RoomIO, RoomSession, SessionRoom
 from ._bridge import AsyncioBridge, CrossingChannel, current_bridge
+from ._rejoin import RejoinPolicy, is_lost_connection, rejoin_schedule
 from ._room_audio import CHUNK_DURATION, RoomAudioInput, RoomAudioOutput, read_track
 from ._room_text import TranscriptionSync, UserTranscripts
 
@@ -105,18 +112,33 @@ class RoomOptions:
     max_text_input_chars: int = 10_000
     connect_timeout: float = 15.0
     disconnect_timeout: float = 5.0
+    rejoin: RejoinPolicy = attrs.field(factory=RejoinPolicy)
+    """How the room is joined again through ``fallback_urls`` once its connection is lost."""
 
 
 class LiveKitRoom(SessionRoom):
     """A LiveKit room the agent joins with ``url`` and ``token`` (see the module's docstring).
 
+    ``fallback_urls``: other servers of the same LiveKit deployment (nodes sharing its Redis),
+    through which the room is joined again if the connection through ``url`` is lost while a
+    session runs in it (``options.rejoin`` bounds how long that is tried).
+
     Constructing it does no I/O; :meth:`connect` needs :func:`current_bridge` (trio running as
     the guest of the livekit SDK's asyncio loop, :func:`run_with_asyncio_host`).
     """
 
-    def __init__(self, *, url: str, token: str, options: RoomOptions = RoomOptions()) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        token: str,
+        options: RoomOptions = RoomOptions(),
+        fallback_urls: Sequence[str] = (),
+    ) -> None:
         claims = _token_claims(token)
         self.url = url
+        self.urls: tuple[str, ...] = tuple(dict.fromkeys((url, *fallback_urls)))
+        """Every URL the room may be joined through, ``url`` first."""
         self.options = options
         self._token = token
         video = claims.get("video")
@@ -131,13 +153,25 @@ class LiveKitRoom(SessionRoom):
         # pre-connect audio is only ever used for that participant's own microphone.
         self._pre_connect: dict[str, tuple[str, rtc.ByteStreamReader]] = {}
         self._chat: CrossingChannel[tuple[rtc.TextStreamReader, str]] | None = None
-        self._disconnected = False
         self._leaving = False
         self._wanted: str | None = None
+        self.closed_reason: str | None = None
+        """Why the room is gone for the agent (None while it is not)."""
+        # While a session runs here, a lost connection is the rejoin task's to handle.
+        self._rejoining_allowed = False
+        self._lost: str | None = None  # why the current connection is lost, rejoin pending
+        self._reconnecting = False  # the SDK is reconnecting on its own
+        self.rejoins = 0
+        """How many times the room was joined again after a lost connection."""
+        self.audio_input: RoomAudioInput | None = None
+        self.audio_output: RoomAudioOutput | None = None
+        self.text_output: TranscriptionSync | None = None
+        self._user_transcripts: UserTranscripts | None = None
 
     @property
     def rtc_room(self) -> rtc.Room:
-        """The connected ``rtc.Room`` (asyncio side: await its methods through the bridge)."""
+        """The connected ``rtc.Room`` (asyncio side: await its methods through the bridge).
+        A rejoined room is a new ``rtc.Room``: read this again rather than keep it."""
         if self._room is None:
             raise RuntimeError("the room is not connected: await room.connect() first")
         return self._room
@@ -148,35 +182,55 @@ class LiveKitRoom(SessionRoom):
         """Join the room (once; later calls return at once). Raises ConnectionError."""
         if self._room is not None:
             return
-        bridge = self._bridge = current_bridge()
+        self._bridge = current_bridge()
+        room = await self._join(self.url, self.options.connect_timeout)
+        self._room = room
+        self.name = room.name
+        self.local_identity = room.local_participant.identity
+        logger.info("joined room %s as %s", self.name, self.local_identity)
+
+    async def _join(self, url: str, within: float) -> rtc.Room:
+        """A new ``rtc.Room`` connected through ``url`` within ``within`` s (ConnectionError)."""
+        bridge = current_bridge()
         room = rtc.Room(loop=bridge.loop)
         for event in _ROOM_EVENTS:
             room.on(event, self._on_room_event)
         room.on("participant_disconnected", self._on_participant_left)
-        room.on("disconnected", self._on_disconnected)
+        room.on("disconnected", functools.partial(self._on_disconnected, room))
+        room.on("reconnecting", functools.partial(self._on_reconnecting, room, True))
+        room.on("reconnected", functools.partial(self._on_reconnecting, room, False))
         # Before connecting: clients send pre-connect audio as soon as the agent joins.
         if self.options.pre_connect_audio:
             room.register_byte_stream_handler(TOPIC_PRE_CONNECT_AUDIO, self._on_pre_connect)
         if self.options.text_input:
             room.register_text_stream_handler(TOPIC_CHAT, self._on_chat)
         try:
-            with trio.fail_after(self.options.connect_timeout):
+            with trio.fail_after(within):
                 await bridge.call(
-                    room.connect, self.url, self._token, rtc.RoomOptions(auto_subscribe=True)
+                    room.connect, url, self._token, rtc.RoomOptions(auto_subscribe=True)
                 )
         except trio.TooSlowError:
+            await self._abandon(room)
             raise ConnectionError(
-                f"could not join room {self.name!r} at {self.url} within"
-                f" {self.options.connect_timeout} s"
+                f"could not join room {self.name!r} at {url} within {within:g} s"
             ) from None
         except rtc.ConnectError as e:
             raise ConnectionError(
-                f"could not join room {self.name!r} at {self.url}: {e.message}"
+                f"could not join room {self.name!r} at {url}: {e.message}"
             ) from None
-        self._room = room
-        self.name = room.name
-        self.local_identity = room.local_participant.identity
-        logger.info("joined room %s as %s", self.name, self.local_identity)
+        return room
+
+    async def _abandon(self, room: rtc.Room) -> None:
+        """Disconnect ``room`` (no longer the current one), bounded, whatever state it is in."""
+        assert self._bridge is not None
+        with trio.move_on_after(self.options.disconnect_timeout) as scope:
+            scope.shield = True
+            try:
+                await self._bridge.call(room.disconnect)
+            except Exception as e:  # it is gone either way
+                logger.debug("leaving a lost connection to room %s: %s", self.name, e)
+        if scope.cancelled_caught:
+            logger.warning("leaving a lost connection to room %s timed out", self.name)
 
     async def disconnect(self) -> None:
         """Leave the room (bounded by ``options.disconnect_timeout``, shielded)."""
@@ -203,9 +257,11 @@ class LiveKitRoom(SessionRoom):
             self._bridge.run_sync_in_trio(self._notify)
 
     async def wait_closed(self) -> None:
-        """Return once the room disconnected the agent (room deleted or closed, connection lost
-        for good, removed by the server); :meth:`disconnect` itself does not count."""
-        while not (self._disconnected and not self._leaving):
+        """Return once the room disconnected the agent for good (room deleted or closed,
+        removed by the server, the connection lost and not regained through any of
+        :attr:`urls`: :attr:`closed_reason` says which); :meth:`disconnect` itself does not
+        count."""
+        while not (self.closed_reason is not None and not self._leaving):
             changed = self._changed
             await changed.wait()
 
@@ -213,9 +269,112 @@ class LiveKitRoom(SessionRoom):
         self._left[participant.identity] = participant.disconnect_reason
         self._on_room_event()
 
-    def _on_disconnected(self, *_: object) -> None:
-        self._disconnected = True
-        self._on_room_event()
+    def _on_disconnected(self, room: rtc.Room, reason: Any = None) -> None:
+        if self._bridge is not None:
+            self._bridge.run_sync_in_trio(self._disconnected, room, reason)
+
+    def _on_reconnecting(self, room: rtc.Room, reconnecting: bool, *_: object) -> None:
+        if self._bridge is not None:
+            self._bridge.run_sync_in_trio(self._set_reconnecting, room, reconnecting)
+
+    # -- trio side: the connection's state ----------------------------------------------------
+
+    def _disconnected(self, room: rtc.Room, reason: Any) -> None:
+        if room is not self._room or self._leaving:
+            return  # a connection given up for a new one, or the agent leaving
+        name = _reason_name(reason)
+        if (
+            self._rejoining_allowed
+            and len(self.urls) > 1
+            and reason is not None
+            and is_lost_connection(reason)
+        ):
+            logger.warning("connection to room %s through %s lost (%s)", self.name, self.url, name)
+            self._lost = f"connection lost ({name})"
+        else:
+            self.closed_reason = f"disconnected from the room ({name})"
+        self._notify()
+
+    def _set_reconnecting(self, room: rtc.Room, reconnecting: bool) -> None:
+        if room is self._room:
+            self._reconnecting = reconnecting
+            self._notify()
+
+    async def _keep_joined(self) -> None:
+        """While a session runs: when the connection is lost, join the room again through
+        another of :attr:`urls` (the rejoin policy's order, backoff and time limit); when
+        none works in time, the room is closed for the agent (:attr:`closed_reason`)."""
+        policy = self.options.rejoin
+        while True:
+            changed = self._changed
+            if self.closed_reason is not None:
+                return
+            if self._lost is None and self._reconnecting and len(self.urls) > 1:
+                # The SDK retries the same server for a long while; one that refuses
+                # connections is dead, and the room is reachable through another now.
+                reachable = False
+                with trio.move_on_after(policy.probe_timeout):
+                    reachable = await _reachable(self.url)
+                if not reachable:
+                    logger.warning(
+                        "room %s: the SDK is reconnecting to %s, which is unreachable",
+                        self.name,
+                        self.url,
+                    )
+                    self._lost = "server unreachable"
+                else:
+                    with trio.move_on_after(policy.probe_interval):
+                        await changed.wait()
+                continue
+            if self._lost is not None:
+                await self._rejoin(self._lost)
+                continue
+            await changed.wait()
+
+    async def _rejoin(self, why: str) -> None:
+        old, policy = self.rtc_room, self.options.rejoin
+        lost_url, started = self.url, trio.current_time()
+        await self._abandon(old)
+        new: rtc.Room | None = None
+        failures: list[str] = []
+        with trio.move_on_after(policy.timeout):
+            for delay, url in rejoin_schedule(lost_url, self.urls, policy):
+                await trio.sleep(delay)
+                try:
+                    new = await self._join(url, policy.attempt_timeout)
+                except ConnectionError as e:
+                    logger.info("room %s: rejoin attempt failed: %s", self.name, e)
+                    failures.append(str(e))
+                    continue
+                self.url = url
+                break
+        if new is None:
+            last = f"; last: {failures[-1]}" if failures else ""
+            self.closed_reason = (
+                f"{why} through {lost_url}; could not join room {self.name!r} again through"
+                f" any of {', '.join(self.urls)} within {policy.timeout:g} s{last}"
+            )
+            logger.error("%s", self.closed_reason)
+            self._notify()
+            return
+        self._room, self._lost, self._reconnecting = new, None, False
+        self.rejoins += 1
+        logger.warning(
+            "room %s joined again through %s, %.1f s after the %s through %s",
+            self.name,
+            self.url,
+            trio.current_time() - started,
+            why,
+            lost_url,
+        )
+        for output in (self.audio_output, self.text_output):
+            if output is not None:
+                output.room = new
+        if self._user_transcripts is not None:
+            self._user_transcripts.room = new
+        self._notify()
+        if self.audio_output is not None:
+            await self.audio_output.republish()
 
     def _on_pre_connect(self, reader: rtc.ByteStreamReader, participant_identity: str) -> None:
         track_id = (reader.info.attributes or {}).get("trackId")
@@ -291,8 +450,8 @@ class LiveKitRoom(SessionRoom):
             self._wanted = identity
         while True:
             changed = self._changed
-            if self._disconnected:
-                raise ConnectionError(f"disconnected from room {self.name!r}")
+            if self.closed_reason is not None:
+                raise ConnectionError(f"room {self.name!r}: {self.closed_reason}")
             found = self._find(identity)
             if found is not None:
                 return Participant(
@@ -344,8 +503,11 @@ class LiveKitRoom(SessionRoom):
             text_output,
             audio_input,
         )
+        self._user_transcripts = user if text_output is not None else None
         try:
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_joined)
+                self._rejoining_allowed = True
                 if audio_output is not None:
                     await nursery.start(audio_output.run)
                 if text_output is not None:
@@ -363,6 +525,10 @@ class LiveKitRoom(SessionRoom):
                     )
                 )
         finally:
+            self._rejoining_allowed = False
+            if self._lost is not None and self.closed_reason is None:
+                self.closed_reason = self._lost  # nobody left to join again
+                self._notify()
             if text_output is not None:
                 session.off("user_input_transcribed", user.on_transcribed)
             chat, self._chat = self._chat, None
@@ -394,19 +560,21 @@ class LiveKitRoom(SessionRoom):
                 self.linked_identity = linked.identity
                 logger.info("linked participant %s", linked.identity)
                 stream_scope: trio.CancelScope | None = None
-                current = ""
+                # The track read, in the rtc.Room it was read from: a rejoined room is a new
+                # rtc.Room, where the same track is subscribed (and read) again.
+                current: tuple[rtc.Room | None, str] = (None, "")
                 while True:
                     changed = self._changed
                     participant = self._find(linked.identity)
                     if participant is None:
                         break
                     publication = self._microphone(participant)
-                    sid = publication.sid if publication is not None else ""
-                    if sid != current:
+                    key = (self._room, publication.sid if publication is not None else "")
+                    if key != current:
                         if stream_scope is not None:
                             stream_scope.cancel()
                             stream_scope = None
-                        current = sid
+                        current = key
                         if publication is not None:
                             stream_scope = await nursery.start(
                                 self._read_microphone,
@@ -523,24 +691,52 @@ class LiveKitRoom(SessionRoom):
             changed.set()
 
         session.on("agent_state_changed", on_change)
-        participant = self.rtc_room.local_participant
-        sent = ""
+        sent: tuple[rtc.Room | None, str] = (None, "")
         try:
             while True:
-                state = session.agent_state
-                if state and state != sent:
+                room_changed = self._changed
+                room, state = self._room, session.agent_state
+                # Sent again to a rejoined room: the attribute belongs to the participant.
+                if state and room is not None and (room, state) != sent:
                     try:
                         with trio.fail_after(5):
                             await current_bridge().call(
-                                participant.set_attributes, {ATTRIBUTE_AGENT_STATE: state}
+                                room.local_participant.set_attributes,
+                                {ATTRIBUTE_AGENT_STATE: state},
                             )
-                        sent = state
+                        sent = (room, state)
                     except Exception as e:  # the state is cosmetic: never end the session for it
                         logger.debug("agent state not published: %s", e)
-                await changed.wait()
+                async with trio.open_nursery() as waiting:
+                    waiting.start_soon(_wait_then_cancel, changed, waiting.cancel_scope)
+                    waiting.start_soon(_wait_then_cancel, room_changed, waiting.cancel_scope)
                 changed = trio.Event()
         finally:
             session.off("agent_state_changed", on_change)
+
+
+async def _wait_then_cancel(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+def _reason_name(reason: Any) -> str:
+    try:
+        return str(rtc.DisconnectReason.Name(reason))
+    except (ValueError, TypeError):
+        return str(reason)
+
+
+async def _reachable(url: str) -> bool:
+    """Whether something accepts TCP connections where ``url`` (ws:// or wss://) points."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme in ("wss", "https") else 80)
+    try:
+        stream = await trio.open_tcp_stream(parts.hostname or "localhost", port)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
 
 
 def _speaks(session: RoomSession) -> bool:

@@ -137,7 +137,8 @@ class RoomAudioOutput(ClockedAudioOutput):
         if lead < CHUNK_DURATION:
             raise ValueError(f"lead must be at least {CHUNK_DURATION} s, got {lead}")
         self._bridge = bridge
-        self._room = room
+        self.room = room
+        """The room the track is published in (a rejoined room: see :meth:`republish`)."""
         self.source_rate = sample_rate
         self.source_channels = num_channels
         self.lead = lead
@@ -145,6 +146,7 @@ class RoomAudioOutput(ClockedAudioOutput):
         self.track_sid = ""
         self.published = trio.Event()
         self._feeder: _SourceFeeder | None = None
+        self._source: rtc.AudioSource | None = None
         self._pending: collections.deque[AudioFrame] = collections.deque()
         self._sent: collections.deque[tuple[float, AudioFrame]] = collections.deque()
         self._sent_until = 0.0
@@ -171,6 +173,7 @@ class RoomAudioOutput(ClockedAudioOutput):
             loop=self._bridge.loop,
         )
         self._feeder = _SourceFeeder(source)
+        self._source = source
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(super().run)
@@ -179,17 +182,26 @@ class RoomAudioOutput(ClockedAudioOutput):
                 nursery.start_soon(self._forward)
                 task_status.started()
         finally:
-            self._feeder = None
+            self._feeder, self._source = None, None
             await source.aclose()
 
     async def _publish(self, source: rtc.AudioSource) -> None:
         track = rtc.LocalAudioTrack.create_audio_track(self.track_name, source)
         options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
         publication = await self._bridge.call(
-            self._room.local_participant.publish_track, track, options
+            self.room.local_participant.publish_track, track, options
         )
         self.track_sid = publication.sid
         self.published.set()
+
+    async def republish(self) -> None:
+        """Publish the agent's track again, from the same source, in :attr:`room` (set to the
+        room joined again after a lost connection): the playout goes on where it was."""
+        if self._source is None:
+            return  # not running
+        self.track_sid = ""
+        self.published = trio.Event()
+        await self._publish(self._source)
 
     # -- forwarding to the source (the hot path) ----------------------------------------------
 

@@ -128,7 +128,8 @@ class TranscriptionSync(TextOutput):
         audio_expected: Callable[[], bool] = lambda: True,
     ) -> None:
         self._bridge = bridge
-        self._room = room
+        self.room = room
+        """The room the text goes to (set anew when the room is joined again)."""
         self._output = output
         self._audio_expected = audio_expected
         self._nursery: trio.Nursery | None = None
@@ -265,7 +266,7 @@ class TranscriptionSync(TextOutput):
         return self._output.track_sid if self._output is not None else ""
 
     async def _publish(self, segment: _Segment) -> None:
-        participant = self._room.local_participant
+        participant = self.room.local_participant
         writer: rtc.TextStreamWriter | None = None
         sent = ""
         try:
@@ -326,7 +327,8 @@ class UserTranscripts:
         capacity: int = 32,
     ) -> None:
         self._bridge = bridge
-        self._room = room
+        self.room = room
+        """The room the transcripts go to (set anew when the room is joined again)."""
         self._identity = identity
         self._track_id = track_id
         self._send, self._receive = trio.open_memory_channel[tuple[str, dict[str, str], str]](
@@ -357,8 +359,8 @@ class UserTranscripts:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Send the transcripts, in order, until cancelled."""
         task_status.started()
-        participant = self._room.local_participant
         async for text, attributes, identity in self._receive:
+            participant = self.room.local_participant
             try:
                 with trio.fail_after(SEND_TIMEOUT):
                     await self._bridge.call(_send_stream, participant, text, attributes, identity)
