@@ -161,6 +161,7 @@ class LiveKitRoom(SessionRoom):
         self._rejoining_allowed = False
         self._lost: str | None = None  # why the current connection is lost, rejoin pending
         self._reconnecting = False  # the SDK is reconnecting on its own
+        self._given_up: rtc.Room | None = None  # the lost connection, being left for a new one
         self.rejoins = 0
         """How many times the room was joined again after a lost connection."""
         self.audio_input: RoomAudioInput | None = None
@@ -280,7 +281,7 @@ class LiveKitRoom(SessionRoom):
     # -- trio side: the connection's state ----------------------------------------------------
 
     def _disconnected(self, room: rtc.Room, reason: Any) -> None:
-        if room is not self._room or self._leaving:
+        if room is not self._room or room is self._given_up or self._leaving:
             return  # a connection given up for a new one, or the agent leaving
         name = _reason_name(reason)
         if (
@@ -334,6 +335,8 @@ class LiveKitRoom(SessionRoom):
     async def _rejoin(self, why: str) -> None:
         old, policy = self.rtc_room, self.options.rejoin
         lost_url, started = self.url, trio.current_time()
+        # Leaving it says "disconnected" (client initiated): that is not the room closing.
+        self._given_up = old
         await self._abandon(old)
         new: rtc.Room | None = None
         failures: list[str] = []
