@@ -160,6 +160,7 @@ class LiveKitRoom(SessionRoom):
         # While a session runs here, a lost connection is the rejoin task's to handle.
         self._rejoining_allowed = False
         self._lost: str | None = None  # why the current connection is lost, rejoin pending
+        self._sid: str | None = None  # the room's session id, to know it again after a rejoin
         self._reconnecting = False  # the SDK is reconnecting on its own
         self._given_up: rtc.Room | None = None  # the lost connection, being left for a new one
         self.rejoins = 0
@@ -186,6 +187,7 @@ class LiveKitRoom(SessionRoom):
         self._bridge = current_bridge()
         room = await self._join(self.url, self.options.connect_timeout)
         self._room = room
+        self._sid = await self._room_sid(room)
         self.name = room.name
         self.local_identity = room.local_participant.identity
         logger.info("joined room %s as %s", self.name, self.local_identity)
@@ -220,6 +222,20 @@ class LiveKitRoom(SessionRoom):
                 f"could not join room {self.name!r} at {url}: {e.message}"
             ) from None
         return room
+
+    async def _room_sid(self, room: rtc.Room) -> str | None:
+        """The room's session id (a room made again under the same name has a new one), or
+        None if the server does not say within ``options.connect_timeout``."""
+
+        async def sid() -> str:
+            return await room.sid
+
+        with trio.move_on_after(self.options.connect_timeout):
+            try:
+                return await current_bridge().call(sid)
+            except RuntimeError:  # disconnected meanwhile
+                return None
+        return None
 
     async def _abandon(self, room: rtc.Room) -> None:
         """Disconnect ``room`` (no longer the current one), bounded, whatever state it is in."""
@@ -351,6 +367,18 @@ class LiveKitRoom(SessionRoom):
                     continue
                 self.url = url
                 break
+        sid = await self._room_sid(new) if new is not None else None
+        if new is not None and None not in (sid, self._sid) and sid != self._sid:
+            # The room lived on the lost node and ended with it: joining made a new, empty
+            # room of that name (whose own dispatch the server sends to some worker).
+            await self._abandon(new)
+            self.closed_reason = (
+                f"{why} through {lost_url}; room {self.name!r} ended with it (joining through "
+                f"{self.url} found a new room, {sid}, not {self._sid})"
+            )
+            logger.error("%s", self.closed_reason)
+            self._notify()
+            return
         if new is None:
             last = f"; last: {failures[-1]}" if failures else ""
             self.closed_reason = (
