@@ -392,3 +392,31 @@ async def test_garbage_instead_of_http_is_dropped(served):
             # Not HTTP: the server closes the connection without a word.
             assert await stream.receive_some(1000) == b""
     assert (await client.get("/health")).status_code == 200
+
+
+# -- warming up ------------------------------------------------------------------------------
+
+
+async def test_warm_up_runs_each_model_once_on_a_tiny_input(autojump_clock):
+    tl = timeline()
+    tl.tts(input="Hello.", audio_duration=0.2)
+    stt = HeardSTT()
+    llm, tts = tl.fake_llm, tl.fake_tts
+    server = InferenceServer(llm=llm, stt=stt, tts=tts)
+    await server.warm_up()
+    ((frame, _),) = stt.frames
+    assert frame.duration == pytest.approx(0.5)
+    assert llm.requests == ["Hello."]
+    assert tts.requests == ["Hello."]
+
+
+async def test_a_model_that_fails_to_warm_up_is_logged_and_served_anyway(autojump_clock, caplog):
+    from tvoice import APIConnectionError
+
+    tl = timeline()
+    tl.tts(input="Hello.", audio_duration=0.2)
+    tts = tl.fake_tts
+    server = InferenceServer(stt=HeardSTT(fail=APIConnectionError("no model here")), tts=tts)
+    await server.warm_up()
+    assert "warming up the STT failed" in caplog.text
+    assert tts.requests == ["Hello."]  # the next model still warmed up

@@ -34,6 +34,7 @@ def serve_models(
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(stop_on_signal)
+                await server.warm_up()
                 if state_file is not None:
                     await serve_shared(
                         server,

@@ -24,7 +24,7 @@ import trio
 from tvoice._errors import APIError
 from tvoice._utils import short_id
 from tvoice.audio import AudioFrame, AudioResampler, read_wav, wav_bytes
-from tvoice.llm import LLM
+from tvoice.llm import LLM, ChatContext
 from tvoice.stt import STT
 from tvoice.tts import TTS
 
@@ -67,6 +67,45 @@ class InferenceServer:
         self.stt = stt
         self.tts = tts
         self.limits = limits if limits is not None else Limits()
+
+    async def warm_up(self) -> None:
+        """Run each model once on a tiny input before serving, so that the first call does not
+        pay for a first inference (onnxruntime's and CTranslate2's first run, llama.cpp's first
+        decode: over a second on a small CPU). A model that fails here is logged and served
+        anyway: its own calls will say what is wrong."""
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        if self.stt is not None:
+            steps.append(("STT", self._warm_stt))
+        if self.tts is not None:
+            steps.append(("TTS", self._warm_tts))
+        if self.llm is not None:
+            steps.append(("LLM", self._warm_llm))
+        for kind, step in steps:
+            started = trio.current_time()
+            try:
+                await step()
+            except APIError as e:
+                logger.warning("warming up the %s failed: %s", kind, e)
+            else:
+                logger.debug("%s warmed up in %.2f s", kind, trio.current_time() - started)
+
+    async def _warm_stt(self) -> None:
+        assert self.stt is not None
+        await self.stt.recognize(AudioFrame.silence(0.5, 16000))
+
+    async def _warm_tts(self) -> None:
+        assert self.tts is not None
+        async with self.tts.synthesize("Hello.") as stream:
+            async for _ in stream:
+                pass
+
+    async def _warm_llm(self) -> None:
+        assert self.llm is not None
+        chat = ChatContext()
+        chat.add_message(role="user", content="Hello.")
+        async with self.llm.chat(chat_ctx=chat) as stream:
+            async for _ in stream:
+                break  # one token is the warm-up; closing the stream stops the rest
 
     async def run(
         self,
