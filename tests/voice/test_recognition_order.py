@@ -42,6 +42,7 @@ async def test_each_stt_verdict_covers_its_own_utterance(autojump_clock):
     )
     async with trio.open_nursery() as nursery:
         rec._nursery = nursery  # what run() sets; no audio is needed to order events by hand
+        nursery.start_soon(rec._keep_time)
         # 1: the STT closes the utterance before the VAD does.
         rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
         await trio.sleep(1)
@@ -74,7 +75,8 @@ async def test_without_a_vad_the_stt_ends_the_speech_it_started(autojump_clock):
         stt_enabled=True,
     )
     async with trio.open_nursery() as nursery:
-        rec._nursery = nursery
+        rec._nursery = nursery  # what run() sets; no audio is needed to order events by hand
+        nursery.start_soon(rec._keep_time)
         for text in ("Hello.", "Thanks."):
             rec._on_stt_event(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
             await trio.sleep(1)
@@ -99,7 +101,8 @@ async def test_stt_verdict_of_an_earlier_burst_does_not_close_a_later_one(autoju
             stt_enabled=True,
         )
         async with trio.open_nursery() as nursery:
-            rec._nursery = nursery
+            rec._nursery = nursery  # what run() sets; no audio is needed to order events by hand
+            nursery.start_soon(rec._keep_time)
             t0 = trio.current_time()
             rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
             rec._on_stt_event(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
@@ -142,7 +145,8 @@ def recognition(hooks, nursery):
         max_endpointing_delay=3.0,
         stt_enabled=True,
     )
-    rec._nursery = nursery
+    rec._nursery = nursery  # what run() sets; no audio is needed to order events by hand
+    nursery.start_soon(rec._keep_time)
     return rec
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Protocol
 
-import attrs
 import trio
 
 from .._utils import BackgroundTasks
@@ -16,7 +16,21 @@ from ..llm import ChatContext
 from ..stt import SpeechEvent, SpeechEventType
 from ..vad import VAD, VADEvent, VADEventType, VADStream
 from ._agent import Agent
-from ._turn import TurnDetection, TurnDetector, endpointing_delay
+from ._turn import TurnDetection, TurnDetector
+from ._turn_machine import (
+    Decision,
+    EndOfTurn,
+    PendingChanged,
+    Predict,
+    Preempt,
+    SpeechEnded,
+    SpeechStarted,
+    SttEvent,
+    SttOverdue,
+    Transcribed,
+    TurnEnded,
+    TurnMachine,
+)
 
 if TYPE_CHECKING:
     from ._agent import ModelSettings
@@ -31,19 +45,6 @@ _STT_BUFFER = 256
 # error (a deaf agent is worse than a closed call, which the caller can make again).
 STT_RESTARTS = 5
 _STT_BACKOFF = 0.5
-
-
-@attrs.frozen(kw_only=True)
-class EndOfTurn:
-    """A committed user turn and how long deciding it took."""
-
-    transcript: str
-    started_speaking_at: float | None
-    stopped_speaking_at: float | None
-    transcription_delay: float
-    end_of_utterance_delay: float
-    committed_at: float
-    discarded: bool = False
 
 
 class RecognitionHooks(Protocol):
@@ -61,17 +62,12 @@ class RecognitionHooks(Protocol):
 
 
 class AudioRecognition:
-    """Owns the VAD stream, the STT node and the endpointing timer of a session.
+    """Owns the VAD stream, the STT node and the clock of the user's turn.
 
-    Frames come in through :meth:`push_frame`. A turn is committed ``endpointing delay``
-    seconds after the user stopped speaking (counted from the end of speech, not from when the
-    VAD noticed), once a final transcript exists; speech that resumes in the meantime cancels
-    the commit and the turn goes on.
-
-    Events of one instant (on a virtual clock they share it) are decided by rules, not by the
-    order trio runs their tasks in: speech or words that come at the instant the turn is due
-    begin the next turn, and the STT's verdict on a speech the VAD closed commits the turn even
-    when new speech begins at that instant.
+    Frames come in through :meth:`push_frame`. What the VAD and the STT report, and the time it
+    came at, goes into a :class:`TurnMachine`, which decides the turn (the rules, among them
+    those for events of one instant, are its); this driver tells the hooks what it decided,
+    wakes it at its deadline and runs the turn detector's predictions it asks for.
     """
 
     def __init__(
@@ -88,60 +84,45 @@ class AudioRecognition:
         self._hooks = hooks
         self._vad = vad
         self.turn_detection = turn_detection
-        self.min_endpointing_delay = min_endpointing_delay
-        self.max_endpointing_delay = max_endpointing_delay
         self._stt_enabled = stt_enabled
         self._vad_source = vad
+        self._machine = TurnMachine(
+            mode="model" if isinstance(turn_detection, TurnDetector) else turn_detection,
+            min_delay=min_endpointing_delay,
+            max_delay=max_endpointing_delay,
+            has_vad=vad is not None,
+            stt_enabled=stt_enabled,
+            stt_wait=stt_wait,
+        )
         self._vad_stream: VADStream | None = None
         # The channel to the STT node, and whether a node reads it now.
         self._stt_send: trio.MemorySendChannel[AudioFrame] | None = None
         self._stt_reading = False
         self._stt_scope: trio.CancelScope | None = None
-        self._nursery: trio.Nursery | None = None
-        self._endpointing: trio.CancelScope | None = None
-        self._endpointing_at: float | None = None  # when the pending endpointing commits
-        # The turn being heard.
-        self.speaking = False
-        self._speaking_since = 0.0  # when the speech being heard began
-        self._finals: list[str] = []
-        self._interim = ""
-        self._speech_started_at: float | None = None
-        self._speech_ended_at: float | None = None
-        self._final_at: float | None = None
-        self._last_preemptive: str | None = None
-        # Speech heard while the agent spoke without allowing interruptions (the speech being
-        # heard, or an earlier one of the turn): the turn is discarded when it commits.
-        self._speech_discarded = False
-        self._turn_discarded = False
-        # Utterances the VAD closed minus those the STT closed (END_OF_SPEECH): above zero,
-        # the STT still owes a verdict and the turn may not commit yet (bounded by stt_wait).
-        # Between the end of speech and the STT's verdict on it (bounded by stt_wait).
-        self._stt_wait = stt_wait
-        self._stt_owed = 0
-        # The STT closed the utterance the VAD still hears (the STT can be ahead): when the VAD
-        # closes it, the STT owes nothing for it - unless the STT opened another one since
-        # (two bursts the VAD hears as one speech), whose verdict is still to come.
-        self._stt_ahead = False
         self._stt_events = 0  # events the STT has delivered: a restart that hears resets failures
         self._stt_dropping = False  # said once per wait that it drops frames
-        self._stt_pending: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        # The machine's clock: the scope whose deadline is the machine's (see _keep_time), and
+        # the prediction the machine waits for (its epoch, its scope).
+        self._timer: trio.CancelScope | None = None
+        self._prediction: tuple[int, trio.CancelScope] | None = None
 
     # -- state --------------------------------------------------------------------------------
 
     @property
+    def speaking(self) -> bool:
+        """The user is speaking."""
+        return self._machine.speaking
+
+    @property
     def transcript(self) -> str:
         """Final transcripts of the turn so far."""
-        return " ".join(self._finals)
+        return self._machine.transcript
 
     @property
     def turn_pending(self) -> bool:
         """Something was heard that is not committed yet (speech, transcript, endpointing)."""
-        return (
-            self.speaking
-            or bool(self._finals)
-            or self._endpointing is not None
-            or self._stt_pending is not None
-        )
+        return self._machine.pending
 
     # -- running ------------------------------------------------------------------------------
 
@@ -160,6 +141,7 @@ class AudioRecognition:
         """
         async with BackgroundTasks() as nursery:
             self._nursery = nursery
+            nursery.start_soon(self._keep_time)
             self.restart_stt(agent, settings)
             if self._vad is not None:
                 # Started before the audio flows, so the first frame finds the stream open.
@@ -246,6 +228,7 @@ class AudioRecognition:
         if self._vad is not None:
             # Listening goes on with speech-to-text alone.
             self._vad = None
+            self._machine.vad_lost()
             self._hooks.on_error(error, self._vad_source)
 
     async def _keep_stt(
@@ -305,213 +288,115 @@ class AudioRecognition:
     def _on_vad_event(self, event: VADEvent) -> None:
         if self._vad is None:
             return  # it failed or refused a frame: we listen without it
-        if event.type == VADEventType.START_OF_SPEECH:
-            self.start_of_speech(event)
-        elif event.type == VADEventType.END_OF_SPEECH:
-            self.end_of_speech(event, ended_at=event.timestamp - event.silence_duration)
-
-    def start_of_speech(self, event: VADEvent | None) -> None:
-        """The user started speaking (from the VAD, or the STT when there is no VAD)."""
-        if self.speaking:
-            return
         now = trio.current_time()
-        if self._endpointing_due():
-            # The turn ends at this very instant: this speech begins the next turn, as it does
-            # when the timer's task runs first.
-            self.commit()
-        self.speaking = True
-        self._speaking_since = now
-        if self._speech_started_at is None:
-            self._speech_started_at = now
-        self._turn_discarded = self._turn_discarded or self._speech_discarded
-        self._speech_discarded = False
-        self._cancel_endpointing()
-        self._hooks.on_start_of_speech(event)
+        if event.type == VADEventType.START_OF_SPEECH:
+            self._carry_out(self._machine.vad_start(now), vad_event=event)
+        elif event.type == VADEventType.END_OF_SPEECH:
+            ended_at = event.timestamp - event.silence_duration
+            self._carry_out(self._machine.vad_end(now, ended_at=ended_at), vad_event=event)
 
-    def _endpointing_due(self) -> bool:
-        # The endpointing timer is due (its task, woken at this instant, has not run yet).
-        at = self._endpointing_at
-        return at is not None and trio.current_time() >= at
+    def _on_stt_event(self, event: SpeechEvent) -> None:
+        self._stt_events += 1
+        kind = _STT_KINDS.get(event.type)
+        if kind is None:
+            return
+        decisions = self._machine.stt(trio.current_time(), kind, event.text)
+        self._carry_out(decisions, stt_event=event)
 
     def discard_speech(self) -> None:
         """The speech being heard was heard while the agent spoke without allowing
         interruptions: its turn is discarded when it commits."""
-        self._speech_discarded = True
-
-    def _speaking_on(self) -> bool:
-        # Speech that began at this very instant does not hold back a turn that ends now: the
-        # order of two events of one instant is trio's, the outcome must not be.
-        return self.speaking and self._speaking_since < trio.current_time()
-
-    def end_of_speech(self, event: VADEvent | None, *, ended_at: float) -> None:
-        """The user stopped speaking at ``ended_at``."""
-        if not self.speaking:
-            return
-        self.speaking = False
-        self._speech_ended_at = ended_at
-        if self._stt_ahead:
-            self._stt_ahead = False
-        elif self._stt_enabled and event is not None:
-            # The VAD closed it: the STT owes its verdict (without a VAD, the STT's own
-            # END_OF_SPEECH is what ended the speech).
-            self._stt_owed += 1
-            self._await_stt()
-        self._hooks.on_end_of_speech(event)
-        if self.turn_detection != "manual" and self.turn_detection != "stt":
-            self._start_endpointing()
-
-    def _await_stt(self) -> None:
-        if self._nursery is None or self._stt_pending is not None:
-            return
-        scope = self._stt_pending = trio.CancelScope()
-
-        async def bound() -> None:
-            with scope:
-                await trio.sleep(self._stt_wait)
-                logger.warning("no transcript %s s after the end of speech", self._stt_wait)
-                self._stt_owed = 0
-                self._stt_settled()
-
-        self._nursery.start_soon(bound)
-
-    def _stt_settled(self) -> None:
-        if self._stt_pending is not None:
-            self._stt_pending.cancel()
-            self._stt_pending = None
-            self._hooks.on_pending_changed()
-        if not self._speaking_on() and self.turn_detection not in ("manual", "stt"):
-            self._start_endpointing()
-
-    def _on_stt_event(self, event: SpeechEvent) -> None:
-        self._stt_events += 1
-        if event.type == SpeechEventType.END_OF_SPEECH:
-            if self._stt_owed > 0:
-                self._stt_owed -= 1
-                if self._stt_owed == 0:
-                    self._stt_settled()
-            elif self.speaking and self._vad is not None:
-                # Ahead of the VAD: this verdict covers the utterance it has not closed yet.
-                self._stt_ahead = True
-        elif event.type == SpeechEventType.START_OF_SPEECH:
-            # A new utterance (the VAD may hear it as part of the same speech): whatever the
-            # STT closed before, its verdict on this one is still to come.
-            self._stt_ahead = False
-        if event.type == SpeechEventType.START_OF_SPEECH and self._vad is None:
-            self.start_of_speech(None)
-        elif event.type == SpeechEventType.INTERIM_TRANSCRIPT:
-            self._interim = event.text
-            turn = " ".join([*self._finals, event.text]).strip()
-            self._hooks.on_transcript(event, turn_text=turn)
-        elif event.type == SpeechEventType.FINAL_TRANSCRIPT:
-            self._on_final(event)
-        elif event.type == SpeechEventType.END_OF_SPEECH:
-            if self._vad is None:
-                self.end_of_speech(None, ended_at=trio.current_time())
-            if self.turn_detection == "stt":
-                self._speech_ended_at = trio.current_time()
-                self._start_endpointing()
-
-    def _on_final(self, event: SpeechEvent) -> None:
-        text = event.text.strip()
-        self._interim = ""
-        if not text:
-            return
-        if self._endpointing_due():
-            # The turn ends at this very instant: these words are the next turn's, as they are
-            # when the timer's task runs first.
-            self.commit()
-        self._finals.append(text)
-        self._final_at = trio.current_time()
-        self._hooks.on_transcript(event, turn_text=self.transcript)
-        if self.transcript != self._last_preemptive:
-            self._last_preemptive = self.transcript
-            self._hooks.on_preemptive_generation(self.transcript)
-        if not self._speaking_on() and self.turn_detection not in ("manual", "stt"):
-            self._start_endpointing()
-
-    # -- end of turn --------------------------------------------------------------------------
-
-    def _cancel_endpointing(self) -> None:
-        self._endpointing_at = None
-        if self._endpointing is not None:
-            self._endpointing.cancel()
-            self._endpointing = None
-
-    def _start_endpointing(self) -> None:
-        self._cancel_endpointing()
-        if self._nursery is None or not self._finals or self._stt_owed > 0:
-            return
-        ended = self._speech_ended_at if self._speech_ended_at is not None else 0.0
-        if not isinstance(self.turn_detection, TurnDetector) and (
-            trio.current_time() >= ended + self.min_endpointing_delay
-        ):
-            # Already due: commit now rather than in a task that would race whatever else
-            # happens at this instant (a new start of speech, say).
-            self.commit()
-            return
-        if self.speaking and self.turn_detection != "stt":
-            return  # speech that began at this instant holds a turn that is not due yet
-        scope = self._endpointing = trio.CancelScope()
-        self._nursery.start_soon(self._endpoint, scope)
-
-    async def _endpoint(self, scope: trio.CancelScope) -> None:
-        with scope:
-            delay = self.min_endpointing_delay
-            if isinstance(self.turn_detection, TurnDetector):
-                ctx = self._hooks.chat_ctx_for_turn_detection()
-                ctx.add_message(role="user", content=self.transcript)
-                probability = await self.turn_detection.predict_end_of_turn(ctx)
-                delay = endpointing_delay(
-                    probability,
-                    min_delay=self.min_endpointing_delay,
-                    max_delay=self.max_endpointing_delay,
-                )
-            ended = self._speech_ended_at if self._speech_ended_at is not None else 0.0
-            self._endpointing_at = ended + delay
-            await trio.sleep_until(ended + delay)
-            self._endpointing = self._endpointing_at = None
-            self.commit()
+        self._carry_out(self._machine.discard_speech(trio.current_time()))
 
     def commit(self) -> EndOfTurn | None:
         """End the user's turn now with what was transcribed (interim text if no final)."""
-        self._cancel_endpointing()
-        text = self.transcript or self._interim.strip()
-        now = trio.current_time()
-        ended = self._speech_ended_at
-        # Speech that began at this very instant is the next turn's, and so is its discard mark.
-        speech_is_next = self.speaking and self._speaking_since == now
-        turn = EndOfTurn(
-            transcript=text,
-            started_speaking_at=self._speech_started_at,
-            stopped_speaking_at=ended,
-            transcription_delay=max(0.0, (self._final_at or now) - ended) if ended else 0.0,
-            end_of_utterance_delay=(now - ended) if ended is not None else 0.0,
-            committed_at=now,
-            discarded=self._turn_discarded or (self._speech_discarded and not speech_is_next),
-        )
-        self.clear()
-        if text:
-            self._hooks.on_end_of_turn(turn)
-            return turn
-        return None
+        return self._carry_out(self._machine.commit(trio.current_time()))
 
     def clear(self) -> None:
         """Forget the turn being heard."""
-        self._cancel_endpointing()
-        self._finals = []
-        self._interim = ""
-        self._final_at = None
-        self._last_preemptive = None
-        self._speech_discarded = self._speech_discarded and (
-            self.speaking and self._speaking_since == trio.current_time()
-        )
-        self._turn_discarded = False
-        self._stt_owed = 0
-        if self._stt_pending is not None:
-            self._stt_pending.cancel()
-            self._stt_pending = None
-        self._speech_started_at = trio.current_time() if self.speaking else None
-        self._speech_ended_at = None
+        self._carry_out(self._machine.clear(trio.current_time()))
+
+    # -- carrying out the machine's decisions -------------------------------------------------
+
+    def _carry_out(
+        self,
+        decisions: list[Decision],
+        *,
+        vad_event: VADEvent | None = None,
+        stt_event: SpeechEvent | None = None,
+    ) -> EndOfTurn | None:
+        """Tell the hooks what the machine decided, in its order; then set the timer to its
+        deadline and run (or drop) the prediction it waits for. The last turn committed."""
+        hooks, committed = self._hooks, None
+        for decision in decisions:
+            if isinstance(decision, Transcribed):
+                assert stt_event is not None
+                hooks.on_transcript(stt_event, turn_text=decision.turn_text)
+            elif isinstance(decision, TurnEnded):
+                committed = decision.turn
+                hooks.on_end_of_turn(decision.turn)
+            elif isinstance(decision, SpeechStarted):
+                hooks.on_start_of_speech(vad_event)
+            elif isinstance(decision, SpeechEnded):
+                hooks.on_end_of_speech(vad_event)
+            elif isinstance(decision, Preempt):
+                hooks.on_preemptive_generation(decision.transcript)
+            elif isinstance(decision, PendingChanged):
+                hooks.on_pending_changed()
+            elif isinstance(decision, SttOverdue):
+                logger.warning("no transcript %s s after the end of speech", decision.wait)
+            elif isinstance(decision, Predict):
+                self._predict(decision)
+        machine = self._machine
+        if self._prediction is not None and self._prediction[0] != machine.predicting:
+            self._prediction[1].cancel()
+            self._prediction = None
+        timer = self._timer
+        if timer is not None:
+            deadline = machine.deadline
+            timer.deadline = math.inf if deadline is None else deadline
+        return committed
+
+    def _predict(self, decision: Predict) -> None:
+        if self._prediction is not None:
+            self._prediction[1].cancel()
+        detector = self.turn_detection
+        assert isinstance(detector, TurnDetector)
+        assert self._nursery is not None
+        scope = trio.CancelScope()
+        self._prediction = (decision.epoch, scope)
+
+        async def predict() -> None:
+            with scope:
+                ctx = self._hooks.chat_ctx_for_turn_detection()
+                ctx.add_message(role="user", content=decision.transcript)
+                probability = await detector.predict_end_of_turn(ctx)
+                if self._prediction is not None and self._prediction[1] is scope:
+                    self._prediction = None
+                now = trio.current_time()
+                self._carry_out(
+                    self._machine.predicted(now, epoch=decision.epoch, probability=probability)
+                )
+
+        self._nursery.start_soon(predict)
+
+    async def _keep_time(self) -> None:
+        """Call the machine's ``tick`` at each deadline it sets (one task for every timer)."""
+        while True:
+            deadline = self._machine.deadline
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as timer:
+                self._timer = timer
+                await trio.sleep_forever()
+            self._timer = None
+            self._carry_out(self._machine.tick(trio.current_time()))
+
+
+_STT_KINDS = {
+    SpeechEventType.START_OF_SPEECH: SttEvent.START_OF_SPEECH,
+    SpeechEventType.INTERIM_TRANSCRIPT: SttEvent.INTERIM_TRANSCRIPT,
+    SpeechEventType.FINAL_TRANSCRIPT: SttEvent.FINAL_TRANSCRIPT,
+    SpeechEventType.END_OF_SPEECH: SttEvent.END_OF_SPEECH,
+}
 
 
 class _iterate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal, Protocol, TypeAlias, runtime_checkable
 
 from ..llm import ChatContext
+from ._turn_machine import endpointing_delay
 
 __all__ = ["TurnDetection", "TurnDetector", "endpointing_delay"]
 
@@ -20,10 +21,3 @@ class TurnDetector(Protocol):
 
 
 TurnDetection: TypeAlias = Literal["vad", "stt", "manual"] | TurnDetector
-
-
-def endpointing_delay(probability: float, *, min_delay: float, max_delay: float) -> float:
-    """Silence to wait before ending the turn: ``min_delay`` when the turn surely ended,
-    stretching linearly to ``max_delay`` as the probability falls to 0."""
-    p = min(max(probability, 0.0), 1.0)
-    return min_delay + (max_delay - min_delay) * (1.0 - p)
