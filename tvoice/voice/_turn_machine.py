@@ -24,6 +24,8 @@ acts:
   the VAD will close, so that closing owes nothing more - unless the STT opened another one
   since (its START_OF_SPEECH; two bursts the VAD hears as one speech), whose verdict is still
   to come.
+- **stt-end-stands**: in "stt" mode a turn is timed from the STT's end of speech; the VAD's
+  end at that instant does not move it.
 - **ahead-at-an-instant**: a verdict at the instant speech begins is not about that speech
   (next-speech); an utterance the STT opens at the instant the VAD closes its speech began
   after that speech ended (the VAD reports its end a silence later), so it does not undo
@@ -208,6 +210,7 @@ class TurnMachine:
         # start of speech last undid that (ahead-at-an-instant).
         self._ahead = False
         self._ahead_undone_at: float | None = None
+        self._stt_ended_at: float | None = None  # the STT's last end of speech ("stt" mode)
         # Endpointing: when the turn commits, or the prediction it waits for (its epoch).
         self._endpoint_at: float | None = None
         self._predicting: int | None = None
@@ -256,13 +259,15 @@ class TurnMachine:
     def vad_start(self, now: float) -> list[Decision]:
         """The VAD heard the user start speaking."""
         self._due(now)
-        self._start_of_speech(now)
+        if self.has_vad:  # else the VAD failed: what it still says is ignored
+            self._start_of_speech(now)
         return self._flush()
 
     def vad_end(self, now: float, *, ended_at: float) -> list[Decision]:
         """The VAD heard the user stop speaking at ``ended_at`` (a silence before ``now``)."""
         self._due(now)
-        self._end_of_speech(now, ended_at=ended_at, by_vad=True)
+        if self.has_vad:
+            self._end_of_speech(now, ended_at=ended_at, by_vad=True)
         return self._flush()
 
     def vad_lost(self) -> None:
@@ -284,7 +289,7 @@ class TurnMachine:
                 # Without a VAD the STT's own end of speech ends the speech, and owes nothing.
                 self._end_of_speech(now, ended_at=now, by_vad=False)
             if self.mode == "stt":
-                self._ended_at = now
+                self._ended_at = self._stt_ended_at = now
                 self._start_endpointing(now)
         elif kind is SttEvent.START_OF_SPEECH:
             # stt-ahead: a new utterance, whose verdict is still to come.
@@ -369,7 +374,10 @@ class TurnMachine:
         if not self.speaking:
             return
         self.speaking = False
-        self._ended_at = ended_at
+        if not (self.mode == "stt" and self._stt_ended_at == now):
+            # stt-end-stands: in "stt" mode the STT's end of speech at this instant is the
+            # one its turn is timed from.
+            self._ended_at = ended_at
         if self._ahead or self._ahead_undone_at == now:
             # stt-ahead (and ahead-at-an-instant): the verdict came first.
             self._ahead = False
@@ -416,8 +424,10 @@ class TurnMachine:
         if self.mode != "model" and now >= self._ended() + self.min_delay:
             self._commit(now)  # due-now
             return
-        if self.speaking and self.mode != "stt":
-            return  # next-speech: speech that began at this instant holds a turn not yet due
+        if self.speaking and (self.mode != "stt" or self._speaking_since == now):
+            # next-speech: speech that began at this instant holds a turn not yet due (in
+            # "stt" mode, speech that goes on does not: the STT said it ended).
+            return
         if self.mode == "model":
             self._epoch += 1
             self._predicting = self._epoch
@@ -429,12 +439,13 @@ class TurnMachine:
         self._cancel_endpointing()
         text = self.transcript or self._interim.strip()
         ended = self._ended_at
-        # next-speech: speech that began at this very instant is the next turn's, and so is
-        # its discard mark.
+        # next-speech: speech that began at this very instant is the next turn's, and so are
+        # its start and its discard mark.
         speech_is_next = self.speaking and self._speaking_since == now
+        started = self._started_at
         turn = EndOfTurn(
             transcript=text,
-            started_speaking_at=self._started_at,
+            started_speaking_at=None if speech_is_next and started == now else started,
             stopped_speaking_at=ended,
             transcription_delay=max(0.0, (self._final_at or now) - ended) if ended else 0.0,
             end_of_utterance_delay=(now - ended) if ended is not None else 0.0,
