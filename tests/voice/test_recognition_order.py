@@ -232,3 +232,32 @@ def test_words_that_come_as_the_endpointing_delay_ends_are_the_next_turn():
         return [(text, round(at, 9)) for text, at in hooks.turns]
 
     assert in_every_order(play) == {repr([("one", 1.8), ("two", 1.8)])}
+
+
+async def test_a_hook_that_commits_the_turn_makes_what_was_decided_for_it_stale(autojump_clock):
+    """A callback that commits the turn as its words arrive (a user's handler of
+    ``user_input_transcribed``, say): the turn is committed once, and no reply is prepared for
+    it afterwards."""
+    hooks = Hooks()
+    preempted = []
+    hooks.on_preemptive_generation = preempted.append
+    rec = AudioRecognition(
+        hooks,
+        vad=object(),
+        turn_detection="vad",
+        min_endpointing_delay=0.5,
+        max_endpointing_delay=3.0,
+        stt_enabled=True,
+    )
+    hooks.on_transcript = lambda event, *, turn_text: rec.commit()
+    async with trio.open_nursery() as nursery:
+        rec._nursery = nursery
+        nursery.start_soon(rec._keep_time)
+        rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
+        await trio.sleep(1)
+        rec._on_vad_event(vad_end(silence=1.0))  # due at once, once the STT gives its verdict
+        stt_says(rec, "Hello.")
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert hooks.turns == [("Hello.", 1.0)]
+    assert preempted == []

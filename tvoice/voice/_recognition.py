@@ -327,8 +327,13 @@ class AudioRecognition:
     ) -> EndOfTurn | None:
         """Tell the hooks what the machine decided, in its order; then set the timer to its
         deadline and run (or drop) the prediction it waits for. The last turn committed."""
-        hooks, committed = self._hooks, None
+        hooks, committed, machine = self._hooks, None, self._machine
+        turns = machine.turns
         for decision in decisions:
+            if machine.turns != turns and isinstance(decision, (Transcribed, Preempt, TurnEnded)):
+                # A hook committed or cleared the turn (a user's callback, say): what was
+                # decided for it before is stale.
+                continue
             if isinstance(decision, Transcribed):
                 assert stt_event is not None
                 hooks.on_transcript(stt_event, turn_text=decision.turn_text)
@@ -347,7 +352,6 @@ class AudioRecognition:
                 logger.warning("no transcript %s s after the end of speech", decision.wait)
             elif isinstance(decision, Predict):
                 self._predict(decision)
-        machine = self._machine
         if self._prediction is not None and self._prediction[0] != machine.predicting:
             self._prediction[1].cancel()
             self._prediction = None

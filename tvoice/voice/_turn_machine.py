@@ -215,6 +215,7 @@ class TurnMachine:
         self._endpoint_at: float | None = None
         self._predicting: int | None = None
         self._epoch = 0
+        self._turns = 0
         self._out: list[Decision] = []
 
     # -- what the driver reads ----------------------------------------------------------------
@@ -243,6 +244,11 @@ class TurnMachine:
         if at is None:
             return until
         return at if until is None else min(at, until)
+
+    @property
+    def turns(self) -> int:
+        """How many turns were committed or cleared so far."""
+        return self._turns
 
     @property
     def predicting(self) -> int | None:
@@ -457,6 +463,7 @@ class TurnMachine:
             self._out.append(TurnEnded(turn))
 
     def _clear(self, now: float) -> None:
+        self._turns += 1
         self._cancel_endpointing()
         self._finals = []
         self._interim = ""
