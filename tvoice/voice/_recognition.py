@@ -355,10 +355,11 @@ class AudioRecognition:
         if self._prediction is not None and self._prediction[0] != machine.predicting:
             self._prediction[1].cancel()
             self._prediction = None
-        timer = self._timer
-        if timer is not None:
-            deadline = machine.deadline
-            timer.deadline = math.inf if deadline is None else deadline
+        timer, deadline = self._timer, machine.deadline
+        if deadline is None:
+            deadline = math.inf
+        if timer is not None and timer.deadline != deadline:
+            timer.deadline = deadline
         return committed
 
     def _predict(self, decision: Predict) -> None:
