@@ -3,6 +3,7 @@ pause it and resume it when the interruption proves false."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Protocol
 
@@ -14,6 +15,15 @@ from ..stt import SpeechEvent, SpeechEventType
 from ..tokenize import count_words
 from ..vad import VADEvent
 from ._events import AgentFalseInterruptionEvent, EventName
+from ._interruption_machine import (
+    Interrupt,
+    InterruptionDecision,
+    InterruptionMachine,
+    InterruptionPolicy,
+    Pause,
+    Resume,
+    Target,
+)
 from ._options import SessionOptions
 from ._playout import Playout
 from ._speech_handle import SpeechHandle
@@ -34,59 +44,21 @@ class InterruptionHost(Protocol):
     def discard_user_turn(self) -> None: ...
 
 
-class _Timer:
-    """A callback after a delay, cancellable; one pending at a time."""
-
-    def __init__(self) -> None:
-        self._scope: trio.CancelScope | None = None
-        self._due = 0.0
-        self._callback: Callable[[], None] | None = None
-
-    @property
-    def pending(self) -> bool:
-        return self._scope is not None
-
-    def start(self, nursery: trio.Nursery, delay: float, callback: Callable[[], None]) -> None:
-        self.cancel()
-        scope = self._scope = trio.CancelScope()
-        due = self._due = trio.current_time() + delay
-        self._callback = callback
-
-        async def run() -> None:
-            with scope:
-                await trio.sleep_until(due)
-                self._scope = None
-                callback()
-
-        nursery.start_soon(run)
-
-    def cancel(self) -> None:
-        if self._scope is not None:
-            self._scope.cancel()
-            self._scope = None
-
-    def cancel_unless_due(self) -> None:
-        """Cancel it, unless it is due at this very instant: then call it now (its task, woken
-        at this instant too, may not have run yet; what it does must not depend on that)."""
-        due_now = self._scope is not None and trio.current_time() >= self._due
-        self.cancel()
-        if due_now and self._callback is not None:
-            self._callback()
-
-
 class Interruptions:
-    """The interruption policy of one agent's speech: timers in the activity's nursery, and the
-    speech paused while the user may be interrupting it."""
+    """The interruption policy of one agent's speech, as :class:`InterruptionMachine` decides
+    it: this driver feeds it the clock and the facts of the speech, carries out its decisions
+    and keeps one timer, in the activity's nursery, at its deadline."""
 
     def __init__(self, host: InterruptionHost, queue: SpeechQueue, playout: Playout) -> None:
         self._host = host
         self._queue = queue
         self._playout = playout
         self.nursery: trio.Nursery | None = None  # the activity's, once it runs
-        self._paused_speech: SpeechHandle | None = None
-        self._interruption_timer = _Timer()
-        self._false_interruption_timer = _Timer()
-        self._user_speaking_since: float | None = None
+        self._machine: InterruptionMachine[SpeechHandle] = InterruptionMachine()
+        # The machine's clock: the scope whose deadline is the machine's (see _keep_time),
+        # while that task runs.
+        self._timer: trio.CancelScope | None = None
+        self._keeping_time = False
 
     def interruptible_speech(self) -> SpeechHandle | None:
         """The speech the user would interrupt now, if it allows that."""
@@ -97,102 +69,114 @@ class Interruptions:
 
     def interrupt(self, speech: SpeechHandle) -> None:
         """Interrupt ``speech`` now: no timer will pause or resume it any more."""
-        self._interruption_timer.cancel()
-        self._false_interruption_timer.cancel()
-        if not speech.done():
-            speech.interrupt()
+        self._feed(lambda now: self._machine.interrupt(now, speech))
 
     # -- the speech queue's side ----------------------------------------------------------------
 
     def speech_starting(self, speech: SpeechHandle) -> None:
         """``speech`` starts: a user who began at this very instant speaks over it."""
-        if self._user_speaking_since == trio.current_time():
-            # Whichever trio ran first, the speech is heard over as if it had started first.
-            self._user_speaks_over(speech)
+        self._feed(
+            lambda now: self._machine.speech_starting(now, self._target(speech), self._policy())
+        )
 
     def speech_stopped(self, speech: SpeechHandle) -> None:
         """``speech`` ended: if it was paused, the output plays again."""
-        if self._paused_speech is speech:
-            self._release_pause()
+        self._feed(lambda now: self._machine.speech_stopped(now, speech))
 
     # -- the user's side ------------------------------------------------------------------------
 
     def on_start_of_speech(self, event: VADEvent | None) -> None:
         """The user started speaking: arm the interruption (or note the turn to discard)."""
-        self._false_interruption_timer.cancel_unless_due()
-        self._user_speaking_since = trio.current_time()
-        self._user_speaks_over(self._queue.next())
+        self._feed(
+            lambda now: self._machine.user_started(
+                now, self._target(self._queue.next()), self._policy()
+            )
+        )
 
     def on_end_of_speech(self, event: VADEvent | None) -> None:
         """The user stopped: if the speech was paused and no words came, resume it later."""
-        self._user_speaking_since = None
-        self._interruption_timer.cancel_unless_due()
-        if self._paused_speech is not None and self.nursery is not None:
-            self._false_interruption_timer.start(
-                self.nursery,
-                self._host.options.false_interruption_timeout,
-                self._false_interruption,
-            )
+        self._feed(lambda now: self._machine.user_stopped(now, self._policy()))
 
     def on_transcript(self, event: SpeechEvent, *, turn_text: str) -> None:
         """Words arrived: they interrupt a speech (``min_interruption_words`` of them)."""
-        speech = self.interruptible_speech()
-        if speech is None or event.type not in (
-            SpeechEventType.INTERIM_TRANSCRIPT,
-            SpeechEventType.FINAL_TRANSCRIPT,
-        ):
+        if event.type not in (SpeechEventType.INTERIM_TRANSCRIPT, SpeechEventType.FINAL_TRANSCRIPT):
             return
-        needed = max(1, self._host.options.min_interruption_words)
-        if count_words(turn_text) >= needed:
-            self.interrupt(speech)
-
-    def _pause_mode(self) -> bool:
-        output = self._host.audio_output
-        return (
-            self._host.options.resume_false_interruption and output is not None and output.can_pause
+        self._feed(
+            lambda now: self._machine.words(
+                now, self.interruptible_speech(), count_words(turn_text), self._policy()
+            )
         )
 
-    def _user_speaks_over(self, speech: SpeechHandle | None) -> None:
+    # -- feeding the machine --------------------------------------------------------------------
+
+    def _policy(self) -> InterruptionPolicy:
+        options, output = self._host.options, self._host.audio_output
+        return InterruptionPolicy(
+            min_duration=options.min_interruption_duration,
+            min_words=options.min_interruption_words,
+            false_timeout=options.false_interruption_timeout,
+            can_pause=options.resume_false_interruption and output is not None and output.can_pause,
+        )
+
+    def _target(self, speech: SpeechHandle | None) -> Target[SpeechHandle] | None:
         if speech is None or speech.done():
-            return
-        options = self._host.options
-        if not speech.allow_interruptions:
-            self._host.discard_user_turn()
-            return
-        if options.min_interruption_words > 0:
-            return
-        assert self.nursery is not None
-        # Not the agent state: the speech may have started at this instant, the state not yet.
-        playing = speech is self._queue.current and self._playout.playing
-        if self._pause_mode() and not playing:
-            self._pause(speech)  # nothing heard yet: hold it while the user speaks
-        elif self._pause_mode():
-            self._interruption_timer.start(
-                self.nursery, options.min_interruption_duration, lambda: self._pause(speech)
-            )
-        else:
-            self._interruption_timer.start(
-                self.nursery, options.min_interruption_duration, lambda: self.interrupt(speech)
-            )
-
-    def _pause(self, speech: SpeechHandle) -> None:
-        output = self._host.audio_output
-        if speech.done() or output is None:
-            return
-        self._paused_speech = speech
-        output.pause()
-
-    def _release_pause(self) -> None:
-        self._paused_speech = None
-        self._false_interruption_timer.cancel()
-        output = self._host.audio_output
-        if output is not None:
-            output.resume()
-
-    def _false_interruption(self) -> None:
-        if self._paused_speech is None:
-            return
-        self._release_pause()
-        self._host.events.emit(
-            "agent_false_interruption", AgentFalseInterruptionEvent(resumed=True)
+            return None
+        return Target(
+            speech=speech,
+            allows_interruptions=speech.allow_interruptions,
+            # Not the agent state: the speech may have started at this instant, the state not
+            # yet.
+            playing=speech is self._queue.current and self._playout.playing,
         )
+
+    def _feed(self, step: Callable[[float], list[InterruptionDecision[SpeechHandle]]]) -> None:
+        now = trio.current_time()
+        # due-first, and what fell due carried out (a pause refused known) before the input.
+        self._carry_out(self._machine.tick(now))
+        self._carry_out(step(now))
+
+    def _carry_out(self, decisions: list[InterruptionDecision[SpeechHandle]]) -> None:
+        for decision in decisions:
+            if isinstance(decision, Pause):
+                output = self._host.audio_output
+                if decision.speech.done() or output is None:
+                    self._machine.pause_refused(decision.speech)
+                else:
+                    output.pause()
+            elif isinstance(decision, Resume):
+                output = self._host.audio_output
+                if output is not None:
+                    output.resume()
+                if decision.false_interruption:
+                    self._host.events.emit(
+                        "agent_false_interruption", AgentFalseInterruptionEvent(resumed=True)
+                    )
+            elif isinstance(decision, Interrupt):
+                if not decision.speech.done():
+                    decision.speech.interrupt()
+            else:
+                self._host.discard_user_turn()
+        self._set_timer()
+
+    def _set_timer(self) -> None:
+        deadline = self._machine.deadline
+        if self._keeping_time:
+            if self._timer is not None:
+                # Nothing due: wake the task now, to end it.
+                self._timer.deadline = -math.inf if deadline is None else deadline
+        elif deadline is not None and self.nursery is not None:
+            self._keeping_time = True
+            self.nursery.start_soon(self._keep_time)
+
+    async def _keep_time(self) -> None:
+        """Call the machine's ``tick`` at each deadline it sets, while it sets one."""
+        try:
+            while (deadline := self._machine.deadline) is not None:
+                with trio.CancelScope(deadline=deadline) as timer:
+                    self._timer = timer
+                    await trio.sleep_forever()
+                self._timer = None
+                self._carry_out(self._machine.tick(trio.current_time()))
+        finally:
+            self._timer = None
+            self._keeping_time = False
