@@ -13,6 +13,8 @@ The rules, each named where it acts:
 - **due-first** (as in the turn machine): what falls due at an instant - the interruption after
   ``min_interruption_duration`` of voice, the resumption ``false_interruption_timeout`` after
   it - is met before any input of that instant is taken in.
+- **due-now**: an interruption due as it is armed (no ``min_interruption_duration``) happens at
+  once, not at a later wake-up that would race whatever else happens at that instant.
 - **speaks-over**: a user who began speaking at the very instant a speech starts speaks over
   it, whichever of the two was fed in first.
 - **one-timer**: the interruption is armed only while the user speaks, the resumption only
@@ -233,6 +235,7 @@ class InterruptionMachine(Generic[S]):
         self._interrupt_at = now + policy.min_duration
         self._interrupt_speech = target.speech
         self._interrupt_pauses = policy.can_pause
+        self._due(now)  # due-now: with no min_duration, at once
 
     def _cancel_interruption(self) -> None:
         self._interrupt_at = None
