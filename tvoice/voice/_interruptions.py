@@ -162,7 +162,7 @@ class Interruptions:
         deadline = self._machine.deadline
         if self._keeping_time:
             if self._timer is not None:
-                # Nothing due: wake the task now, to end it.
+                # The task follows the machine's deadline; with none, it wakes now and ends.
                 self._timer.deadline = -math.inf if deadline is None else deadline
         elif deadline is not None and self.nursery is not None:
             self._keeping_time = True
