@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 
 from .._utils import EventEmitter
 from ..io import AudioOutput
-from ..llm import ChatContext, ChatItem, ChatMessage, ToolChoice
+from ..llm import ChatContext, ChatMessage, ToolChoice
 from ..metrics import AgentMetrics, TurnMetrics
 from ._agent import Agent, ModelSettings, NodeModels
 from ._events import AgentState, EventName, FunctionToolsExecutedEvent
@@ -21,14 +21,14 @@ from ._playout import Playout
 from ._recognition import EndOfTurn
 from ._speech_handle import SpeechHandle
 from ._speech_queue import SpeechRun
-from ._tools import ToolExecution, ToolRunner
+from ._tools import SessionRecord, ToolExecution, ToolRunner
 
 __all__ = ["Replies", "ReplyHost"]
 
 logger = logging.getLogger("tvoice.voice")
 
 
-class ReplyHost(Protocol):
+class ReplyHost(SessionRecord, Protocol):
     """What replies read and tell of the session (its runtime)."""
 
     @property
@@ -38,15 +38,7 @@ class ReplyHost(Protocol):
     @property
     def events(self) -> EventEmitter[EventName]: ...
     def set_agent_state(self, state: AgentState) -> None: ...
-    def report_error(self, error: BaseException, source: Any) -> None: ...
     def report_metrics(self, metrics: AgentMetrics) -> None: ...
-    def add_item(
-        self,
-        item: ChatItem,
-        *,
-        agent: Agent,
-        before: Callable[[ChatItem], bool] | None = None,
-    ) -> None: ...
 
 
 class Replies:

@@ -110,11 +110,10 @@ async def run_tool(
         execution.done.set()
 
 
-class ToolHost(Protocol):
-    """What running tools needs of the session (its runtime)."""
+class SessionRecord(Protocol):
+    """Where the parts of a running agent record what happened (the session's runtime): the
+    items of the history, and the errors."""
 
-    @property
-    def face(self) -> AgentSession[Any]: ...
     def report_error(self, error: BaseException, source: Any) -> None: ...
     def add_item(
         self,
@@ -123,6 +122,13 @@ class ToolHost(Protocol):
         agent: Agent,
         before: Callable[[ChatItem], bool] | None = None,
     ) -> None: ...
+
+
+class ToolHost(SessionRecord, Protocol):
+    """What running tools needs of the session (its runtime)."""
+
+    @property
+    def face(self) -> AgentSession[Any]: ...
 
 
 class ToolRunner:

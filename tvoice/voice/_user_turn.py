@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import trio
 
@@ -19,6 +19,7 @@ from ._options import SessionOptions
 from ._recognition import EndOfTurn
 from ._reply import Replies
 from ._speech_queue import SpeechQueue
+from ._tools import SessionRecord
 
 __all__ = ["ReplyToTurn", "UserTurnHost", "UserTurns"]
 
@@ -28,20 +29,12 @@ logger = logging.getLogger("tvoice.voice")
 ReplyToTurn = Callable[[ChatMessage, EndOfTurn, Generation | None], object]
 
 
-class UserTurnHost(Protocol):
+class UserTurnHost(SessionRecord, Protocol):
     """What taking the user's turn reads and tells of the session (its runtime)."""
 
     @property
     def options(self) -> SessionOptions: ...
-    def report_error(self, error: BaseException, source: Any) -> None: ...
     def report_metrics(self, metrics: AgentMetrics) -> None: ...
-    def add_item(
-        self,
-        item: ChatItem,
-        *,
-        agent: Agent,
-        before: Callable[[ChatItem], bool] | None = None,
-    ) -> None: ...
 
 
 class _Preemptive:
