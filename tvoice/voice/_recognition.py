@@ -141,11 +141,13 @@ class AudioRecognition:
         """
         async with BackgroundTasks() as nursery:
             self._nursery = nursery
-            nursery.start_soon(self._keep_time)
             self.restart_stt(agent, settings)
             if self._vad is not None:
-                # Started before the audio flows, so the first frame finds the stream open.
+                # Started before the audio flows, so the first frame finds the stream open. Its
+                # task keeps the machine's time as well, between the VAD's events.
                 await nursery.start(self._run_vad, self._vad)
+            else:
+                nursery.start_soon(self._keep_time)
             task_status.started()
             await self._pump(audio)
 
@@ -162,18 +164,41 @@ class AudioRecognition:
         except Exception as e:
             self._vad_failed(e)
             task_status.started()
+            await self._keep_time()
             return
         async with stream:
             self._vad_stream = stream
             task_status.started()
             try:
-                async for event in stream:
-                    self._on_vad_event(event)
+                await self._read_vad(stream)
             except Exception as e:
                 self._vad_failed(e)
             finally:
                 if self._vad_stream is stream:
                     self._vad_stream = None
+        await self._keep_time()  # the VAD is over: the machine's time goes on alone
+
+    async def _read_vad(self, stream: VADStream) -> None:
+        """The VAD's events, and the machine's ``tick`` at each deadline it sets between them:
+        one task for both (a wait for an event is cut at the deadline; nothing is lost, since a
+        cancelled receive takes nothing). Due-first holds: at an instant where the deadline
+        falls and an event waits, the wait is cancelled before it receives, so ``tick`` comes
+        first."""
+        events = aiter(stream)
+        while True:
+            deadline = self._machine.deadline
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as timer:
+                self._timer = timer
+                try:
+                    event = await anext(events)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    self._timer = None
+            if timer.cancelled_caught:
+                self._carry_out(self._machine.tick(trio.current_time()))
+            else:
+                self._on_vad_event(event)
 
     def restart_stt(self, agent: Agent, settings: ModelSettings) -> None:
         """Start (or restart, for a new agent) the STT node with the current agent."""
