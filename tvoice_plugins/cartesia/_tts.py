@@ -17,6 +17,7 @@ from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
 from tvoice.audio import AudioFrame, TimedText
 
+from .._contexts import ContextInbox, NoAnswer
 from .._kept import KeptConnections
 from .._websocket import Closed, Connection, Rejected
 from ._errors import closed_error, malformed, message_error, missing_api_key, rejected_error
@@ -183,16 +184,12 @@ class TTS(tts_.TTS):
             return closed_error(error, api_key=self._api_key)
         if isinstance(error, MalformedMessage):
             return malformed(str(error))
-        if isinstance(error, _NoAnswer):
+        if isinstance(error, NoAnswer):
             return APITimeoutError(f"{self.label}: {error}")
         if isinstance(error, _ServerError):
             m = error.message
             return message_error(m.status_code, m.message, m.body, api_key=self._api_key)
         return error
-
-
-class _NoAnswer(Exception):
-    """The server did not answer in time after a context's text ended."""
 
 
 class _ServerError(Exception):
@@ -201,50 +198,17 @@ class _ServerError(Exception):
         self.message = message
 
 
-class _Inbox:
-    """Messages of one connection routed by context: a reply's contexts are read in order;
-    later ones are held until their turn, and other contexts' (cancelled replies') dropped."""
+_Inbox = ContextInbox[Message]
 
-    def __init__(self, connection: Connection, timeout: float) -> None:
-        self._connection = connection
-        self._timeout = timeout
-        self.mine: set[str] = set()
-        # Contexts whose text is all sent: the server must then answer within the timeout.
-        self._ended: set[str] = set()
-        self._waiting = trio.CancelScope()
-        self._waiting_for = ""
-        self._held: dict[str, deque[Message]] = {}
 
-    async def next(self, context_id: str) -> Message:
-        held = self._held.get(context_id)
-        if held:
-            return held.popleft()
-        while True:
-            ended = context_id in self._ended
-            deadline = trio.current_time() + self._timeout if ended else math.inf
-            with trio.CancelScope(deadline=deadline) as self._waiting:
-                self._waiting_for = context_id
-                frame = await self._connection.receive()
-            if self._waiting.cancelled_caught:
-                raise _NoAnswer(f"no answer for {self._timeout} s after the text ended")
-            message = parse_message(frame)
-            if message.context_id == context_id:
-                return message
-            if isinstance(message, Error) and not message.context_id:
-                return message  # about the connection, not a context
-            if message.context_id in self.mine:
-                self._held.setdefault(message.context_id, deque()).append(message)
-
-    def end(self, context_id: str) -> None:
-        """All of the context's text is sent: from now on each wait for it is bounded."""
-        self._ended.add(context_id)
-        if self._waiting_for == context_id:
-            self._waiting.deadline = trio.current_time() + self._timeout
-
-    def finished(self, context_id: str) -> None:
-        self.mine.discard(context_id)
-        self._ended.discard(context_id)
-        self._held.pop(context_id, None)
+def _inbox(connection: Connection, timeout: float) -> _Inbox:
+    """The connection's messages by context; an error for no context is the connection's."""
+    return _Inbox(
+        connection,
+        timeout,
+        parse=parse_message,
+        about_connection=lambda message: isinstance(message, Error),
+    )
 
 
 async def _play(inbox: _Inbox, context_id: str, sample_rate: int, emit: Emit) -> None:
@@ -317,14 +281,14 @@ class ChunkedStream(tts_.ChunkedStream):
             return
         tts = self._cartesia
         async with tts.connection() as connection:
-            inbox = _Inbox(connection, self.conn_options.timeout)
+            inbox = _inbox(connection, self.conn_options.timeout)
             context_id = uuid.uuid4().hex
             inbox.mine.add(context_id)
             try:
                 await connection.send_text(tts.request(context_id, self.input_text, more=False))
                 inbox.end(context_id)
                 await _play(inbox, context_id, tts.sample_rate, self._emit_timed)
-            except (Closed, MalformedMessage, _ServerError, _NoAnswer) as e:
+            except (Closed, MalformedMessage, _ServerError, NoAnswer) as e:
                 raise tts.failure(e) from None
             finally:
                 await _cancel(connection, inbox.mine)
@@ -349,7 +313,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
     async def _run(self) -> None:
         tts = self._cartesia
         async with tts.connection() as connection:
-            inbox = _Inbox(connection, self.conn_options.timeout)
+            inbox = _inbox(connection, self.conn_options.timeout)
             segments_send, segments_recv = trio.open_memory_channel[str | None](64)
             failure: Exception | None = None
             try:
@@ -357,7 +321,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
                     nursery.start_soon(self._send_text, connection, inbox, segments_send)
                     try:
                         await self._play_segments(inbox, segments_recv)
-                    except (Closed, MalformedMessage, _ServerError, _NoAnswer) as e:
+                    except (Closed, MalformedMessage, _ServerError, NoAnswer) as e:
                         failure = tts.failure(e)
                     except Exception as e:
                         failure = e

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -17,6 +15,7 @@ from tvoice import APIConnectionError, APIConnectOptions, APITimeoutError
 from tvoice import tts as tts_
 from tvoice.audio import AudioFrame
 
+from .._contexts import ContextInbox, NoAnswer
 from .._kept import KeptConnections
 from .._websocket import Closed, Connection, Rejected
 from ._errors import closed_error, malformed, message_error, missing_api_key, rejected_error
@@ -193,16 +192,12 @@ class TTS(tts_.TTS):
             return closed_error(error, api_key=self._api_key)
         if isinstance(error, MalformedMessage):
             return malformed(str(error))
-        if isinstance(error, _NoAnswer):
+        if isinstance(error, NoAnswer):
             return APITimeoutError(f"{self.label}: {error}")
         if isinstance(error, _ServerError):
             m = error.message
             return message_error(m.message, m.body, api_key=self._api_key)
         return error
-
-
-class _NoAnswer(Exception):
-    """The server did not answer in time after a context's text ended."""
 
 
 class _ServerError(Exception):
@@ -211,53 +206,22 @@ class _ServerError(Exception):
         self.message = message
 
 
-class _Inbox:
-    """Messages of one connection routed by context: a reply's contexts are read in order;
-    later ones are held until their turn, and other contexts' (closed replies') dropped."""
+class _Inbox(ContextInbox[Message]):
+    """The connection's messages by context, and the contexts whose close_context was sent
+    (an interruption need not send it again)."""
 
     def __init__(self, connection: Connection, timeout: float) -> None:
-        self._connection = connection
-        self._timeout = timeout
-        self.mine: set[str] = set()
-        # Contexts whose text is all sent: the server must then answer within the timeout.
-        self._ended: set[str] = set()
-        self._waiting = trio.CancelScope()
-        self._waiting_for = ""
-        # Contexts whose close_context was sent: an interruption need not send it again.
+        super().__init__(
+            connection,
+            timeout,
+            parse=parse_message,
+            about_connection=lambda message: isinstance(message, Error),
+        )
         self.closed: set[str] = set()
-        self._held: dict[str, deque[Message]] = {}
-
-    async def next(self, context_id: str) -> Message:
-        held = self._held.get(context_id)
-        if held:
-            return held.popleft()
-        while True:
-            ended = context_id in self._ended
-            deadline = trio.current_time() + self._timeout if ended else math.inf
-            with trio.CancelScope(deadline=deadline) as self._waiting:
-                self._waiting_for = context_id
-                frame = await self._connection.receive()
-            if self._waiting.cancelled_caught:
-                raise _NoAnswer(f"no answer for {self._timeout} s after the text ended")
-            message = parse_message(frame)
-            if message.context_id == context_id:
-                return message
-            if isinstance(message, Error) and not message.context_id:
-                return message  # about the connection, not a context
-            if message.context_id in self.mine:
-                self._held.setdefault(message.context_id, deque()).append(message)
-
-    def end(self, context_id: str) -> None:
-        """All of the context's text is sent: from now on each wait for it is bounded."""
-        self._ended.add(context_id)
-        if self._waiting_for == context_id:
-            self._waiting.deadline = trio.current_time() + self._timeout
 
     def finished(self, context_id: str) -> None:
-        self.mine.discard(context_id)
-        self._ended.discard(context_id)
+        super().finished(context_id)
         self.closed.discard(context_id)
-        self._held.pop(context_id, None)
 
 
 async def _play(inbox: _Inbox, context_id: str, sample_rate: int, emit: Emit) -> None:
@@ -330,7 +294,7 @@ class ChunkedStream(tts_.ChunkedStream):
                 await connection.send_text(send_text(context_id, self.input_text))
                 await _end_context(connection, inbox, context_id)
                 await _play(inbox, context_id, tts.sample_rate, self._emit_timed)
-            except (Closed, MalformedMessage, _ServerError, _NoAnswer) as e:
+            except (Closed, MalformedMessage, _ServerError, NoAnswer) as e:
                 raise tts.failure(e) from None
             finally:
                 await _close_contexts(connection, inbox)
@@ -361,7 +325,7 @@ class SynthesizeStream(tts_.SynthesizeStream):
                     nursery.start_soon(self._send_text, connection, inbox, segments_send)
                     try:
                         await self._play_segments(inbox, segments_recv)
-                    except (Closed, MalformedMessage, _ServerError, _NoAnswer) as e:
+                    except (Closed, MalformedMessage, _ServerError, NoAnswer) as e:
                         failure = tts.failure(e)
                     except Exception as e:
                         failure = e
