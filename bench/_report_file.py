@@ -40,3 +40,17 @@ def write_keeping(out: Path, report: str) -> str:
     text = "\n\n".join([report.rstrip("\n"), *kept]) + "\n"
     out.write_text(text)
     return text
+
+
+def write_section(out: Path, name: str, body: str) -> None:
+    """Put ``body`` into ``out`` between ``<!-- name -->`` and ``<!-- /name -->``, in place
+    of what was there (appended the first time); the rest of the file is left as it is."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    section = f"{start}\n{body.strip()}\n{end}"
+    old = out.read_text() if out.exists() else ""
+    if start in old and end in old:
+        before, rest = old.split(start, 1)
+        new = before + section + rest.split(end, 1)[1]
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old else "") + section + "\n"
+    out.write_text(new)

@@ -26,10 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
+from _report_file import write_section  # noqa: E402
+
 from tvoice.job import ConsoleRoom, TurnRow  # noqa: E402
 from tvoice.job._loader import load_agent_file  # noqa: E402
 
-MARKER, END_MARKER = "<!-- offline -->", "<!-- /offline -->"
 STAGES = {
     "end-of-turn delay": "eou_delay",
     "Whisper transcription": "stt",
@@ -80,24 +81,15 @@ def table(first: list[TurnRow], rows: list[TurnRow], runs: int) -> str:
     return "\n".join(lines)
 
 
-def write_section(report: str) -> None:
-    """Put ``report`` into latest.md between its markers (replacing the last one)."""
-    out = ROOT / "bench" / "results" / "latest.md"
-    section = (
-        f"{MARKER}\n## Offline stack: end of speech to first audio\n\n"
+def section(report: str) -> str:
+    """The report as the offline section of latest.md."""
+    return (
+        "## Offline stack: end of speech to first audio\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
         f"`python bench/bench_offline.py --runs N --write`: examples/question.wav to "
         f"examples/assistant.py (Whisper tiny.en, SmolLM2-135M, Piper, all local).\n\n"
-        f"{report}\n{END_MARKER}"
+        f"{report}"
     )
-    text = out.read_text() if out.exists() else ""
-    if MARKER in text and END_MARKER in text:
-        before, rest = text.split(MARKER, 1)
-        after = rest.split(END_MARKER, 1)[1]
-        text = f"{before}{section}{after}"
-    else:
-        text = f"{text.rstrip()}\n\n{section}\n"
-    out.write_text(text)
 
 
 def main() -> None:
@@ -116,7 +108,7 @@ def main() -> None:
     report = table(first, rows, args.runs)
     print(report)
     if args.write:
-        write_section(report)
+        write_section(ROOT / "bench" / "results" / "latest.md", "offline", section(report))
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.livekit._chaos import FAULTS, ChaosReport, run_chaos  # noqa: E402
+from _report_file import write_section  # noqa: E402
 
-START, END = "<!-- chaos -->", "<!-- /chaos -->"
+from tests.livekit._chaos import FAULTS, ChaosReport, run_chaos  # noqa: E402
 
 
 def _machine() -> str:
@@ -45,11 +45,10 @@ def _machine() -> str:
 
 
 def section(report: ChaosReport) -> str:
-    """The report as the section of latest.md, markers included."""
+    """The report as the chaos section of latest.md (its markers added by write_section)."""
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
-            START,
             "## Chaos: calls through faults on a real LiveKit server",
             "",
             f"Run {when} on {_machine()}: {report.calls_concurrent} calls at a time for"
@@ -69,21 +68,8 @@ def section(report: ChaosReport) -> str:
             " caller heard answered whose user message or reply is missing from the items the"
             " agent recorded as the session added them. RSS: the worker process's own VmRSS"
             " once registered, and at the end.",
-            END,
         ]
     )
-
-
-def write_section(path: Path, text: str) -> None:
-    """Put ``text`` between the markers in ``path`` (appended when they are not there)."""
-    old = path.read_text() if path.exists() else ""
-    if START in old and END in old:
-        before, rest = old.split(START, 1)
-        after = rest.split(END, 1)[1]
-        new = before + text + after
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + text + "\n"
-    path.write_text(new)
 
 
 def main() -> None:
@@ -105,7 +91,7 @@ def main() -> None:
         )
     text = section(report)
     print(text)
-    write_section(args.out, text)
+    write_section(args.out, "chaos", text)
     print(f"written to {args.out}")
     if report.worker_restarts or report.history_lost:
         raise SystemExit("worker restarts or chat history lost: see the table")
