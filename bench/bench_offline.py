@@ -58,11 +58,26 @@ def one_call(options: object) -> list[TurnRow]:
     return room.rows
 
 
-def table(first: list[TurnRow], rows: list[TurnRow], runs: int) -> str:
+def machine_speed() -> float:
+    """Seconds this machine takes for a fixed pure-Python loop (10^7 additions), best of 3:
+    the models' times scale with the CPU, so figures from two machines compare only beside
+    this."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(10**7):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def table(first: list[TurnRow], rows: list[TurnRow], runs: int, speed: float) -> str:
     """The report: each stage's median and spread over ``rows``, and the first call's."""
     lines = [
         f"{len(rows)} turns over {runs - 1} calls after the first "
-        f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}); "
+        f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
+        f"the machine's speed: a loop of 10^7 Python additions takes {speed:.2f} s); "
         "the first call in its own column (on a models server it started: empty prompt cache).",
         "",
         "| stage | median | min - max | first call |",
@@ -105,7 +120,7 @@ def main() -> None:
     rows: list[TurnRow] = []
     for _ in range(args.runs - 1):
         rows += [r for r in one_call(options) if r.first_audio is not None]
-    report = table(first, rows, args.runs)
+    report = table(first, rows, args.runs, machine_speed())
     print(report)
     if args.write:
         write_section(ROOT / "bench" / "results" / "latest.md", "offline", section(report))
