@@ -113,10 +113,12 @@ def bench(session: nox.Session) -> None:
     livekit_env = ROOT / ".nox" / "bench-livekit"
     livekit_python = livekit_env / "bin" / "python"
     if not livekit_python.exists():
+        # run_install: creating it is installing (`nox -s bench --install-only` does it too).
         if shutil.which("uv"):
-            session.run("uv", "venv", "-q", "-p", session_python, str(livekit_env), external=True)
+            venv = ["uv", "venv", "-q", "-p", session_python, str(livekit_env)]
         else:
-            session.run(session_python, "-m", "venv", str(livekit_env), external=True)
+            venv = [session_python, "-m", "venv", str(livekit_env)]
+        session.run_install(*venv, external=True)
     install_locked(session, str(livekit_python), BENCH_LOCKS["livekit"])
     session.run("python", "bench/run.py", "--livekit-python", str(livekit_python), *session.posargs)
 
