@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -13,25 +13,33 @@ from ..llm import LLM, AgentHandoff, ChatMessage, ToolChoice
 from ..stt import STT, SpeechEvent
 from ..tts import TTS
 from ..vad import VAD, VADEvent
-from ._agent import Agent, AgentTask, NodeModels, current_host
+from ._agent import Agent, AgentTask, NodeModels, SessionView, current_host
 from ._events import SpeechCreatedEvent, SpeechSource
 from ._generation import Generation
-from ._interruptions import Interruptions
-from ._playout import Playout
+from ._interruptions import InterruptionHost, Interruptions
+from ._playout import Playout, PlayoutHost
 from ._recognition import EndOfTurn
-from ._reply import Replies
+from ._reply import Replies, ReplyHost
 from ._speech_handle import SPEECH_PRIORITY_NORMAL, SpeechHandle
 from ._speech_queue import SpeechQueue, SpeechRun
-from ._tools import ToolRunner
-from ._user_turn import UserTurns
+from ._tools import ToolHost, ToolRunner
+from ._user_turn import UserTurnHost, UserTurns
 
-if TYPE_CHECKING:
-    from ._runtime import SessionRuntime
-    from ._session import AgentSession
-
-__all__ = ["AgentActivity"]
+__all__ = ["ActivityHost", "AgentActivity"]
 
 logger = logging.getLogger("tvoice.voice")
+
+
+class ActivityHost(ReplyHost, ToolHost, InterruptionHost, UserTurnHost, PlayoutHost, Protocol):
+    """What an activity needs of the session's runtime, which runs it: what its parts need,
+    and what it asks itself (its models, its turn, handoffs and tasks)."""
+
+    def models_for(self, agent: Agent) -> NodeModels: ...
+    def is_current(self, activity: AgentActivity) -> bool: ...
+    def notify_changed(self) -> None: ...
+    async def wait_changed(self) -> None: ...
+    def request_handoff(self, agent: Agent, *, from_activity: AgentActivity) -> None: ...
+    async def run_task(self, task: AgentTask[Any], *, parent: AgentActivity) -> None: ...
 
 
 class AgentActivity:
@@ -42,7 +50,7 @@ class AgentActivity:
     recognition of the user's speech reports here, and each report goes to the part it is for.
     """
 
-    def __init__(self, agent: Agent, runtime: SessionRuntime) -> None:
+    def __init__(self, agent: Agent, runtime: ActivityHost) -> None:
         self.agent = agent
         self.runtime = runtime
         self._models = runtime.models_for(agent)
@@ -75,7 +83,7 @@ class AgentActivity:
     # -- what the agent sees of its runtime (AgentHost) ---------------------------------------
 
     @property
-    def session(self) -> AgentSession[Any]:
+    def session(self) -> SessionView[Any]:
         """The session, as its user sees it."""
         return self.runtime.face
 

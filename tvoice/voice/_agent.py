@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import AsyncGenerator, AsyncIterable, Generator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 import trio
@@ -25,14 +25,15 @@ from ..llm import (
 from ..stt import STT, SpeechEvent, StreamAdapter
 from ..tts import TTS
 from ..vad import VAD
+from ._events import AgentState, CloseReason, EventName, UserState
+from ._options import SessionOptions
+from ._speech_handle import SpeechHandle
 from ._turn import TurnDetection
 
-if TYPE_CHECKING:
-    from ._session import AgentSession  # the type of Agent.session, for type checkers only
-
-__all__ = ["Agent", "AgentHost", "AgentTask", "ModelSettings", "NodeModels"]
+__all__ = ["Agent", "AgentHost", "AgentTask", "ModelSettings", "NodeModels", "SessionView"]
 
 T = TypeVar("T")
+Userdata = TypeVar("Userdata")
 
 
 @attrs.frozen(kw_only=True)
@@ -54,11 +55,71 @@ class ModelSettings:
     models: NodeModels = NodeModels()
 
 
+class SessionView(Protocol[Userdata]):
+    """The session as its agents and tools see it (``Agent.session``, ``RunContext.session``):
+    the ``AgentSession`` that runs them, typed by what they may do with it (all but its
+    lifetime: starting, running and leaving it is its owner's). Each member is the
+    ``AgentSession`` one of that name; the session knows its agents, an agent knows this."""
+
+    @property
+    def userdata(self) -> Userdata: ...
+    @userdata.setter
+    def userdata(self, value: Userdata) -> None: ...
+    @property
+    def stt(self) -> STT | None: ...
+    @property
+    def vad(self) -> VAD | None: ...
+    @property
+    def llm(self) -> LLM | None: ...
+    @property
+    def tts(self) -> TTS | None: ...
+    @property
+    def options(self) -> SessionOptions: ...
+    @property
+    def history(self) -> ChatContext: ...
+    @property
+    def agent_state(self) -> AgentState: ...
+    @property
+    def user_state(self) -> UserState: ...
+    @property
+    def current_agent(self) -> Agent: ...
+    @property
+    def current_speech(self) -> SpeechHandle | None: ...
+    def agent_by_id(self, agent_id: str) -> Agent | None: ...
+    def on(self, event: EventName, callback: Callable[..., Any] | None = None) -> Any: ...
+    def once(self, event: EventName, callback: Callable[..., Any]) -> None: ...
+    def off(self, event: EventName, callback: Callable[..., Any]) -> None: ...
+    def emit(self, event: EventName, *args: Any) -> None: ...
+    def say(
+        self,
+        text: str | AsyncIterable[str],
+        *,
+        allow_interruptions: bool | None = None,
+        add_to_chat_ctx: bool = True,
+    ) -> SpeechHandle: ...
+    def generate_reply(
+        self,
+        *,
+        user_input: str | None = None,
+        instructions: str | None = None,
+        allow_interruptions: bool | None = None,
+        tool_choice: ToolChoice | None = None,
+    ) -> SpeechHandle: ...
+    def interrupt(self, *, force: bool = False) -> None: ...
+    def update_agent(self, agent: Agent) -> None: ...
+    def commit_user_turn(self) -> None: ...
+    def clear_user_turn(self) -> None: ...
+    def shutdown(self, reason: CloseReason = "user_initiated") -> None: ...
+    @property
+    def idle(self) -> bool: ...
+    async def wait_for_idle(self) -> None: ...
+
+
 class AgentHost(Protocol):
     """What an agent sees of the runtime that runs it (``Agent.activity``)."""
 
     @property
-    def session(self) -> AgentSession[Any]: ...
+    def session(self) -> SessionView[Any]: ...
     @property
     def models(self) -> NodeModels: ...
     @property
@@ -143,7 +204,7 @@ class Agent:
         return self._host
 
     @property
-    def session(self) -> AgentSession[Any]:
+    def session(self) -> SessionView[Any]:
         """The session this agent runs in."""
         return self.activity.session
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from ..llm import FunctionCall
-
-if TYPE_CHECKING:
-    from ._session import AgentSession
-    from ._speech_handle import SpeechHandle
+from ._agent import SessionView
+from ._speech_handle import SpeechHandle
 
 __all__ = ["RunContext"]
 
@@ -23,7 +21,7 @@ class RunContext(Generic[Userdata]):
     def __init__(
         self,
         *,
-        session: AgentSession[Userdata],
+        session: SessionView[Userdata],
         speech_handle: SpeechHandle,
         function_call: FunctionCall,
     ) -> None:

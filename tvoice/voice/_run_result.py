@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -19,11 +19,8 @@ from ..llm import (
     FunctionCallOutput,
     function_tool,
 )
-
-if TYPE_CHECKING:
-    from ._agent import Agent
-    from ._events import ConversationItemAddedEvent
-    from ._session import AgentSession
+from ._agent import Agent, SessionView
+from ._events import ConversationItemAddedEvent
 
 __all__ = [
     "AgentHandoffEvent",
@@ -76,7 +73,7 @@ RunEvent = ChatMessageEvent | FunctionCallEvent | FunctionCallOutputEvent | Agen
 class RunResult:
     """Everything the agent did in answer to one ``session.run(user_input=...)``."""
 
-    def __init__(self, session: AgentSession[Any], user_input: str) -> None:
+    def __init__(self, session: SessionView[Any], user_input: str) -> None:
         self._session = session
         self._user_input = user_input
         self.events: list[RunEvent] = []
@@ -123,7 +120,7 @@ class RunResult:
         return None
 
 
-def _event(item: ChatItem, session: AgentSession[Any]) -> RunEvent:
+def _event(item: ChatItem, session: SessionView[Any]) -> RunEvent:
     if item.type == "message":
         return ChatMessageEvent(item)
     if item.type == "function_call":

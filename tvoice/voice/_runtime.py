@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
@@ -22,7 +22,7 @@ from ..stt import STT, SpeechEvent
 from ..tts import TTS
 from ..vad import VAD, VADEvent
 from ._activity import AgentActivity
-from ._agent import Agent, AgentTask, ModelSettings, NodeModels
+from ._agent import Agent, AgentTask, ModelSettings, NodeModels, SessionView
 from ._events import (
     AgentState,
     AgentStateChangedEvent,
@@ -39,9 +39,6 @@ from ._events import (
 from ._options import SessionOptions
 from ._recognition import AudioRecognition, EndOfTurn
 
-if TYPE_CHECKING:
-    from ._session import AgentSession  # the public face, handed to tools and agents
-
 __all__ = ["SessionRuntime"]
 
 _AN_INSTANT = 1e-9  # seconds: after everything due now, before anything due later
@@ -54,7 +51,7 @@ class SessionRuntime:
 
     def __init__(
         self,
-        face: AgentSession[Any],
+        face: SessionView[Any],
         *,
         stt: STT | None,
         vad: VAD | None,

@@ -6,18 +6,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 import trio
 
 from ..llm import ChatItem, FunctionCall, FunctionCallOutput, StopResponse, Tool, ToolError
-from ._agent import Agent
+from ._agent import Agent, SessionView
 from ._run_context import RunContext
-
-if TYPE_CHECKING:
-    from ._session import AgentSession
-    from ._speech_handle import SpeechHandle
+from ._speech_handle import SpeechHandle
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -61,7 +58,7 @@ async def run_tool(
     execution: ToolExecution,
     tool: Tool | None,
     *,
-    session: AgentSession[Any],
+    session: SessionView[Any],
     on_error: Callable[[BaseException, Any], None],
     speech_handle: SpeechHandle,
 ) -> None:
@@ -128,7 +125,7 @@ class ToolHost(SessionRecord, Protocol):
     """What running tools needs of the session (its runtime)."""
 
     @property
-    def face(self) -> AgentSession[Any]: ...
+    def face(self) -> SessionView[Any]: ...
 
 
 class ToolRunner:
