@@ -5,9 +5,9 @@ import trio
 
 from tests.voice.conftest import Assistant, Recorder
 from tvoice import APIError, function_tool
-from tvoice.llm import FunctionCall
+from tvoice.llm import ChatContext, FunctionCall
 from tvoice.testing import Timeline
-from tvoice.voice import Agent
+from tvoice.voice import Agent, ModelSettings
 
 
 def hello_timeline(stt_delay=0.2):
@@ -118,6 +118,38 @@ async def test_nodes_can_be_overridden(autojump_clock):
         await tl.wait_done()
     assert session.history.messages()[-1].text_content == "HI!"
     assert tl.text_output.segments == ["[HI!]"]
+
+
+async def test_a_node_override_may_give_the_default_node_settings_of_its_own(autojump_clock):
+    # Fresh settings name no models: the default nodes run on those the agent runs on.
+    class OwnSettings(Assistant):
+        async def stt_node(self, audio, model_settings):
+            async for event in Agent.stt_node(self, audio, ModelSettings()):
+                yield event
+
+        async def llm_node(self, chat_ctx, tools, model_settings):
+            settings = ModelSettings(tool_choice="none")
+            async for chunk in Agent.llm_node(self, chat_ctx, tools, settings):
+                yield chunk
+
+        async def tts_node(self, text, model_settings):
+            async for frame in Agent.tts_node(self, text, ModelSettings()):
+                yield frame
+
+    tl = hello_timeline()
+    async with tl.session() as session:
+        rec = Recorder(session)
+        await session.start(OwnSettings())
+        await tl.wait_done()
+    assert rec.of("error") == []
+    assert [m.text_content for m in session.history.messages()] == ["Hello", "Hi!"]
+    assert [p.position for p in tl.audio_output.playbacks] == [1.0]
+
+
+async def test_a_default_node_outside_a_session_runs_on_the_models_it_is_given():
+    with pytest.raises(RuntimeError, match="has no LLM"):
+        async for _ in Assistant().llm_node(ChatContext(), [], ModelSettings()):
+            pass
 
 
 @pytest.mark.parametrize("own_node", [False, True])

@@ -38,7 +38,8 @@ Userdata = TypeVar("Userdata")
 
 @attrs.frozen(kw_only=True)
 class NodeModels:
-    """The models a node runs on: the agent's own, else the session's."""
+    """The models a node runs on: the agent's own, else the session's. A default node given
+    none of a kind (settings an override made itself) runs on the one its agent runs on."""
 
     stt: STT | None = None
     vad: VAD | None = None
@@ -253,12 +254,26 @@ class Agent:
 
     # -- nodes ------------------------------------------------------------------------------
 
+    def _node_models(self, model_settings: ModelSettings) -> NodeModels:
+        # An override may hand a default node settings of its own (``ModelSettings(
+        # tool_choice="none")``): the models they leave out are those the agent runs on.
+        models, host = model_settings.models, self._host
+        if host is None or models is host.models:
+            return models
+        running = host.models
+        return NodeModels(
+            stt=running.stt if models.stt is None else models.stt,
+            vad=running.vad if models.vad is None else models.vad,
+            llm=running.llm if models.llm is None else models.llm,
+            tts=running.tts if models.tts is None else models.tts,
+        )
+
     async def stt_node(
         self, audio: AsyncIterable[AudioFrame], model_settings: ModelSettings
     ) -> AsyncGenerator[SpeechEvent, None]:
         """Audio -> speech events. The default streams the audio through the STT (a batch
         STT through ``stt.StreamAdapter`` with the VAD, which cuts the audio into utterances)."""
-        stt = streaming_stt(model_settings.models)
+        stt = streaming_stt(self._node_models(model_settings))
         if stt is None:
             return
         # Runs in a task of its own (the runtime drives every node that way), so yielding
@@ -278,7 +293,7 @@ class Agent:
         self, chat_ctx: ChatContext, tools: Sequence[Tool], model_settings: ModelSettings
     ) -> AsyncGenerator[ChatChunk | str, None]:
         """Chat -> reply chunks (or plain strings). The default asks the LLM."""
-        llm = model_settings.models.llm
+        llm = self._node_models(model_settings).llm
         if llm is None:
             raise RuntimeError(f"{self!r} has no LLM: pass llm= to the Agent or the session")
         async with llm.chat(
@@ -291,7 +306,7 @@ class Agent:
         self, text: AsyncIterable[str], model_settings: ModelSettings
     ) -> AsyncGenerator[AudioFrame, None]:
         """Text -> audio. The default streams the text through the TTS."""
-        tts = model_settings.models.tts
+        tts = self._node_models(model_settings).tts
         if tts is None:
             return
         async with tts.stream() as stream, BackgroundTasks() as nursery:
