@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
-
-import trio
-import trio.testing
+from typing import Any, Protocol
 
 from .._utils import BackgroundTasks
 from ..io import AudioInput, AudioOutput, SessionRoom, TextOutput
+from ..llm import LLM
+from ..stt import STT
+from ..tts import TTS
+from ..vad import VAD
 from ..voice import Agent, AgentSession
+from ._fake_io import FakeAudioOutput
 
-if TYPE_CHECKING:
-    from ._timeline import Timeline
-
-__all__ = ["TimelineSession"]
+__all__ = ["SessionTimeline", "TimelineSession"]
 
 _MODELS = ("stt", "vad", "llm", "tts")
+
+
+class SessionTimeline(Protocol):
+    """What a session takes from its timeline (a ``Timeline``): the fakes it defaults to, and
+    the calls that entering it makes."""
+
+    @property
+    def fake_stt(self) -> STT: ...
+    @property
+    def fake_vad(self) -> VAD: ...
+    @property
+    def fake_llm(self) -> LLM: ...
+    @property
+    def fake_tts(self) -> TTS: ...
+    @property
+    def audio_input(self) -> AudioInput: ...
+    @property
+    def audio_output(self) -> FakeAudioOutput: ...
+    @property
+    def text_output(self) -> TextOutput: ...
+    def start(self) -> None: ...
+    def attach(self, session: AgentSession[Any]) -> None: ...
 
 
 class TimelineSession(AgentSession[Any]):
@@ -25,7 +46,7 @@ class TimelineSession(AgentSession[Any]):
     fakes (pass ``llm=None`` and so on to leave one out), ``start`` defaults to the timeline's
     audio input and outputs, and entering sets the timeline's origin."""
 
-    def __init__(self, timeline: Timeline, **options: Any) -> None:
+    def __init__(self, timeline: SessionTimeline, **options: Any) -> None:
         defaults = {
             "stt": timeline.fake_stt,
             "vad": timeline.fake_vad,
@@ -79,11 +100,3 @@ class TimelineSession(AgentSession[Any]):
             audio_output=audio_output,
             text_output=text_output or tl.text_output,
         )
-
-
-async def wait_done(timeline: Timeline, session: AgentSession[Any]) -> None:
-    """Until every scripted event has happened and the session is idle."""
-    await trio.sleep_until(timeline.origin + timeline.end_of_script)
-    # Let everything due at that very instant run before judging idleness.
-    await trio.testing.wait_all_tasks_blocked()
-    await session.wait_for_idle()

@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import trio
+import trio.testing
 
 from ..llm import FunctionCall
 from ..voice import AgentSession
 from ._fake_io import FakeAudioInput, FakeAudioOutput, FakeTextOutput
 from ._fake_models import FakeLLM, FakeSTT, FakeTTS, FakeVAD
 from ._script import LLMReply, Script, TTSReply, UserSpeech
-from ._session import TimelineSession, wait_done
+from ._session import TimelineSession
 
 __all__ = ["Timeline"]
 
@@ -129,6 +130,10 @@ class Timeline:
     async def wait_done(self) -> None:
         """Return once every scripted event has happened and the session is idle: no speech
         queued or playing, no tool running, no user turn pending."""
-        if self._session is None:
+        session = self._session
+        if session is None:
             raise RuntimeError("wait_done needs a running `async with tl.session()`")
-        await wait_done(self, self._session)
+        await trio.sleep_until(self.origin + self.end_of_script)
+        # Let everything due at that very instant run before judging idleness.
+        await trio.testing.wait_all_tasks_blocked()
+        await session.wait_for_idle()
