@@ -53,6 +53,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import _common as C  # noqa: E402
+from _machine import machine  # noqa: E402
 
 AGENT_NAME = "bench-worker"
 SIDES = ("tvoice", "livekit")
@@ -650,8 +651,6 @@ def describe(livekit_python: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The machine (as ``run.py`` reports it) and the frameworks' versions."""
     from importlib.metadata import PackageNotFoundError, version
 
-    import run as bench_run
-
     versions: dict[str, str] = {}
     with contextlib.suppress(PackageNotFoundError):
         versions["tvoice"] = version("tvoice")
@@ -669,7 +668,7 @@ def describe(livekit_python: str) -> tuple[dict[str, Any], dict[str, str]]:
                 timeout=60,
             ).stdout
             versions.update(json.loads(out))
-    return bench_run.machine(), versions
+    return machine(), versions
 
 
 def run(

@@ -54,12 +54,9 @@ search, is in ``bench/results/onnxruntime.md``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -75,6 +72,7 @@ sys.path.insert(0, str(HERE))
 
 import _anchor  # noqa: E402
 import _common as C  # noqa: E402
+from _machine import machine  # noqa: E402
 from _report_file import write_keeping  # noqa: E402
 
 LATENESS_LIMIT_MS = 20.0
@@ -293,45 +291,6 @@ def ratio(tv: list[float], lk: list[float]) -> str:
         return "n/a"
     a, b = statistics.median(tv), statistics.median(lk)
     return f"{a / b:.2f}x" if b else "n/a"
-
-
-def machine() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        mem_kib = 0
-    commit = "unknown"
-    with contextlib.suppress(OSError):
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-            ).stdout.strip()
-            or "unknown"
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "tvoice", "tvoice_plugins"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        ).stdout.strip()
-        if dirty and commit != "unknown":
-            commit += " + uncommitted changes to tvoice/"
-    return {
-        "cpu_model": model,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024**2, 1),
-        "kernel": platform.release(),
-        "tvoice_commit": commit,
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
 
 
 def _where(row: dict[str, Any] | None) -> str:
