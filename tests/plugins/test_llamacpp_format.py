@@ -34,7 +34,6 @@ from tvoice_plugins.llamacpp._format import (
     render_prompt,
     speakable,
 )
-from tvoice_plugins.llamacpp._opening import Opening, arguments_grammar, learn_opening
 from tvoice_plugins.llamacpp._route import request_examples, routing_prompt
 
 
@@ -389,7 +388,7 @@ class StubServer:
             tokens = [TURN_START] if special and text == "<|im_start|>" else list(text.encode())
             return httpx.Response(200, json={"tokens": tokens})
         assert request.url.path == "/completion"
-        if "grammar" in body and "%json" not in body["grammar"]:  # not a call's arguments
+        if "grammar" in body:
             self.routings.append(body)
             return httpx.Response(200, stream=Events(self, body, [self.route], record=False))
         self.requests.append(body)
@@ -408,7 +407,6 @@ class Events(httpx.AsyncByteStream):
     def __init__(self, server, body, reply, *, record=True):
         self.server = server
         self.record = record
-        self.tokens = body.get("return_tokens", False)
         self.prompt_tokens = len(body["prompt"])
         budget = min(body["n_predict"], server.n_ctx - self.prompt_tokens)
         self.pieces = iter(reply[:budget])
@@ -427,10 +425,7 @@ class Events(httpx.AsyncByteStream):
             if self.record:
                 self.server.generated.append(piece)
             self.count += 1
-            event = {"content": piece, "stop": False}
-            if self.tokens:  # the stub's tokens are the text's bytes
-                event["tokens"] = list(piece.encode())
-            return f"data: {json.dumps(event)}\n\n".encode()
+            return f"data: {json.dumps({'content': piece, 'stop': False})}\n\n".encode()
         self.ended = True
         if self.server.fail is not None and self.record:
             return self.server.fail
@@ -594,75 +589,6 @@ async def test_stub_a_call_written_under_a_schema_is_shown_as_written_in_later_p
     async with llm.chat(chat_ctx=chat(user("Weather in Rome?"), changed, output)) as stream:
         await stream.collect()
     assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}' in last_prompt()
-
-
-async def test_stub_a_tools_first_call_teaches_its_opening_and_later_calls_start_with_it(stub):
-    """The model's own tokens for ``{"name": ..., "arguments":`` are learnt from its first call
-    to a tool; later calls to that tool put them in the prompt and generate only the rest."""
-    opening = '{\n  "name" : "get_weather",\n  "arguments":'
-    first = [*opening, ' {"city": "Rome"}', "}"]
-    llm, server = stub(first, [' {"city": "Oslo"}', "\n}"], ["It is sunny."])
-    _, (call,), _ = await ask(llm, tools=[get_weather], tool_choice="get_weather")
-    assert server.requests[0]["return_tokens"] is True
-    assert "grammar" not in server.requests[0]
-    assert (call.name, call.arguments) == ("get_weather", '{"city": "Rome"}')
-
-    _, (call,), usage = await ask(llm, tools=[get_weather], tool_choice="get_weather")
-    request = server.requests[1]
-    assert "json_schema" not in request
-    assert "return_tokens" not in request
-    assert request["grammar"] == arguments_grammar(get_weather)
-    assert request["temperature"] == 0.0
-    assert request["prompt"][-len(opening) :] == list(opening.encode())
-    assert bytes(request["prompt"][: -len(opening)]).endswith(b"<|im_start|>assistant\n")
-    assert (call.name, call.arguments) == ("get_weather", '{"city": "Oslo"}')
-    assert usage.completion_tokens == 2  # only the arguments were generated
-
-    # The reply to its output shows the call whole, opening and all, as the model has it.
-    output = FunctionCallOutput(call_id=call.call_id, name=call.name, output="ok", is_error=False)
-    async with llm.chat(chat_ctx=chat(user("Weather in Oslo?"), call, output)) as stream:
-        await stream.collect()
-    prompt = bytes(t for t in server.requests[-1]["prompt"] if t < 256).decode()
-    assert f'<|im_start|>assistant\n{opening} {{"city": "Oslo"}}\n}}<|im_end|>' in prompt
-
-
-async def test_stub_an_opening_is_learnt_per_tool_and_only_for_a_call_to_one_tool(stub):
-    opening = '{"name": "get_weather", "arguments":'
-    llm, server = stub(
-        [*opening, '{"city": "Rome"}}'], ['{"name": "get_time", ', '"arguments": {}}']
-    )
-    await ask(llm, tools=[get_weather, get_time], tool_choice="get_weather")
-    await ask(llm, tools=[get_weather, get_time], tool_choice="get_time")
-    await ask(llm, tools=[get_weather, get_time], tool_choice="required")
-    assert [r.get("return_tokens") for r in server.requests] == [True, True, None]
-    assert all("json_schema" in r for r in server.requests)  # no opening learnt for get_time
-    assert "get_time" in str(server.requests[1]["json_schema"])
-
-
-@pytest.mark.parametrize(
-    ("pieces", "learnt"),
-    [
-        # Whitespace anywhere, and an opening that ends where a piece ends.
-        (['{"name":"f",', '"arguments":', "{}}"], '{"name":"f","arguments":'),
-        (
-            ["{\n ", ' "', "name", '"', " :", ' "f"', ",\n ", ' "arguments"', " :", " {"],
-            '{\n  "name" : "f",\n  "arguments" :',
-        ),
-        # Another tool, another order of keys, an opening that ends inside a piece, none at all.
-        (['{"name": "g", "arguments":', "{}}"], None),
-        (['{"arguments": {}, "name": "f"}'], None),
-        (['{"name": "f", "arguments": {', "}}"], None),
-        (["Sure! " * 50], None),
-    ],
-)
-def test_learn_opening(pieces, learnt):
-    tokens = [(piece, tuple(range(i * 10, i * 10 + 3))) for i, piece in enumerate(pieces)]
-    opening = learn_opening(tokens, "f")
-    if learnt is None:
-        assert opening is None
-    else:
-        n = next(i for i in range(len(pieces)) if "".join(pieces[: i + 1]) == learnt) + 1
-        assert opening == Opening(learnt, tuple(t for _, ids in tokens[:n] for t in ids))
 
 
 async def test_stub_a_required_call_cut_short_is_an_invalid_call_never_said(stub):

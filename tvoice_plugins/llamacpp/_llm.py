@@ -36,7 +36,6 @@ from ._format import (
     speakable,
 )
 from ._model import start_server
-from ._opening import Opening, arguments_grammar, learn_opening
 from ._route import routing_grammar, routing_prompt
 from ._wire import Completion, ServerFacts, server_facts, stream_completion, tokenize
 
@@ -51,8 +50,6 @@ _DEFAULT_OPTIONS = APIConnectOptions(max_retry=1, timeout=60.0)
 _TOKEN_CACHE = 512
 # Calls written under a schema kept per LLM, to show them in later prompts as they were written.
 _WRITTEN_CALLS = 256
-# Learnt openings of calls kept per LLM (see ``_opening.py``): one per server and tool.
-_OPENINGS = 64
 
 
 @attrs.frozen(kw_only=True)
@@ -108,10 +105,7 @@ class LLM(BaseLLM):
     description may quote example requests), then writes that call or a plain answer. Without
     ``route_tools`` it may write ``<tool_call>{...}</tool_call>`` of its own accord; the text
     before a call is streamed and the call comes at the end of the reply. With ``"required"``
-    or a tool's name, a JSON schema constrains the model to write exactly one valid call; once
-    the model has written a call to a tool, later calls to it start with that call's opening
-    (``{"name": ..., "arguments":``) as the model wrote it, and it writes only the arguments
-    (see ``_opening.py``).
+    or a tool's name, a JSON schema constrains the model to write exactly one valid call.
     """
 
     def __init__(
@@ -152,7 +146,6 @@ class LLM(BaseLLM):
         self._facts: dict[str, ServerFacts] = {}
         self._tokens: dict[tuple[str, str, bool], list[int]] = {}
         self._written: dict[str, WrittenCall] = {}
-        self._openings: dict[tuple[str, str], Opening] = {}
 
     @classmethod
     def load(cls, **options: Any) -> LLM:
@@ -215,14 +208,6 @@ class LLM(BaseLLM):
             del self._written[next(iter(self._written))]
         self._written[call.call_id] = WrittenCall(call.name, call.arguments, text)
 
-    def _learn(self, base_url: str, name: str, completion: Completion) -> None:
-        """Keep the opening of the call to ``name`` that ``completion`` wrote, if it has one."""
-        opening = learn_opening(completion.pieces, name)
-        if opening is not None:
-            if len(self._openings) >= _OPENINGS:
-                del self._openings[next(iter(self._openings))]
-            self._openings[(base_url, name)] = opening
-
     @contextlib.asynccontextmanager
     async def _client(self, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
         """The client for one reply: the given one, or a new one.
@@ -266,11 +251,10 @@ class LLM(BaseLLM):
         self,
         prompt: list[int],
         facts: ServerFacts,
-        constraint: dict[str, Any] | None,
+        json_schema: dict[str, Any] | None,
         sampling: Sampling,
     ) -> dict[str, Any]:
-        """The /completion body for one reply; ``constraint``: a call's ``json_schema`` or
-        ``grammar`` (and whether to return its tokens)."""
+        """The /completion body for one reply."""
         request: dict[str, Any] = {
             "prompt": prompt,
             "n_predict": sampling.max_tokens,
@@ -284,8 +268,8 @@ class LLM(BaseLLM):
             request["seed"] = sampling.seed
         if facts.turn_start is not None:
             request["logit_bias"] = [[facts.turn_start, False]]
-        if constraint is not None:
-            request.update(constraint)
+        if json_schema is not None:
+            request["json_schema"] = json_schema
             # A call's arguments are the most likely ones, not a creative choice: SmolLM2 at
             # 0.2 sometimes wrote "Paris, France" or worse where the user said "Paris".
             request["temperature"] = 0.0
@@ -323,6 +307,7 @@ class _Stream(LLMStream):
                 choice = await self._choose(client, base_url, facts, routing)
                 calling = bool(self.tools) and choice != "none"
                 forced = calling and choice != "auto"
+                schema = self._call_schema(choice) if forced else None
                 # How much of the reply so far may be said: all of it, all but a possible tool
                 # call, or (a call written under a schema) nothing.
                 sayable: Callable[[str], int] = (
@@ -330,23 +315,14 @@ class _Stream(LLMStream):
                 )
                 segments = prompt_segments(self.chat_ctx, self.tools, choice, owner._written)
                 prompt = await owner._tokenize(client, base_url, segments)
-                tool = self._single_tool(choice) if forced else None
-                opening = owner._openings.get((base_url, tool.name)) if tool else None
-                if opening is not None:
-                    prompt += opening.tokens
                 if len(prompt) >= facts.n_ctx:
                     raise context_overflow(len(prompt), facts.n_ctx)
-                constraint = self._constraint(choice, tool, opening) if forced else None
-                request = owner._request(prompt, facts, constraint, self._reply_sampling())
+                request = owner._request(prompt, facts, schema, self._reply_sampling())
                 pieces = stream_completion(client, request, completion)
                 async with contextlib.aclosing(pieces):
                     text, said = await self._relay(pieces, sayable)
         except httpx.HTTPError as e:
             raise connection_error(e, base_url) from None
-        if opening is not None:
-            text = opening.text + text
-        elif tool is not None:
-            owner._learn(base_url, tool.name, completion)
         # The usage counts the routing step's tokens too: they are part of this reply's cost.
         completion.prompt_tokens += routing.prompt_tokens
         completion.completion_tokens += routing.completion_tokens
@@ -396,24 +372,6 @@ class _Stream(LLMStream):
             name = "".join([piece async for piece in pieces]).strip()
         names = {tool.name for tool in self.tools}
         return name if name in names else "none"
-
-    def _constraint(
-        self, choice: ToolChoice, tool: Tool | None, opening: Opening | None
-    ) -> dict[str, Any]:
-        """What makes the model write the call ``choice`` forces: the grammar of the arguments
-        after a learnt opening, else the call's JSON schema (with its tokens asked for when
-        it can teach a tool's opening)."""
-        if opening is not None and tool is not None:
-            return {"grammar": arguments_grammar(tool)}
-        constraint: dict[str, Any] = {"json_schema": self._call_schema(choice)}
-        if tool is not None:
-            constraint["return_tokens"] = True
-        return constraint
-
-    def _single_tool(self, choice: ToolChoice) -> Tool | None:
-        """The one tool a forced call to ``choice`` can call, if only one."""
-        allowed = [t for t in self.tools if choice == "required" or t.name == choice]
-        return allowed[0] if len(allowed) == 1 else None
 
     def _call_schema(self, choice: ToolChoice) -> dict[str, Any]:
         """The JSON schema that makes the model write one call ``choice`` allows."""

@@ -5,11 +5,9 @@
     GET  /props        -> {"default_generation_settings": {"n_ctx": ...}, "total_slots", ...}
     POST /tokenize     {"content", "add_special", "parse_special"} -> {"tokens": [...]}
     POST /completion   {"prompt": [token ids], "stream": true, "n_predict", "temperature",
-                        "top_p", "repeat_penalty", "seed", "json_schema" or "grammar",
-                        "logit_bias", "return_tokens", ...}
+                        "top_p", "repeat_penalty", "seed", "json_schema", "logit_bias", ...}
                        -> server-sent events, one ``data: {...}`` line each:
                           {"content": "...", "stop": false}                  a piece of text
-                          (with "tokens": [ids] under "return_tokens": its token ids)
                           {"content": "", "stop": true, "tokens_predicted",
                            "tokens_evaluated", "stop_type", ...}             the end
                           {"error": {"code", "message", "type"}}             a failure
@@ -53,12 +51,10 @@ class ServerFacts:
 @attrs.define
 class Completion:
     """A reply so far: the text pieces arrive through :func:`stream_completion`; the token
-    counts are final once it has ended. ``pieces``: each piece's text and token ids, when the
-    request asked for ``return_tokens`` (empty if the server sends none)."""
+    counts are final once it has ended."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    pieces: list[tuple[str, tuple[int, ...]]] = attrs.field(factory=list)
 
 
 async def server_facts(client: httpx.AsyncClient) -> ServerFacts:
@@ -106,11 +102,6 @@ async def stream_completion(
             if "error" in event:
                 raise stream_error(event["error"])
             content = event.get("content")
-            tokens = event.get("tokens")
-            if isinstance(content, str) and isinstance(tokens, list) and tokens:
-                if not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
-                    raise APIConnectionError("llama.cpp server: a piece's tokens are not ids")
-                completion.pieces.append((content, tuple(tokens)))
             if isinstance(content, str) and content:
                 yield content
             if event.get("stop") is True:
