@@ -18,7 +18,7 @@ from tvoice.stt import (
 )
 from tvoice.testing import FakeTextOutput, Timeline, check_llm, check_stt, check_tts, check_vad
 from tvoice.tts import TTS, ChunkedStream, SynthesizeStream, TTSCapabilities
-from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
+from tvoice.vad import VAD, VADCapabilities, VADDetector, VADEvent, VADEventType, VADStream
 
 TTS_TEXT = "Hello there. This is a test of speech synthesis."
 
@@ -127,6 +127,23 @@ async def test_check_vad_passes_on_a_correct_double(autojump_clock):
 async def test_check_vad_fails_on_broken_vads(autojump_clock, vad, message):
     with pytest.raises(AssertionError, match=message):
         await check_vad(vad, speech_audio())
+
+
+class DeafDetector(VADDetector):
+    def push_frame(self, frame):
+        return [VADEvent(type=VADEventType.INFERENCE_DONE, timestamp=trio.current_time())]
+
+    def flush(self):
+        return []
+
+
+async def test_check_vad_fails_when_its_detector_hears_otherwise(autojump_clock):
+    class Inline(DoubleVAD):
+        async def detector(self):
+            return DeafDetector()
+
+    with pytest.raises(AssertionError, match="the detector hears"):
+        await check_vad(Inline(GOOD_VAD), speech_audio())
 
 
 async def test_check_vad_fails_when_timestamps_go_backwards(autojump_clock):

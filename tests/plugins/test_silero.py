@@ -300,6 +300,34 @@ async def _read_into(stream, out: list[VADEvent]) -> None:
         out.append(event)
 
 
+async def test_the_detector_gives_what_the_stream_gives(question_audio):
+    # A session runs the detector in its listening task: it must hear what a stream hears.
+    audio = mono(silence(1.0), samples(question_audio), silence(1.0))
+    vad = silero.VAD.load()
+    detector = await vad.detector()
+    inline = [e for f in frames_of(audio) for e in detector.push_frame(f)] + detector.flush()
+
+    def marks(events: list[VADEvent]) -> list[tuple[VADEventType, int, float, float, int]]:
+        return [
+            (e.type, e.samples_index, e.probability, e.speech_duration, len(e.frames))
+            for e in events
+        ]
+
+    assert marks(inline) == marks(await collect(vad, audio))
+    assert {START, END} <= {e.type for e in inline}
+    with pytest.raises(ValueError, match="one audio format"):
+        detector.push_frame(AudioFrame.silence(0.02, 8000))
+    with pytest.raises(TypeError, match="AudioFrame"):
+        detector.push_frame(np.zeros(160, np.int16))  # type: ignore[arg-type]
+
+
+async def test_a_detector_loads_the_model_off_the_loop():
+    lazy = silero.VAD()
+    detector = await lazy.detector()
+    assert lazy.model is silero.load_model()
+    assert detector.flush() == []
+
+
 # -- bad input and errors -----------------------------------------------------------------------
 
 

@@ -81,7 +81,8 @@ async def _expect_api_error(
 
 
 async def check_vad(vad: VAD, speech: AudioFrame, *, time_limit: float = 60.0) -> None:
-    """``speech``: audio holding speech (a second of silence is appended)."""
+    """``speech``: audio holding speech (a second of silence is appended). A VAD that offers
+    a detector must hear in it what its stream hears."""
     with _within(time_limit, "VAD stream"):
         async with vad.stream() as stream:
             for frame in _frames(speech):
@@ -98,6 +99,13 @@ async def check_vad(vad: VAD, speech: AudioFrame, *, time_limit: float = 60.0) -
     assert times == sorted(times), "event timestamps go backwards"
     end = next(e for e in events if e.type == VADEventType.END_OF_SPEECH)
     assert end.speech_duration > 0, "END_OF_SPEECH without a speech duration"
+
+    detector = await vad.detector()
+    if detector is not None:
+        inline = [e for f in _frames(speech) for e in detector.push_frame(f)] + detector.flush()
+        boundaries = [t for t in types if t != VADEventType.INFERENCE_DONE]
+        heard = [e.type for e in inline if e.type != VADEventType.INFERENCE_DONE]
+        assert heard == boundaries, f"the detector hears {heard}, the stream {boundaries}"
 
     async with vad.stream() as stream:
         try:

@@ -11,7 +11,7 @@ import attrs
 from .._utils import EventEmitter, InputStream
 from ..audio import AudioFrame
 
-__all__ = ["VAD", "VADCapabilities", "VADEvent", "VADEventType", "VADStream"]
+__all__ = ["VAD", "VADCapabilities", "VADDetector", "VADEvent", "VADEventType", "VADStream"]
 
 
 class VADEventType(enum.Enum):
@@ -70,6 +70,34 @@ class VAD(ABC, EventEmitter[Literal["metrics_collected"]]):
     @abstractmethod
     def stream(self) -> VADStream:
         """A new stream: ``async with vad.stream() as s``, push frames, iterate events."""
+
+    async def detector(self) -> VADDetector | None:
+        """A new detector that runs in the task pushing the audio, or None (the default).
+
+        A VAD whose work per frame is a little CPU (Silero scores a 32 ms window in about
+        0.1 ms) offers one: a listener that has its own task reading the audio anyway runs it
+        there, and the detection needs no task or channel of its own. Its events are those
+        :meth:`stream` would give for the same frames. Raises what opening the VAD raises (a
+        model that cannot be loaded, say).
+        """
+        return None
+
+
+class VADDetector(ABC):
+    """One audio source's detection, run by the caller: frames in, the events they complete
+    out (see :meth:`VAD.detector`). Not for use from two tasks at once."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def push_frame(self, frame: AudioFrame) -> list[VADEvent]:
+        """Detect on one more frame; the events it completes, in order. Raises ``TypeError``
+        for what is not an :class:`~tvoice.audio.AudioFrame`, ``ValueError`` for a frame
+        this detector cannot take, ``APIError`` when the detection fails."""
+
+    @abstractmethod
+    def flush(self) -> list[VADEvent]:
+        """The audio ended: the events still due (an ongoing speech ends)."""
 
 
 class VADStream(InputStream[AudioFrame, VADEvent]):

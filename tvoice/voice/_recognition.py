@@ -14,7 +14,7 @@ from .._utils import BackgroundTasks
 from ..audio import AudioFrame
 from ..llm import ChatContext
 from ..stt import SpeechEvent, SpeechEventType
-from ..vad import VAD, VADEvent, VADEventType, VADStream
+from ..vad import VAD, VADDetector, VADEvent, VADEventType, VADStream
 from ._agent import Agent
 from ._turn import TurnDetection, TurnDetector
 from ._turn_machine import (
@@ -62,7 +62,7 @@ class RecognitionHooks(Protocol):
 
 
 class AudioRecognition:
-    """Owns the VAD stream, the STT node and the clock of the user's turn.
+    """Owns the VAD (its detector or its stream), the STT node and the clock of the user's turn.
 
     Frames come in through :meth:`push_frame`. What the VAD and the STT report, and the time it
     came at, goes into a :class:`TurnMachine`, which decides the turn (the rules, among them
@@ -94,6 +94,8 @@ class AudioRecognition:
             stt_enabled=stt_enabled,
             stt_wait=stt_wait,
         )
+        # The VAD runs in the pumping task (its detector) or in its stream's task.
+        self._detector: VADDetector | None = None
         self._vad_stream: VADStream | None = None
         # The channel to the STT node, and whether a node reads it now.
         self._stt_send: trio.MemorySendChannel[AudioFrame] | None = None
@@ -136,13 +138,20 @@ class AudioRecognition:
     ) -> None:
         """Listen to ``audio`` until cancelled (its end stops only the listening).
 
-        This task reads the audio and pushes each frame into the VAD stream and the STT node's
-        channel; a task reads the VAD's events, another runs the STT node.
+        This task reads the audio, runs the VAD's detector on each frame when the VAD has one
+        (else pushes it into the VAD's stream, whose events a task reads) and pushes the frame
+        into the STT node's channel; another task runs the STT node.
         """
         async with BackgroundTasks() as nursery:
             self._nursery = nursery
             self.restart_stt(agent, settings)
-            if self._vad is not None:
+            vad = self._vad
+            if vad is not None:
+                try:
+                    self._detector = await vad.detector()
+                except Exception as e:
+                    self._vad_failed(e)
+            if self._vad is not None and self._detector is None:
                 # Started before the audio flows, so the first frame finds the stream open. Its
                 # task keeps the machine's time as well, between the VAD's events.
                 await nursery.start(self._run_vad, self._vad)
@@ -215,6 +224,17 @@ class AudioRecognition:
 
     async def push_frame(self, frame: AudioFrame) -> None:
         """Feed one frame of the user's audio to the VAD and the STT."""
+        detector = self._detector
+        if detector is not None:
+            try:
+                events = detector.push_frame(frame)
+            except Exception as e:
+                # A frame it refuses, or a detection that fails: listening goes on without it.
+                self._detector = None
+                self._vad_failed(e)
+            else:
+                for event in events:
+                    self._on_vad_event(event)
         vad = self._vad_stream
         if vad is not None:
             try:

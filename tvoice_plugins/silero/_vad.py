@@ -7,7 +7,6 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -152,45 +151,72 @@ class VAD(vad.VAD):
 
     def stream(self) -> vad.VADStream:
         """A new stream with its own model state; the session is shared."""
-        return _SileroStream(self, self._loaded_model)
+        return _SileroStream(self)
 
-    async def _loaded_model(self) -> SileroModel:
+    async def detector(self) -> vad.VADDetector:
+        """A new detector with its own model state, run in the caller's task (a window
+        costs about 0.1 ms). Loads the model first if no stream or :meth:`load` has."""
         if self._model is None:
             # Loading reads and optimises the model for tens of milliseconds: not on the loop.
             self._model = await trio.to_thread.run_sync(load_model, self._model_path)
-        return self._model
+        return _SileroDetector(self, self._model)
+
+
+def _check_format(so_far: tuple[int, int] | None, frame: AudioFrame) -> tuple[int, int]:
+    """The format of the frames of one stream or detector: its first frame's."""
+    if not isinstance(frame, AudioFrame):
+        raise TypeError(f"push_frame expects an AudioFrame, got {type(frame).__name__}")
+    fmt = (frame.sample_rate, frame.num_channels)
+    if so_far is not None and fmt != so_far:
+        raise ValueError(
+            f"a VAD stream takes one audio format: {so_far[0]} Hz "
+            f"x{so_far[1]} so far, then {fmt[0]} Hz x{fmt[1]}"
+        )
+    return fmt
 
 
 class _SileroStream(vad.VADStream):
-    def __init__(self, vad_: VAD, model: Callable[[], Awaitable[SileroModel]]) -> None:
+    """The detector in the stream's task: a wrong frame is refused as it is pushed."""
+
+    def __init__(self, vad_: VAD) -> None:
         super().__init__(vad_)
         self._silero = vad_
-        self._model = model
         self._format: tuple[int, int] | None = None
 
     async def push_frame(self, frame: AudioFrame) -> None:
-        if isinstance(frame, AudioFrame):
-            fmt = (frame.sample_rate, frame.num_channels)
-            if self._format is None:
-                self._format = fmt
-            elif fmt != self._format:
-                raise ValueError(
-                    f"a VAD stream takes one audio format: {self._format[0]} Hz "
-                    f"x{self._format[1]} so far, then {fmt[0]} Hz x{fmt[1]}"
-                )
+        self._format = _check_format(self._format, frame)
         await super().push_frame(frame)
 
     async def _run(self) -> None:
-        model = await self._model()
-        detector: _Detector | None = None
+        detector = await self._silero.detector()
         async for frame in self._input:
-            if detector is None:
-                detector = _Detector(self._silero, model, frame)
-            for event in detector.push(frame):
+            for event in detector.push_frame(frame):
                 await self._emit(event)
-        if detector is not None:
-            for event in detector.finish():
-                await self._emit(event)
+        for event in detector.flush():
+            await self._emit(event)
+
+
+class _SileroDetector(vad.VADDetector):
+    """The detection of one source; what depends on the audio format is made at its first
+    frame."""
+
+    __slots__ = ("_core", "_format", "_model", "_vad")
+
+    def __init__(self, vad_: VAD, model: SileroModel) -> None:
+        self._vad = vad_
+        self._model = model
+        self._format: tuple[int, int] | None = None
+        self._core: _Detector | None = None
+
+    def push_frame(self, frame: AudioFrame) -> list[vad.VADEvent]:
+        self._format = _check_format(self._format, frame)
+        core = self._core
+        if core is None:
+            core = self._core = _Detector(self._vad, self._model, frame)
+        return core.push(frame)
+
+    def flush(self) -> list[vad.VADEvent]:
+        return [] if self._core is None else self._core.finish()
 
 
 class _Gap:
