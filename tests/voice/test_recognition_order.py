@@ -6,6 +6,7 @@ import trio.testing
 
 from tvoice.stt import SpeechData, SpeechEvent, SpeechEventType
 from tvoice.vad import VADEvent, VADEventType
+from tvoice.voice._clock import Clock
 from tvoice.voice._recognition import AudioRecognition
 
 
@@ -18,6 +19,12 @@ class Hooks:
 
     def __getattr__(self, name):  # the other hooks: nothing to record
         return lambda *args, **kwargs: None
+
+
+def keep_time(rec, nursery):
+    """What the session does for its recognition: a clock that keeps its time."""
+    nursery.start_soon(rec._clock.run)
+    rec._clock.add(rec)
 
 
 def vad(kind):
@@ -39,10 +46,11 @@ async def test_each_stt_verdict_covers_its_own_utterance(autojump_clock):
         min_endpointing_delay=0.0,
         max_endpointing_delay=3.0,
         stt_enabled=True,
+        clock=Clock(),
     )
     async with trio.open_nursery() as nursery:
         rec._nursery = nursery  # what run() sets; no audio is needed to order events by hand
-        nursery.start_soon(rec._keep_time)
+        keep_time(rec, nursery)
         # 1: the STT closes the utterance before the VAD does.
         rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
         await trio.sleep(1)
@@ -73,10 +81,11 @@ async def test_without_a_vad_the_stt_ends_the_speech_it_started(autojump_clock):
         min_endpointing_delay=0.0,
         max_endpointing_delay=3.0,
         stt_enabled=True,
+        clock=Clock(),
     )
     async with trio.open_nursery() as nursery:
         rec._nursery = nursery  # what run() sets; no audio is needed to order events by hand
-        nursery.start_soon(rec._keep_time)
+        keep_time(rec, nursery)
         for text in ("Hello.", "Thanks."):
             rec._on_stt_event(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
             await trio.sleep(1)
@@ -99,10 +108,11 @@ async def test_stt_verdict_of_an_earlier_burst_does_not_close_a_later_one(autoju
             min_endpointing_delay=0.5,
             max_endpointing_delay=3.0,
             stt_enabled=True,
+            clock=Clock(),
         )
         async with trio.open_nursery() as nursery:
             rec._nursery = nursery  # what run() sets; no audio is needed to order events by hand
-            nursery.start_soon(rec._keep_time)
+            keep_time(rec, nursery)
             t0 = trio.current_time()
             rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
             rec._on_stt_event(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
@@ -144,9 +154,10 @@ def recognition(hooks, nursery):
         min_endpointing_delay=0.8,
         max_endpointing_delay=3.0,
         stt_enabled=True,
+        clock=Clock(),
     )
     rec._nursery = nursery  # what run() sets; no audio is needed to order events by hand
-    nursery.start_soon(rec._keep_time)
+    keep_time(rec, nursery)
     return rec
 
 
@@ -248,11 +259,12 @@ async def test_a_hook_that_commits_the_turn_makes_what_was_decided_for_it_stale(
         min_endpointing_delay=0.5,
         max_endpointing_delay=3.0,
         stt_enabled=True,
+        clock=Clock(),
     )
     hooks.on_transcript = lambda event, *, turn_text: rec.commit()
     async with trio.open_nursery() as nursery:
         rec._nursery = nursery
-        nursery.start_soon(rec._keep_time)
+        keep_time(rec, nursery)
         rec._on_vad_event(vad(VADEventType.START_OF_SPEECH))
         await trio.sleep(1)
         rec._on_vad_event(vad_end(silence=1.0))  # due at once, once the STT gives its verdict

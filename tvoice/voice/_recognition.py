@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Protocol
@@ -16,6 +15,7 @@ from ..llm import ChatContext
 from ..stt import SpeechEvent, SpeechEventType
 from ..vad import VAD, VADDetector, VADEvent, VADEventType, VADStream
 from ._agent import Agent
+from ._clock import Clock
 from ._turn import TurnDetection, TurnDetector
 from ._turn_machine import (
     Decision,
@@ -67,7 +67,8 @@ class AudioRecognition:
     Frames come in through :meth:`push_frame`. What the VAD and the STT report, and the time it
     came at, goes into a :class:`TurnMachine`, which decides the turn (the rules, among them
     those for events of one instant, are its); this driver tells the hooks what it decided,
-    wakes it at its deadline and runs the turn detector's predictions it asks for.
+    has the session's clock wake it at its deadline and runs the turn detector's predictions
+    it asks for.
     """
 
     def __init__(
@@ -79,9 +80,11 @@ class AudioRecognition:
         min_endpointing_delay: float,
         max_endpointing_delay: float,
         stt_enabled: bool,
+        clock: Clock,
         stt_wait: float = 10.0,
     ) -> None:
         self._hooks = hooks
+        self._clock = clock
         self._vad = vad
         self.turn_detection = turn_detection
         self._stt_enabled = stt_enabled
@@ -104,9 +107,7 @@ class AudioRecognition:
         self._stt_events = 0  # events the STT has delivered: a restart that hears resets failures
         self._stt_dropping = False  # said once per wait that it drops frames
         self._nursery: trio.Nursery | None = None
-        # The machine's clock: the scope whose deadline is the machine's (see _keep_time), and
-        # the prediction the machine waits for (its epoch, its scope).
-        self._timer: trio.CancelScope | None = None
+        # The prediction the machine waits for (its epoch, its scope).
         self._prediction: tuple[int, trio.CancelScope] | None = None
 
     # -- state --------------------------------------------------------------------------------
@@ -126,6 +127,15 @@ class AudioRecognition:
         """Something was heard that is not committed yet (speech, transcript, endpointing)."""
         return self._machine.pending
 
+    @property
+    def deadline(self) -> float | None:
+        """When the turn machine must be told the time next (the session's clock does)."""
+        return self._machine.deadline
+
+    def tick(self, now: float) -> None:
+        """The session's clock: the machine's deadline has come."""
+        self._carry_out(self._machine.tick(now))
+
     # -- running ------------------------------------------------------------------------------
 
     async def run(
@@ -140,25 +150,27 @@ class AudioRecognition:
 
         This task reads the audio, runs the VAD's detector on each frame when the VAD has one
         (else pushes it into the VAD's stream, whose events a task reads) and pushes the frame
-        into the STT node's channel; another task runs the STT node.
+        into the STT node's channel; another task runs the STT node. The session's clock
+        keeps the turn's time.
         """
-        async with BackgroundTasks() as nursery:
-            self._nursery = nursery
-            self.restart_stt(agent, settings)
-            vad = self._vad
-            if vad is not None:
-                try:
-                    self._detector = await vad.detector()
-                except Exception as e:
-                    self._vad_failed(e)
-            if self._vad is not None and self._detector is None:
-                # Started before the audio flows, so the first frame finds the stream open. Its
-                # task keeps the machine's time as well, between the VAD's events.
-                await nursery.start(self._run_vad, self._vad)
-            else:
-                nursery.start_soon(self._keep_time)
-            task_status.started()
-            await self._pump(audio)
+        self._clock.add(self)
+        try:
+            async with BackgroundTasks() as nursery:
+                self._nursery = nursery
+                self.restart_stt(agent, settings)
+                vad = self._vad
+                if vad is not None:
+                    try:
+                        self._detector = await vad.detector()
+                    except Exception as e:
+                        self._vad_failed(e)
+                if self._vad is not None and self._detector is None:
+                    # Started before the audio flows, so the first frame finds the stream open.
+                    await nursery.start(self._run_vad, self._vad)
+                task_status.started()
+                await self._pump(audio)
+        finally:
+            self._clock.remove(self)
 
     async def _pump(self, audio: AsyncIterable[AudioFrame]) -> None:
         async for frame in audio:
@@ -173,41 +185,18 @@ class AudioRecognition:
         except Exception as e:
             self._vad_failed(e)
             task_status.started()
-            await self._keep_time()
             return
         async with stream:
             self._vad_stream = stream
             task_status.started()
             try:
-                await self._read_vad(stream)
+                async for event in stream:
+                    self._on_vad_event(event)
             except Exception as e:
                 self._vad_failed(e)
             finally:
                 if self._vad_stream is stream:
                     self._vad_stream = None
-        await self._keep_time()  # the VAD is over: the machine's time goes on alone
-
-    async def _read_vad(self, stream: VADStream) -> None:
-        """The VAD's events, and the machine's ``tick`` at each deadline it sets between them:
-        one task for both (a wait for an event is cut at the deadline; nothing is lost, since a
-        cancelled receive takes nothing). Due-first holds: at an instant where the deadline
-        falls and an event waits, the wait is cancelled before it receives, so ``tick`` comes
-        first."""
-        events = aiter(stream)
-        while True:
-            deadline = self._machine.deadline
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as timer:
-                self._timer = timer
-                try:
-                    event = await anext(events)
-                except StopAsyncIteration:
-                    return
-                finally:
-                    self._timer = None
-            if timer.cancelled_caught:
-                self._carry_out(self._machine.tick(trio.current_time()))
-            else:
-                self._on_vad_event(event)
 
     def restart_stt(self, agent: Agent, settings: ModelSettings) -> None:
         """Start (or restart, for a new agent) the STT node with the current agent."""
@@ -370,8 +359,8 @@ class AudioRecognition:
         vad_event: VADEvent | None = None,
         stt_event: SpeechEvent | None = None,
     ) -> EndOfTurn | None:
-        """Tell the hooks what the machine decided, in its order; then set the timer to its
-        deadline and run (or drop) the prediction it waits for. The last turn committed."""
+        """Tell the hooks what the machine decided, in its order; then run (or drop) the
+        prediction it waits for and tell the clock of its deadline. The last turn committed."""
         hooks, committed, machine = self._hooks, None, self._machine
         turns = machine.turns
         for decision in decisions:
@@ -400,11 +389,7 @@ class AudioRecognition:
         if self._prediction is not None and self._prediction[0] != machine.predicting:
             self._prediction[1].cancel()
             self._prediction = None
-        timer, deadline = self._timer, machine.deadline
-        if deadline is None:
-            deadline = math.inf
-        if timer is not None and timer.deadline != deadline:
-            timer.deadline = deadline
+        self._clock.changed()
         return committed
 
     def _predict(self, decision: Predict) -> None:
@@ -429,16 +414,6 @@ class AudioRecognition:
                 )
 
         self._nursery.start_soon(predict)
-
-    async def _keep_time(self) -> None:
-        """Call the machine's ``tick`` at each deadline it sets (one task for every timer)."""
-        while True:
-            deadline = self._machine.deadline
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as timer:
-                self._timer = timer
-                await trio.sleep_forever()
-            self._timer = None
-            self._carry_out(self._machine.tick(trio.current_time()))
 
 
 _STT_KINDS = {

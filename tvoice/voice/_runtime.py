@@ -23,6 +23,7 @@ from ..tts import TTS
 from ..vad import VAD, VADEvent
 from ._activity import AgentActivity
 from ._agent import Agent, AgentTask, ModelSettings, NodeModels, SessionView
+from ._clock import Clock
 from ._events import (
     AgentState,
     AgentStateChangedEvent,
@@ -83,7 +84,9 @@ class SessionRuntime:
         self._handoffs = 0
         self._watched: list[int] = []  # ids of models whose metrics we forward (a handful)
         self._state_since = 0.0
-        self._both_listening: trio.Event | None = None  # made when the away watcher waits
+        # One task keeps the time of the user's turn and of the user-away timer.
+        self.clock = Clock()
+        self._away: _UserAway | None = None
         self._agents: dict[str, Agent] = {}
 
     # -- state --------------------------------------------------------------------------------
@@ -143,12 +146,14 @@ class SessionRuntime:
         self.set_agent_state("listening")
         activity = await self._start_activity(agent)
         activity.commit_handoff(None)
+        self.nursery.start_soon(self.clock.run)
         if audio_input is not None:
             self._recognition = self._make_recognition(agent)
             settings = ModelSettings(models=self.models_for(agent))
             await self.nursery.start(self._recognition.run, agent, settings, audio_input)
         if self.options.user_away_timeout is not None:
-            self.nursery.start_soon(self._watch_away, self.options.user_away_timeout)
+            self._away = _UserAway(self, self.options.user_away_timeout)
+            self.clock.add(self._away)
 
     async def _keep_tts_warm(self, tts: TTS) -> None:
         try:
@@ -173,6 +178,7 @@ class SessionRuntime:
             min_endpointing_delay=agent.min_endpointing_delay or self.options.min_endpointing_delay,
             max_endpointing_delay=agent.max_endpointing_delay or self.options.max_endpointing_delay,
             stt_enabled=stt is not None,
+            clock=self.clock,
         )
 
     async def _start_activity(self, agent: Agent) -> AgentActivity:
@@ -326,6 +332,8 @@ class SessionRuntime:
         """Something the idle state depends on changed."""
         self._changed.set()
         self._changed = trio.Event()
+        if self._away is not None:
+            self._away.changed()
 
     async def wait_changed(self) -> None:
         """Wait for the next change of state."""
@@ -402,29 +410,50 @@ class SessionRuntime:
         """Emit ``metrics_collected``."""
         self.events.emit("metrics_collected", MetricsCollectedEvent(metrics=metrics))
 
-    async def _watch_away(self, after: float) -> None:
-        # The user is away once both sides have been listening for ``after`` seconds and the
-        # session is idle. While both listen this task sleeps until that deadline, not woken by
-        # the turns in between: a later change of state only moves the deadline on, so waking
-        # at the old one and sleeping again until the new one comes to the same.
-        while True:
-            if self.user_state == "listening" and self.agent_state == "listening":
-                deadline = self._state_since + after
-                if trio.current_time() < deadline:
-                    await trio.sleep_until(deadline)
-                elif self.idle:
-                    self.set_user_state("away")
-                else:
-                    await self._changed.wait()
-            else:
-                event = self._both_listening = trio.Event()
-                await event.wait()
-
     def _notify_state_changed(self) -> None:
-        event = self._both_listening
-        if event is not None and self.user_state == self.agent_state == "listening":
-            self._both_listening = None
-            event.set()
+        if self._away is not None:
+            self.clock.changed()
+
+    @property
+    def state_since(self) -> float:
+        """When the user's or the agent's state last changed."""
+        return self._state_since
+
+
+class _UserAway:
+    """The user is away once both sides have been listening for ``after`` seconds and the
+    session is idle: a rule of the session's clock.
+
+    While both listen its deadline is that instant, not moved by the turns in between: a
+    later change of state only moves it on. Due while the session is not idle, it waits for
+    the next change and looks again then.
+    """
+
+    __slots__ = ("_after", "_runtime", "_waiting")
+
+    def __init__(self, runtime: SessionRuntime, after: float) -> None:
+        self._runtime = runtime
+        self._after = after
+        self._waiting = False  # due, but the session was busy: look again at the next change
+
+    @property
+    def deadline(self) -> float | None:
+        runtime = self._runtime
+        if self._waiting or not runtime.user_state == runtime.agent_state == "listening":
+            return None
+        return runtime.state_since + self._after
+
+    def tick(self, now: float) -> None:
+        if self._runtime.idle:
+            self._runtime.set_user_state("away")
+        else:
+            self._waiting = True
+
+    def changed(self) -> None:
+        """The idle state may have changed."""
+        if self._waiting:
+            self._waiting = False
+            self._runtime.clock.changed()
 
 
 def _hears_differently(old: Agent, new: Agent, default: STT | None) -> bool:
