@@ -46,7 +46,7 @@ class AgentActivity:
     """Everything that runs for the current agent: started by the session, replaced on handoff.
 
     Speeches run one at a time from its speech queue, each inside its handle's cancel scope;
-    tools run in the activity's tool nursery, so they outlive an interrupted speech. The
+    tools run in the activity's nursery, so they outlive an interrupted speech. The
     recognition of the user's speech reports here, and each report goes to the part it is for.
     """
 
@@ -146,31 +146,31 @@ class AgentActivity:
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run the activity until ``scope`` is cancelled: speech queue and tool nursery, then
-        ``on_enter``."""
+        """Run the activity until ``scope`` is cancelled: this task runs the speech queue, and
+        the activity's nursery ``on_enter``, the tools and the timers of the user's turn."""
         current_host.set(self)
         self.agent.attach(self)
         self._finished = trio.Event()
         try:
             with scope:
-                await self._run(task_status)
+                # One nursery for all: cancelling ``scope`` ends them together anyway.
+                async with trio.open_nursery() as nursery:
+                    self._interruptions.nursery = self._turns.nursery = nursery
+                    self._tools.nursery = nursery
+                    self._entering = True
+                    nursery.start_soon(self._enter)
+                    task_status.started()
+                    await self._queue.run()
         finally:
             self.agent.attach(None)
             self._finished.set()
 
-    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
-        async with trio.open_nursery() as nursery, trio.open_nursery() as tools:
-            self._interruptions.nursery = self._turns.nursery = nursery
-            self._tools.nursery = tools
-            nursery.start_soon(self._queue.run)
-            task_status.started()
-            self._entering = True
-            try:
-                await self._call_hook(self.agent.on_enter(), "on_enter")
-            finally:
-                self._entering = False
-                self._queue.wake()
-            await trio.sleep_forever()
+    async def _enter(self) -> None:
+        try:
+            await self._call_hook(self.agent.on_enter(), "on_enter")
+        finally:
+            self._entering = False
+            self._queue.wake()
 
     async def wait_finished(self) -> None:
         """Wait until the activity's tasks are over (after its scope was cancelled)."""

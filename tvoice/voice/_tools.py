@@ -1,5 +1,5 @@
 """Running tool calls: each one's validation, the call, and what its result means for the
-reply; and the runner that keeps the calls of one agent in its tool nursery."""
+reply; and the runner that keeps the calls of one agent in its activity's nursery."""
 
 from __future__ import annotations
 
@@ -129,20 +129,20 @@ class ToolHost(SessionRecord, Protocol):
 
 
 class ToolRunner:
-    """Runs the tool calls of one agent in its tool nursery, so that they outlive an
+    """Runs the tool calls of one agent in its activity's nursery, so that they outlive an
     interrupted speech; a call whose speech ended first records its own output."""
 
     def __init__(self, agent: Agent, host: ToolHost, on_change: Callable[[], None]) -> None:
         self._agent = agent
         self._host = host
         self._on_change = on_change
-        self.nursery: trio.Nursery | None = None  # the activity's tool nursery, once it runs
+        self.nursery: trio.Nursery | None = None  # the activity's, once it runs
         self.running: set[ToolExecution] = set()
 
     def starter(
         self, handle: SpeechHandle, executions: list[ToolExecution]
     ) -> Callable[[FunctionCall], None]:
-        """What starts each tool call of a step in the tool nursery, as the call arrives."""
+        """What starts each tool call of a step in the nursery, as the call arrives."""
         tools = {t.name: t for t in self._agent.tools}
 
         def start(call: FunctionCall) -> None:
