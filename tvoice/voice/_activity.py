@@ -57,6 +57,8 @@ class AgentActivity:
         self._accepting = True
         self._entering = False
         self._finished = trio.Event()
+        self._nursery: trio.Nursery | None = None  # while it runs
+        self._cancelled = False
         self._playout = Playout(runtime, agent)
         self._queue = SpeechQueue(self, runtime.notify_changed)
         wake = self._queue.wake
@@ -140,30 +142,34 @@ class AgentActivity:
 
     # -- lifetime -----------------------------------------------------------------------------
 
-    async def run(
-        self,
-        scope: trio.CancelScope,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Run the activity until ``scope`` is cancelled: this task runs the speech queue, and
-        the activity's nursery ``on_enter``, the tools and the timers of the user's turn."""
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the activity until :meth:`cancel`: this task runs the speech queue, and the
+        activity's nursery ``on_enter``, the tools and the timers of the user's turn."""
         current_host.set(self)
         self.agent.attach(self)
         self._finished = trio.Event()
         try:
-            with scope:
-                # One nursery for all: cancelling ``scope`` ends them together anyway.
-                async with trio.open_nursery() as nursery:
-                    self._interruptions.nursery = self._turns.nursery = nursery
-                    self._tools.nursery = nursery
-                    self._entering = True
-                    nursery.start_soon(self._enter)
-                    task_status.started()
-                    await self._queue.run()
+            async with trio.open_nursery() as nursery:
+                # Its scope is the activity's: cancel() cancels it.
+                self._nursery = nursery
+                if self._cancelled:
+                    nursery.cancel_scope.cancel()
+                self._interruptions.nursery = self._turns.nursery = nursery
+                self._tools.nursery = nursery
+                self._entering = True
+                nursery.start_soon(self._enter)
+                task_status.started()
+                await self._queue.run()
         finally:
+            self._nursery = None
             self.agent.attach(None)
             self._finished.set()
+
+    def cancel(self) -> None:
+        """End the activity: its tasks are cancelled (:meth:`wait_finished` waits for them)."""
+        self._cancelled = True
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     async def _enter(self) -> None:
         try:
@@ -173,7 +179,7 @@ class AgentActivity:
             self._queue.wake()
 
     async def wait_finished(self) -> None:
-        """Wait until the activity's tasks are over (after its scope was cancelled)."""
+        """Wait until the activity's tasks are over (after :meth:`cancel`)."""
         await self._finished.wait()
 
     async def drain(self) -> None:

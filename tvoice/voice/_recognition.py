@@ -100,6 +100,8 @@ class AudioRecognition:
         # The VAD runs in the pumping task (its detector) or in its stream's task.
         self._detector: VADDetector | None = None
         self._vad_stream: VADStream | None = None
+        # The agent whose STT node runs (or will, once run() begins).
+        self._stt_node: tuple[Agent, ModelSettings] | None = None
         # The channel to the STT node, and whether a node reads it now.
         self._stt_send: trio.MemorySendChannel[AudioFrame] | None = None
         self._stt_reading = False
@@ -138,36 +140,34 @@ class AudioRecognition:
 
     # -- running ------------------------------------------------------------------------------
 
-    async def run(
-        self,
-        agent: Agent,
-        settings: ModelSettings,
-        audio: AsyncIterable[AudioFrame],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
+    async def open_vad(self) -> None:
+        """Open the VAD's detector, if it has one (before :meth:`run`). A VAD that cannot be
+        opened is reported, and the STT listens alone."""
+        vad = self._vad
+        if vad is None:
+            return
+        try:
+            self._detector = await vad.detector()
+        except Exception as e:
+            self._vad_failed(e)
+
+    async def run(self, audio: AsyncIterable[AudioFrame]) -> None:
         """Listen to ``audio`` until cancelled (its end stops only the listening).
 
         This task reads the audio, runs the VAD's detector on each frame when the VAD has one
         (else pushes it into the VAD's stream, whose events a task reads) and pushes the frame
-        into the STT node's channel; another task runs the STT node. The session's clock
-        keeps the turn's time.
+        into the STT node's channel; another task runs the STT node (see :meth:`restart_stt`).
+        The session's clock keeps the turn's time.
         """
         self._clock.add(self)
         try:
             async with BackgroundTasks() as nursery:
                 self._nursery = nursery
-                self.restart_stt(agent, settings)
-                vad = self._vad
-                if vad is not None:
-                    try:
-                        self._detector = await vad.detector()
-                    except Exception as e:
-                        self._vad_failed(e)
+                if self._stt_node is not None:
+                    self.restart_stt(*self._stt_node)
                 if self._vad is not None and self._detector is None:
                     # Started before the audio flows, so the first frame finds the stream open.
                     await nursery.start(self._run_vad, self._vad)
-                task_status.started()
                 await self._pump(audio)
         finally:
             self._clock.remove(self)
@@ -199,10 +199,12 @@ class AudioRecognition:
                     self._vad_stream = None
 
     def restart_stt(self, agent: Agent, settings: ModelSettings) -> None:
-        """Start (or restart, for a new agent) the STT node with the current agent."""
+        """Start (or restart, for a new agent) the STT node with ``agent``: now if
+        :meth:`run` runs, else as it begins."""
         if self._stt_scope is not None:
             self._stt_scope.cancel()
         self._stt_send = None
+        self._stt_node = (agent, settings)
         if not self._stt_enabled or self._nursery is None:
             return
         scope = self._stt_scope = trio.CancelScope()

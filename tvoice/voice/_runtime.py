@@ -71,7 +71,7 @@ class SessionRuntime:
         self.audio_output: AudioOutput | None = None
         self.text_output: TextOutput | None = None
         self.nursery: trio.Nursery | None = None
-        self._activities: list[tuple[AgentActivity, trio.CancelScope]] = []
+        self._activities: list[AgentActivity] = []
         self._recognition: AudioRecognition | None = None
         self._changed = trio.Event()
         self.closed = False
@@ -96,7 +96,7 @@ class SessionRuntime:
         """The activity of the current agent (its speech queue, tools and interruptions)."""
         if not self._activities:
             raise RuntimeError("the session has not started: await session.start(agent)")
-        return self._activities[-1][0]
+        return self._activities[-1]
 
     @property
     def started(self) -> bool:
@@ -109,7 +109,7 @@ class SessionRuntime:
 
     def is_current(self, activity: AgentActivity) -> bool:
         """Whether ``activity`` is the one the user is talking to."""
-        return bool(self._activities) and self._activities[-1][0] is activity
+        return bool(self._activities) and self._activities[-1] is activity
 
     def models_for(self, agent: Agent) -> NodeModels:
         """The models ``agent``'s nodes run on: its own, else the session's."""
@@ -148,9 +148,10 @@ class SessionRuntime:
         activity.commit_handoff(None)
         self.nursery.start_soon(self.clock.run)
         if audio_input is not None:
-            self._recognition = self._make_recognition(agent)
-            settings = ModelSettings(models=self.models_for(agent))
-            await self.nursery.start(self._recognition.run, agent, settings, audio_input)
+            recognition = self._recognition = self._make_recognition(agent)
+            recognition.restart_stt(agent, ModelSettings(models=self.models_for(agent)))
+            await recognition.open_vad()
+            self.nursery.start_soon(recognition.run, audio_input)
         if self.options.user_away_timeout is not None:
             self._away = _UserAway(self, self.options.user_away_timeout)
             self.clock.add(self._away)
@@ -187,11 +188,10 @@ class SessionRuntime:
             raise RuntimeError(f"{agent!r} is already running")
         activity = AgentActivity(agent, self)
         self._agents[agent.id] = agent
-        scope = trio.CancelScope()
         for model in (agent.stt, agent.vad, agent.llm, agent.tts):
             self._watch(model)
-        self._activities.append((activity, scope))
-        await self.nursery.start(activity.run, scope)
+        self._activities.append(activity)
+        await self.nursery.start(activity.run)
         self.notify_changed()
         return activity
 
@@ -213,11 +213,11 @@ class SessionRuntime:
             message = ChatMessage(role="user", content=[recognition.transcript])
             recognition.clear()
             self.add_item(message, agent=self.activity.agent)
-        for activity, _ in reversed(self._activities):
+        for activity in reversed(self._activities):
             activity.interrupt(force=True)
-        for activity, scope in reversed(self._activities):
+        for activity in reversed(self._activities):
             await activity.agent.on_exit()
-            scope.cancel()
+            activity.cancel()
 
     def finish_close(self) -> None:
         """The session is closed: emit ``close`` once."""
@@ -261,9 +261,8 @@ class SessionRuntime:
         self.nursery.start_soon(self._handoff, agent, from_activity)
 
     def _remove(self, activity: AgentActivity) -> None:
-        index = next(i for i, (a, _) in enumerate(self._activities) if a is activity)
-        _, scope = self._activities.pop(index)
-        scope.cancel()
+        self._activities.remove(activity)
+        activity.cancel()
 
     async def _handoff(self, agent: Agent, old: AgentActivity) -> None:
         try:
@@ -345,7 +344,7 @@ class SessionRuntime:
         recognition = self._recognition
         return (
             self._handoffs == 0
-            and all(a.idle for a, _ in self._activities)
+            and all(a.idle for a in self._activities)
             and (recognition is None or not recognition.turn_pending)
         )
 
