@@ -56,7 +56,10 @@ class AgentActivity:
         self._models = runtime.models_for(agent)
         self._accepting = True
         self._entering = False
-        self._finished = trio.Event()
+        # Made when someone waits for the end (a handoff does): most activities end with the
+        # session, unwaited.
+        self._finished: trio.Event | None = None
+        self._done = False
         self._nursery: trio.Nursery | None = None  # while it runs
         self._cancelled = False
         self._playout = Playout(runtime, agent)
@@ -147,7 +150,6 @@ class AgentActivity:
         activity's nursery ``on_enter``, the tools and the timers of the user's turn."""
         current_host.set(self)
         self.agent.attach(self)
-        self._finished = trio.Event()
         try:
             async with trio.open_nursery() as nursery:
                 # Its scope is the activity's: cancel() cancels it.
@@ -163,7 +165,9 @@ class AgentActivity:
         finally:
             self._nursery = None
             self.agent.attach(None)
-            self._finished.set()
+            self._done = True
+            if self._finished is not None:
+                self._finished.set()
 
     def cancel(self) -> None:
         """End the activity: its tasks are cancelled (:meth:`wait_finished` waits for them)."""
@@ -180,6 +184,10 @@ class AgentActivity:
 
     async def wait_finished(self) -> None:
         """Wait until the activity's tasks are over (after :meth:`cancel`)."""
+        if self._finished is None:
+            self._finished = trio.Event()
+            if self._done:
+                self._finished.set()
         await self._finished.wait()
 
     async def drain(self) -> None:

@@ -73,7 +73,9 @@ class SessionRuntime:
         self.nursery: trio.Nursery | None = None
         self._activities: list[AgentActivity] = []
         self._recognition: AudioRecognition | None = None
-        self._changed = trio.Event()
+        # Made when someone waits for a change: an idle session holds none, and a change that
+        # nobody waits for makes none.
+        self._changed: trio.Event | None = None
         self.closed = False
         # Made when someone waits (most sessions end by leaving their block): an idle session
         # holds less.
@@ -329,13 +331,16 @@ class SessionRuntime:
 
     def notify_changed(self) -> None:
         """Something the idle state depends on changed."""
-        self._changed.set()
-        self._changed = trio.Event()
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
         if self._away is not None:
             self._away.changed()
 
     async def wait_changed(self) -> None:
         """Wait for the next change of state."""
+        if self._changed is None:
+            self._changed = trio.Event()
         await self._changed.wait()
 
     @property
@@ -351,7 +356,7 @@ class SessionRuntime:
     async def wait_for_idle(self) -> None:
         """Wait until the session is :attr:`idle` (or closed)."""
         while not self.idle and not self.closed:
-            await self._changed.wait()
+            await self.wait_changed()
 
     # -- what the activities report -----------------------------------------------------------
 

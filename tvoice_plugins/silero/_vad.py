@@ -94,8 +94,10 @@ class VAD(vad.VAD):
     the input an ongoing speech ends. ``metrics_collected`` gets a
     :class:`tvoice.metrics.VADMetrics` per 32 windows (1.024 s of audio) and one at the end.
 
-    The model is loaded by the first stream (off the event loop), or now by :meth:`load`. One
-    onnxruntime session per model file serves every VAD and stream of the process, on one core.
+    :meth:`detector` gives the same detection to run in the caller's task (a session runs it in
+    the task that reads the user's audio: a window costs about 0.1 ms). The model is loaded by
+    the first stream or detector (off the event loop), or now by :meth:`load`. One onnxruntime
+    session per model file serves every VAD, stream and detector of the process, on one core.
     A missing model raises ``tvoice.APIError(retryable=False)``.
     """
 
