@@ -21,6 +21,10 @@ from tvoice.testing import LiveKitServer
 RATE = 48000
 FRAME = RATE // 100  # 10 ms
 LOUD = 300.0  # RMS of a 10 ms frame above which it is sound, not silence
+# The microphone runs this far ahead of real time: on a busy test machine the caller's loop can
+# stall for tens of milliseconds, and with nothing queued the track would carry a gap in the
+# middle of a question (Whisper then hears other words).
+LEAD = 0.2
 
 
 def speech(frame: AudioFrame) -> np.ndarray:
@@ -41,6 +45,7 @@ class Caller:
     heard: list[tuple[float, float]] = attrs.field(factory=list)  # (monotonic, RMS) per frame
     texts: list[tuple[str, dict[str, str], str]] = attrs.field(factory=list)
     _pending: collections.deque[np.ndarray] = attrs.field(factory=collections.deque)
+    _ahead: float = 0.0  # seconds of audio captured beyond real time
     _tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -54,7 +59,7 @@ class Caller:
         """Queue ``samples`` after what is queued; returns the monotonic time they start."""
         queued = sum(len(chunk) for chunk in self._pending) / RATE
         self._pending.extend(np.array_split(samples, max(1, len(samples) // FRAME)))
-        return time.monotonic() + queued
+        return time.monotonic() + self._ahead + queued
 
     def agent_transcripts(self, agent_identity: str) -> list[tuple[dict[str, str], str]]:
         return [(a, text) for sender, a, text in self.texts if sender == agent_identity]
@@ -95,7 +100,8 @@ class Caller:
             frame = rtc.AudioFrame(chunk.astype(np.int16).tobytes(), RATE, 1, len(chunk))
             await source.capture_frame(frame)
             next_at += len(chunk) / RATE
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            self._ahead = max(0.0, next_at - time.monotonic())
+            await asyncio.sleep(max(0.0, self._ahead - LEAD))
 
     async def _listen(self, track: rtc.RemoteAudioTrack) -> None:
         stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1)
@@ -157,7 +163,7 @@ async def join(
     ``pre_connect``: flagged as having a pre-connect buffer, which the agent then waits for);
     leave on exit."""
     caller = await connect(server, room, identity)
-    source = rtc.AudioSource(RATE, 1, queue_size_ms=100)
+    source = rtc.AudioSource(RATE, 1, queue_size_ms=int(LEAD * 1000) + 100)
     try:
         track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
         options = rtc.TrackPublishOptions(
