@@ -14,6 +14,7 @@ import attrs
 import onnxruntime
 import trio
 from piper import AudioChunk, PiperVoice, SynthesisConfig
+from piper.config import PiperConfig
 
 from tvoice import APIError
 from tvoice.audio import AudioFrame, Int16Array
@@ -138,7 +139,21 @@ def _load(model: Path, *, use_cuda: bool) -> PiperVoice:
             retryable=False,
         )
     with translate_errors(f"could not load piper voice {model}"):
-        return PiperVoice.load(model, config_path=config_path(model), use_cuda=use_cuda)
+        config = json.loads(config_path(model).read_text(encoding="utf-8"))
+        provider = "CUDAExecutionProvider" if use_cuda else "CPUExecutionProvider"
+        session = onnxruntime.InferenceSession(str(model), _session_options(), providers=[provider])
+        return PiperVoice(config=PiperConfig.from_dict(config), session=session)
+
+
+def _session_options() -> onnxruntime.SessionOptions:
+    # onnxruntime's own defaults give the session a thread pool whose threads spin between
+    # runs: after each sentence they would burn the cores that the LLM, speech recognition
+    # and the other calls of the machine need next. The pool stays (a sentence is computed
+    # on every core), its threads sleep when idle.
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
 
 
 @attrs.frozen(kw_only=True)
