@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import functools
 import gc
+import importlib
 import json
 import math
 import os
@@ -47,6 +48,20 @@ def pin_to_cpu(cpu: int | None) -> int | None:
     chosen = cpu if cpu in allowed else allowed[-1]
     os.sched_setaffinity(0, {chosen})
     return chosen
+
+
+def freeze_like_a_job_process(*modules: str) -> None:
+    """Do what each framework's job process does before its first call: import its plugins,
+    collect, and move every object alive into the collector's permanent generation
+    (``gc.freeze()``: tvoice after the prewarm, LiveKit Agents at the end of its forkserver's
+    preload). A full collection then walks only the sessions' own objects. Without this, a
+    LiveKit process (158,000 tracked objects after its imports) paused 55-96 ms in full
+    collections during the measured seconds, its audio frames waited as long, and its density
+    search ended at 3 sessions: a cost its job processes do not pay."""
+    for module in modules:
+        importlib.import_module(module)
+    gc.collect()
+    gc.freeze()
 
 
 def rss_kib() -> int:

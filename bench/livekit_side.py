@@ -748,6 +748,7 @@ def main() -> None:
     scenario, params = C.parse_args(__doc__)
     logging.basicConfig(level=logging.ERROR)
     cpu = C.pin_to_cpu(params.get("cpu"))
+    C.freeze_like_a_job_process("livekit.plugins.silero")
     started = C.perf()
     foreign = C.ForeignLoad(cpu)
 

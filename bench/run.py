@@ -14,6 +14,12 @@ own (also written to ``bench/results/worker.md``).
 
 How each figure is taken (both frameworks alike):
 
+* every process starts as the framework's job processes do: its plugins imported, then
+  ``gc.freeze()`` (tvoice after the prewarm, LiveKit Agents at the end of its forkserver's
+  preload), so a full collection walks only the sessions' own objects. Until 2026-12-02 the
+  sides skipped it, and LiveKit's density read 3 on some machines: full collections of its
+  158,000 import-time objects paused its process 55-96 ms within the measured seconds.
+
 * per-turn overhead: a streaming scripted STT sends FINAL_TRANSCRIPT then END_OF_SPEECH
   (``turn_detection="stt"``, no endpointing delay, no VAD); from the moment the framework commits
   the turn (its recognition calls the activity's ``on_end_of_turn`` hook, wrapped to take the

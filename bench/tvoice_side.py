@@ -752,6 +752,7 @@ def main() -> None:
     scenario, params = C.parse_args(__doc__)
     logging.basicConfig(level=logging.ERROR)
     cpu = C.pin_to_cpu(params.get("cpu"))
+    C.freeze_like_a_job_process("tvoice_plugins.silero")
     started = C.perf()
     foreign = C.ForeignLoad(cpu)
     profiler = None
