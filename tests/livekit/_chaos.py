@@ -79,7 +79,8 @@ class Proxy:
         self._lock = threading.Lock()
         self._open: list[tuple[bytes, socket.socket, socket.socket]] = []
         self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
 
     @property
     def url(self) -> str:
@@ -95,7 +96,11 @@ class Proxy:
 
     def close(self) -> None:
         self._closed = True
+        # On Linux, close() alone does not wake a thread blocked in accept(); shutdown() does.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._acceptor.join(timeout=5.0)
         with self._lock:
             for _, a, b in self._open:
                 _close(a, b)
