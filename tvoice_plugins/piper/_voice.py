@@ -9,6 +9,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 import onnxruntime
@@ -19,6 +20,7 @@ from piper.config import PiperConfig
 from tvoice import APIError
 from tvoice.audio import AudioFrame, Int16Array
 
+from .._onnxruntime import without_spinning
 from ._errors import default_voice_missing, translate_errors, voice_not_found
 
 __all__ = [
@@ -102,16 +104,23 @@ def config_path(model: Path) -> Path:
 
 def read_sample_rate(model: Path) -> int:
     """The rate of the audio ``model`` produces, read from its config (cheap: no model load)."""
+    return _read_config(model)[1]
+
+
+def _read_config(model: Path) -> tuple[dict[str, Any], int]:
+    """The config beside ``model`` and the sample rate it gives; ``APIError`` if it is
+    missing or has no good sample rate."""
     path = config_path(model)
     with translate_errors(f"invalid piper voice config {path}"):
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise voice_not_found(path, "voice config") from None
-        rate = json.loads(text)["audio"]["sample_rate"]
+        config = json.loads(text)
+        rate = config["audio"]["sample_rate"]
         if not isinstance(rate, int) or rate <= 0:
             raise ValueError(f"audio.sample_rate is {rate!r}")
-        return rate
+        return config, rate
 
 
 def load_voice(model: Path, *, use_cuda: bool) -> PiperVoice:
@@ -130,7 +139,7 @@ def load_voice(model: Path, *, use_cuda: bool) -> PiperVoice:
 def _load(model: Path, *, use_cuda: bool) -> PiperVoice:
     if not model.is_file():
         raise voice_not_found(model)
-    read_sample_rate(model)  # a missing or broken config fails here, saying so
+    config, _ = _read_config(model)  # a missing or broken config fails here, saying so
     # Asked for CUDA without a CUDA build, onnxruntime warns and quietly runs on the CPU.
     if use_cuda and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         raise APIError(
@@ -138,22 +147,17 @@ def _load(model: Path, *, use_cuda: bool) -> PiperVoice:
             f"(it has {onnxruntime.get_available_providers()}): pip install onnxruntime-gpu",
             retryable=False,
         )
+    # The providers are PiperVoice.load's; the options are ours. The pool stays (a sentence is
+    # computed on every core), but its threads sleep between sentences.
+    providers: list[Any] = (
+        [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})]
+        if use_cuda
+        else ["CPUExecutionProvider"]
+    )
+    options = without_spinning(onnxruntime.SessionOptions())
     with translate_errors(f"could not load piper voice {model}"):
-        config = json.loads(config_path(model).read_text(encoding="utf-8"))
-        provider = "CUDAExecutionProvider" if use_cuda else "CPUExecutionProvider"
-        session = onnxruntime.InferenceSession(str(model), _session_options(), providers=[provider])
+        session = onnxruntime.InferenceSession(str(model), options, providers=providers)
         return PiperVoice(config=PiperConfig.from_dict(config), session=session)
-
-
-def _session_options() -> onnxruntime.SessionOptions:
-    # onnxruntime's own defaults give the session a thread pool whose threads spin between
-    # runs: after each sentence they would burn the cores that the LLM, speech recognition
-    # and the other calls of the machine need next. The pool stays (a sentence is computed
-    # on every core), its threads sleep when idle.
-    options = onnxruntime.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return options
 
 
 @attrs.frozen(kw_only=True)

@@ -30,6 +30,8 @@ import onnxruntime
 
 from tvoice import APIError
 
+from .._onnxruntime import without_spinning
+
 __all__ = ["SUPPORTED_RATES", "SileroModel", "WindowInference", "default_model_path", "load_model"]
 
 SUPPORTED_RATES = (8000, 16000)
@@ -86,8 +88,7 @@ def _new_session(path: str) -> onnxruntime.InferenceSession:
     opts.inter_op_num_threads = 1
     opts.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    without_spinning(opts)
     opts.log_severity_level = 3  # the graph optimiser's notes are not the user's concern
     try:
         return onnxruntime.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
