@@ -254,6 +254,31 @@ async def test_a_process_that_does_not_initialize_in_time_is_killed_and_replaced
     assert all(not alive(pid) for pid in first)
 
 
+async def test_a_job_takes_whichever_process_warms_first(tmp_path, monkeypatch):
+    # On a busy machine the process started for a job may warm slower than one already warming
+    # for the idle pool: the job takes the first warm one; its own is not waited for.
+    claim = tmp_path / "claim"
+    monkeypatch.setenv("TVOICE_TEST_PREWARM_CLAIM", str(claim))
+    pool = make_pool(str(AGENTS / "one_fast_prewarm.py"), idle=1, initialize_process_timeout=4.0)
+    out = tmp_path / "job.pid"
+    info = RunningJobInfo(
+        job=JobInfo(id="job-1", room_name="room-1", metadata=str(out)), url="", token=""
+    )
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            # The idle pool's process claimed the fast prewarm; the job's own one will not.
+            await wait_until(lambda: claim.exists() and claim.read_text())
+            assert pool.statistics().idle_processes == 0
+            t0 = trio.current_time()
+            result = await pool.run_job(info)
+            took = trio.current_time() - t0
+            nursery.cancel_scope.cancel()
+    assert result == JobResult(success=True)
+    assert out.read_text() == claim.read_text()
+    assert took < 2.0  # not the job's own process's 4 s timeout
+
+
 async def test_a_job_fails_if_its_process_cannot_initialize():
     pool = make_pool(str(AGENTS / "bad_prewarm.py"), idle=0)
     missing = make_pool(str(AGENTS / "missing.py"), idle=0)

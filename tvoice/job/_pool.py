@@ -273,24 +273,44 @@ class ProcessPool:
         return sum(1 for p in self._warming if not p.taken)
 
     async def _take_process(self) -> _Process:
+        """A warm process for a job: an idle one, else whichever becomes warm first, a process
+        started for this job or one warming for the idle pool (a busy machine may take longer
+        than ``initialize_process_timeout`` to warm the job's own one while another gets there).
+        If the job's own process fails to initialize and none is idle, it is returned: the job
+        fails with its failure."""
         if self._idle:
-            process = self._idle.pop(0)
-            self._wake()
-            return process
+            return self._pop_idle()
         assert self._nursery is not None
-        process = _Process(taken=True)
-        self._warming.add(process)
-        self._nursery.start_soon(self._supervise, process)
+        own = _Process(taken=True)
+        self._warming.add(own)
+        self._nursery.start_soon(self._supervise, own)
         try:
-            await process.ready.wait()
+            while True:
+                changed = self._changed
+                if own.ready.is_set() and not own.failure:
+                    return own
+                if self._idle:
+                    self._release(own)
+                    return self._pop_idle()
+                if own.ready.is_set():
+                    return own
+                await changed.wait()
         except trio.Cancelled:
-            # Nobody will run a job in it: it joins the idle ones once warm.
-            process.taken = False
-            if process.warm and process not in self._idle and process.result is None:
-                self._idle.append(process)
-                self._wake()
+            self._release(own)
             raise
+
+    def _pop_idle(self) -> _Process:
+        process = self._idle.pop(0)
+        self._wake()
         return process
+
+    def _release(self, process: _Process) -> None:
+        """Nobody will run a job in ``process``, started for one: it joins the idle ones once
+        warm (at once if it is)."""
+        process.taken = False
+        if process.warm and process not in self._idle and process.result is None:
+            self._idle.append(process)
+            self._wake()
 
     # -- one process --------------------------------------------------------------------------
 
@@ -335,7 +355,7 @@ class ProcessPool:
                 nursery.start_soon(self._watch_memory, proc, process)
                 if not process.taken:
                     self._idle.append(process)
-                    self._wake()
+                self._wake()
                 await process.assigned.wait()
                 assert process.job is not None
                 await self._serve_job(stream, proc, process, process.job)
