@@ -21,10 +21,11 @@ from tvoice.testing import LiveKitServer
 RATE = 48000
 FRAME = RATE // 100  # 10 ms
 LOUD = 300.0  # RMS of a 10 ms frame above which it is sound, not silence
-# The microphone runs this far ahead of real time: on a busy test machine the caller's loop can
-# stall for tens of milliseconds, and with nothing queued the track would carry a gap in the
-# middle of a question (Whisper then hears other words).
-LEAD = 0.2
+# The microphone runs this far ahead of real time (the SDK's source paces it out): on a busy test
+# machine the caller's loop can stall, and with nothing queued the track would carry a gap in the
+# middle of a question (Whisper then hears other words; a stall past the VAD's 0.55 s of silence
+# cuts the question in two).
+LEAD = 1.0
 
 
 def speech(frame: AudioFrame) -> np.ndarray:

@@ -163,7 +163,7 @@ async def _ask(
 ) -> float:
     """Once the agent's track is there, ask ``question``; wait for ``reply`` seconds of the
     answer's audio. Returns when the question started."""
-    await wait_for(lambda: caller.heard, within=30, what=lambda: f"the agent's track; {log()}")
+    await wait_for(lambda: caller.heard, within=90, what=lambda: f"the agent's track; {log()}")
     said_at = caller.say(question)
     await wait_for(
         lambda: caller.loud_seconds(said_at) > reply,
@@ -254,8 +254,9 @@ def test_the_caller_interrupts_the_reply(
     over_at, quiet_at, replies = asyncio.run(main())
     assert quiet_at is not None
     # The VAD hears speech within ~0.3 s, the agent pauses after min_interruption_duration
-    # (0.3 s), and the last audio sent (<= 0.1 s ahead) plays out: well under 1.5 s.
-    assert quiet_at - over_at < 1.5, quiet_at - over_at
+    # (0.3 s), and the last audio sent (<= 0.1 s ahead) plays out: about 0.8 s, under 2.5 s with
+    # a busy test machine's stalls (the reply had about ten seconds left).
+    assert quiet_at - over_at < 2.5, quiet_at - over_at
     first, second = replies[0], replies[1]
     # The interrupted reply is transcribed only as far as it was heard.
     assert first.startswith(ECHO_PREFIX), first
@@ -267,7 +268,7 @@ async def _wait_job(workers: list[WorkerProcess], room: str) -> WorkerProcess:
     """The worker whose job process started ``room``'s entrypoint."""
     await wait_for(
         lambda: any(room in w.job_pids() for w in workers),
-        within=30,
+        within=60,
         what=lambda: f"a job for {room}; logs:\n" + "\n".join(w.log()[-2000:] for w in workers),
     )
     return next(w for w in workers if room in w.job_pids())
@@ -295,7 +296,7 @@ def test_two_workers_share_rooms_and_a_drained_worker_finishes_its_job(
                 assert {w.port for w in served.values()} == {worker.port, second.port}
                 # Drain the second worker while its calls go on.
                 second.process.send_signal(signal.SIGTERM)
-                await wait_for(lambda: "draining" in second.log(), within=10, what="w2 draining")
+                await wait_for(lambda: "draining" in second.log(), within=30, what="w2 draining")
                 room = _room()
                 await dispatch_room(livekit_server, room, "echo")
                 await calls.enter_async_context(join(livekit_server, room))
@@ -330,7 +331,7 @@ def test_a_killed_job_process_fails_its_job_only(
                 within=15,
                 what=lambda: f"the job reported failed; log:\n{worker.log()[-3000:]}",
             )
-        assert worker.healthy()
+        worker.wait_healthy(within=10)
         # The worker goes on serving: the next room gets an answer.
         room = _room()
         await dispatch_room(livekit_server, room, "echo")
@@ -355,7 +356,7 @@ def test_a_worker_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
                 room = _room()
                 await dispatch_room(restarted, room, "echo")
                 async with join(restarted, room) as caller:
-                    await wait_for(lambda: caller.heard, within=20, what=lambda: _worker_log(w))
+                    await wait_for(lambda: caller.heard, within=60, what=lambda: _worker_log(w))
 
             asyncio.run(main())
     assert "registered worker" in w.log()
@@ -409,7 +410,7 @@ def test_deleting_the_room_ends_its_job(
         # Joined: connected and its session waiting for a participant (the job process says).
         await wait_for(
             lambda: f"joined room {room}" in worker.log(),
-            within=20,
+            within=60,
             what=lambda: f"the agent joining; {_worker_log(worker)}",
         )
         async with api.LiveKitAPI(
@@ -419,12 +420,12 @@ def test_deleting_the_room_ends_its_job(
         pid = worker.job_pids()[room]
         await wait_for(
             lambda: not Path(f"/proc/{pid}").exists(),
-            within=10,
+            within=30,
             what=lambda: f"the job process exiting; {_worker_log(worker)}",
         )
 
     asyncio.run(main())
-    assert worker.healthy()
+    worker.wait_healthy(within=10)
 
 
 def test_a_worker_with_a_wrong_secret_says_so_and_exits(livekit_server: LiveKitServer) -> None:
