@@ -235,9 +235,15 @@ class TranscriptionSync(TextOutput):
                 self._unbound.remove(segment)
 
     def _target(self, segment: _Segment) -> str:
+        output = self._output
+        # The clock first: reading it ends the playing segment then and there when its audio
+        # has run out and this tick woke before the clock's own task; that playback_finished
+        # decides the final text. Read after the checks below, the position would be the next
+        # segment's (0: nothing released), and the segment's stream would close on the words
+        # released before the end.
+        played = output.position() if output is not None and segment is self._playing else 0.0
         if segment.final is not None:
             return segment.final
-        output = self._output
         if not segment.bound or output is None or segment is not self._playing:
             if (
                 segment.text_done
@@ -251,7 +257,7 @@ class TranscriptionSync(TextOutput):
         pushed = output.segment_captured if output.segment_complete else None
         return released_text(
             segment.text,
-            played=output.position(),
+            played=played,
             pushed=pushed,
             timings=output.segment_spoken.timings,
         )
