@@ -88,8 +88,9 @@ class LLM(BaseLLM):
 
     ``model_path``: a GGUF file of a ChatML model (nothing is ever downloaded). ``n_ctx``: the
     context window in tokens; a longer prompt is refused with a non-retryable ``APIError``.
-    ``n_threads``: CPU threads (None: half the cores). ``temperature``, ``top_p``: sampling;
-    ``max_tokens``: the longest reply; ``seed``: makes replies reproducible.
+    ``n_threads``: CPU threads (None: tokens are generated on half the cores, prompts
+    evaluated on all of them). ``temperature``, ``top_p``: sampling; ``max_tokens``: the
+    longest reply; ``seed``: makes replies reproducible.
 
     The model is served by llama.cpp's own HTTP server (from ``xllamacpp``, prebuilt), run in
     this process on a loopback port: started on first use, in a worker thread, or up front with
