@@ -367,11 +367,17 @@ class StubServer:
     """Enough of llama.cpp's server for the stream, behind ``httpx.MockTransport``: scripted
     replies, one token per byte of text, and a record of every request."""
 
-    def __init__(self, *replies, n_ctx=4096, fail=None, route=None):
+    def __init__(
+        self, *replies, n_ctx=4096, fail=None, route=None, slots=1, route_after_reply=False
+    ):
         self.replies = [list(r) for r in replies]
-        self.route = route  # what the routing step answers
+        self.route = route  # what the routing step answers (an int: that error status)
         self.routings: list[dict] = []
         self.n_ctx = n_ctx
+        self.slots = slots
+        # The routing step answers only once a reply is asked for: at the same time or never.
+        self.route_after_reply = route_after_reply
+        self.reply_asked = trio.Event()
         self.fail = fail
         self.tokenized: list[tuple[str, bool]] = []
         self.requests: list[dict] = []
@@ -380,7 +386,10 @@ class StubServer:
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/props":
-            return httpx.Response(200, json={"default_generation_settings": {"n_ctx": self.n_ctx}})
+            settings = {"n_ctx": self.n_ctx}
+            return httpx.Response(
+                200, json={"default_generation_settings": settings, "total_slots": self.slots}
+            )
         body = json.loads(request.content)
         if request.url.path == "/tokenize":
             text, special = body["content"], body["parse_special"]
@@ -390,8 +399,13 @@ class StubServer:
         assert request.url.path == "/completion"
         if "grammar" in body:
             self.routings.append(body)
+            if self.route_after_reply:
+                await self.reply_asked.wait()
+            if isinstance(self.route, int):
+                return httpx.Response(self.route, json={"error": {"message": "no routing"}})
             return httpx.Response(200, stream=Events(self, body, [self.route], record=False))
         self.requests.append(body)
+        self.reply_asked.set()
         if isinstance(self.fail, httpx.Response):
             return self.fail
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
@@ -793,6 +807,60 @@ async def test_stub_a_routed_reply_without_a_tool_is_a_plain_answer(stub):
     assert "json_schema" not in server.requests[0]
     # The answer's prompt offers no tools: the choice is made.
     assert b"get_weather" not in bytes(t for t in server.requests[0]["prompt"] if t < 256)
+
+
+async def test_stub_with_one_tool_its_call_is_written_while_the_routing_step_decides(stub):
+    # The routing step answers only once the call is asked for: written one after the other,
+    # this would never end.
+    llm, server = stub(
+        ['{"name": "get_weather", ', '"arguments": {"city": "Paris"}}'],
+        route="get_weather",
+        route_tools=True,
+        slots=3,
+        route_after_reply=True,
+    )
+    with trio.fail_after(5):
+        said, calls, usage = await ask(llm, tools=[get_weather])
+    assert said == []
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}')]
+    (routing,), (call,) = server.routings, server.requests
+    assert call["json_schema"] == call_schema([get_weather], "get_weather")
+    # Each in its own slot: the routing step's, and that of the prompts that describe tools.
+    assert (routing["id_slot"], call["id_slot"]) == (1, 0)
+    assert usage.prompt_tokens == len(routing["prompt"]) + len(call["prompt"])
+
+
+async def test_stub_a_call_written_ahead_is_dropped_when_the_routing_step_says_none(stub):
+    call = ['{"name": "get_weather", ', '"arguments": {"city": "', *["Paris"] * 100, '"}}']
+    llm, server = stub(
+        call,
+        ["It ", "is ", "noon."],
+        route="none",
+        route_tools=True,
+        slots=3,
+        route_after_reply=True,
+    )
+    with trio.fail_after(5):
+        said, calls, usage = await ask(llm, tools=[get_weather])
+    assert (said, calls) == (["It ", "is ", "noon."], [])
+    ahead, answer = server.requests
+    assert "json_schema" in ahead
+    assert server.generated[-3:] == ["It ", "is ", "noon."]
+    assert len(server.generated) < len(call) + 3, "the call was dropped as soon as known"
+    # The plain answer's prompt describes no tool: it has a slot of its own, whose cached
+    # history a call's prompt never displaces.
+    assert "json_schema" not in answer
+    assert (ahead["id_slot"], answer["id_slot"]) == (0, 2)
+    # The dropped call is not in the reply's usage.
+    (routing,) = server.routings
+    assert usage.prompt_tokens == len(routing["prompt"]) + len(answer["prompt"])
+    assert usage.completion_tokens == 1 + 3  # the routing step's "none", the answer's words
+
+
+async def test_stub_a_failed_routing_step_fails_the_reply_with_its_own_error(stub):
+    llm, _ = stub(['{"name": "get_weather"}'], route=500, route_tools=True, slots=3)
+    with trio.fail_after(5), pytest.raises(APIStatusError, match="no routing"):
+        await ask(llm, tools=[get_weather])
 
 
 async def test_stub_routing_happens_for_a_users_message_only(stub):

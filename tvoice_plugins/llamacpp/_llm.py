@@ -35,7 +35,7 @@ from ._format import (
     prompt_segments,
     speakable,
 )
-from ._model import start_server
+from ._model import PLAIN_SLOT, ROUTING_SLOT, TOOLS_SLOT, start_server
 from ._route import routing_grammar, routing_prompt
 from ._wire import Completion, ServerFacts, server_facts, stream_completion, tokenize
 
@@ -254,8 +254,10 @@ class LLM(BaseLLM):
         facts: ServerFacts,
         json_schema: dict[str, Any] | None,
         sampling: Sampling,
+        described: bool,
     ) -> dict[str, Any]:
-        """The /completion body for one reply."""
+        """The /completion body for one reply (``described``: its prompt describes the
+        tools)."""
         request: dict[str, Any] = {
             "prompt": prompt,
             "n_predict": sampling.max_tokens,
@@ -274,9 +276,15 @@ class LLM(BaseLLM):
             # A call's arguments are the most likely ones, not a creative choice: SmolLM2 at
             # 0.2 sometimes wrote "Paris, France" or worse where the user said "Paris".
             request["temperature"] = 0.0
-        if facts.slots > 1:
-            request["id_slot"] = 0  # where the chat's prefix is cached
+        if facts.slots > PLAIN_SLOT and not described:
+            request["id_slot"] = PLAIN_SLOT  # where the chat's prefix is cached
+        elif facts.slots > 1:
+            request["id_slot"] = TOOLS_SLOT
         return request
+
+
+_Written = tuple[str, int, Completion]
+"""A reply as the model wrote it: its text, how much of it was said, its usage."""
 
 
 class _Stream(LLMStream):
@@ -301,33 +309,21 @@ class _Stream(LLMStream):
     async def _run(self) -> None:
         owner = self._owner
         base_url = await trio.to_thread.run_sync(owner.ensure_loaded, abandon_on_cancel=True)
-        completion, routing = Completion(), Completion()
+        routing = Completion()
         try:
             async with owner._client(base_url) as client:
                 facts = await owner._server_facts(client, base_url)
-                choice = await self._choose(client, base_url, facts, routing)
-                calling = bool(self.tools) and choice != "none"
-                forced = calling and choice != "auto"
-                schema = self._call_schema(choice) if forced else None
-                # How much of the reply so far may be said: all of it, all but a possible tool
-                # call, or (a call written under a schema) nothing.
-                sayable: Callable[[str], int] = (
-                    _nothing if forced else speakable if calling else len
-                )
-                segments = prompt_segments(self.chat_ctx, self.tools, choice, owner._written)
-                prompt = await owner._tokenize(client, base_url, segments)
-                if len(prompt) >= facts.n_ctx:
-                    raise context_overflow(len(prompt), facts.n_ctx)
-                request = owner._request(prompt, facts, schema, self._reply_sampling())
-                pieces = stream_completion(client, request, completion)
-                async with contextlib.aclosing(pieces):
-                    text, said = await self._relay(pieces, sayable)
+                choice, written = await self._choose(client, base_url, facts, routing)
+                if written is None:
+                    written = await self._write(client, base_url, facts, choice)
         except httpx.HTTPError as e:
             raise connection_error(e, base_url) from None
+        text, said, completion = written
         # The usage counts the routing step's tokens too: they are part of this reply's cost.
         completion.prompt_tokens += routing.prompt_tokens
         completion.completion_tokens += routing.completion_tokens
-        if forced:
+        calling = bool(self.tools) and choice != "none"
+        if calling and choice != "auto":
             call = parse_call(text, f"{self.request_id}_0")
             self._owner._remember(call, text)
             await self._end("", [call], completion)
@@ -336,6 +332,27 @@ class _Stream(LLMStream):
             await self._end(body[said:], calls, completion)
         else:
             await self._end(text[said:], [], completion)
+
+    async def _write(
+        self, client: httpx.AsyncClient, base_url: str, facts: ServerFacts, choice: ToolChoice
+    ) -> _Written:
+        """The model's reply under ``choice``, streamed as far as it may be said: all of it,
+        all but a possible tool call, or (a call written under a schema) nothing."""
+        owner = self._owner
+        calling = bool(self.tools) and choice != "none"
+        forced = calling and choice != "auto"
+        schema = self._call_schema(choice) if forced else None
+        sayable: Callable[[str], int] = _nothing if forced else speakable if calling else len
+        segments = prompt_segments(self.chat_ctx, self.tools, choice, owner._written)
+        prompt = await owner._tokenize(client, base_url, segments)
+        if len(prompt) >= facts.n_ctx:
+            raise context_overflow(len(prompt), facts.n_ctx)
+        request = owner._request(prompt, facts, schema, self._reply_sampling(), calling)
+        completion = Completion()
+        pieces = stream_completion(client, request, completion)
+        async with contextlib.aclosing(pieces):
+            text, said = await self._relay(pieces, sayable)
+        return text, said, completion
 
     def _reply_sampling(self) -> Sampling:
         """The sampling for this reply: a reply to tools' outputs has no repeat penalty, since
@@ -348,17 +365,18 @@ class _Stream(LLMStream):
 
     async def _choose(
         self, client: httpx.AsyncClient, base_url: str, facts: ServerFacts, usage: Completion
-    ) -> ToolChoice:
+    ) -> tuple[ToolChoice, _Written | None]:
         """The tool choice to reply with: ``tool_choice``, or with ``"auto"`` and
-        ``route_tools``, a tool's name or ``"none"`` as the model picks under a grammar."""
+        ``route_tools``, a tool's name or ``"none"`` as the model picks under a grammar; and
+        the call, when it was written while the model chose."""
         if not (self.tools and self.tool_choice == "auto" and self._owner.route_tools):
-            return self.tool_choice
+            return self.tool_choice, None
         segments = routing_prompt(self.chat_ctx, self.tools)
         if segments is None:
-            return "auto"
+            return "auto", None
         prompt = await self._owner._tokenize(client, base_url, segments)
         if len(prompt) >= facts.n_ctx:
-            return "auto"
+            return "auto", None
         request = {
             "prompt": prompt,
             "n_predict": 16,
@@ -367,7 +385,51 @@ class _Stream(LLMStream):
             "cache_prompt": True,
         }
         if facts.slots > 1:
-            request["id_slot"] = 1  # its own slot: the chat's cached prefix stays in slot 0
+            request["id_slot"] = ROUTING_SLOT  # the chat's cached prefixes stay in theirs
+        if facts.slots < 2 or len(self.tools) != 1:
+            return await self._route(client, request, usage), None
+        # One tool: its call is written in the chat's slot while the routing step decides in
+        # its own (the server runs both in each decode step), and dropped if the answer is
+        # "none". A call then costs the longer of the two steps, not both; a plain answer
+        # starts when it would have (the call's prompt, cached, is most of the answer's).
+        tool = self.tools[0].name
+        ahead: list[_Written | Exception] = []
+        choice: ToolChoice = "none"
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_ahead, client, base_url, facts, tool, ahead)
+            try:
+                choice = await self._route(client, request, usage)
+            except Exception as e:  # raised below, as itself, not in the nursery's group
+                failure = e
+            if failure is not None or choice != tool:
+                nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if choice != tool:
+            return choice, None
+        written = ahead[0]
+        if isinstance(written, Exception):
+            raise written
+        return choice, written
+
+    async def _write_ahead(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        facts: ServerFacts,
+        tool: str,
+        ahead: list[_Written | Exception],
+    ) -> None:
+        # Its failure is the reply's only if the call is made: kept, not raised here.
+        try:
+            ahead.append(await self._write(client, base_url, facts, tool))
+        except Exception as e:
+            ahead.append(e)
+
+    async def _route(
+        self, client: httpx.AsyncClient, request: dict[str, Any], usage: Completion
+    ) -> ToolChoice:
         pieces = stream_completion(client, request, usage)
         async with contextlib.aclosing(pieces):
             name = "".join([piece async for piece in pieces]).strip()

