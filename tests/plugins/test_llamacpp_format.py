@@ -857,6 +857,15 @@ async def test_stub_a_call_written_ahead_is_dropped_when_the_routing_step_says_n
     assert usage.completion_tokens == 1 + 3  # the routing step's "none", the answer's words
 
 
+async def test_stub_a_server_without_a_slot_for_plain_answers_gets_no_call_written_ahead(stub):
+    # The plain answer would have to go where the call was written, displacing its history.
+    llm, server = stub(["It ", "is ", "noon."], route="none", route_tools=True, slots=2)
+    said, calls, _ = await ask(llm, tools=[get_weather])
+    assert (said, calls) == (["It ", "is ", "noon."], [])
+    (answer,) = server.requests
+    assert "json_schema" not in answer
+
+
 async def test_stub_a_failed_routing_step_fails_the_reply_with_its_own_error(stub):
     llm, _ = stub(['{"name": "get_weather"}'], route=500, route_tools=True, slots=3)
     with trio.fail_after(5), pytest.raises(APIStatusError, match="no routing"):

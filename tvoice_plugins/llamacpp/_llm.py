@@ -322,7 +322,7 @@ class _Stream(LLMStream):
         # The usage counts the routing step's tokens too: they are part of this reply's cost.
         completion.prompt_tokens += routing.prompt_tokens
         completion.completion_tokens += routing.completion_tokens
-        calling = bool(self.tools) and choice != "none"
+        calling = self._may_call(choice)
         if calling and choice != "auto":
             call = parse_call(text, f"{self.request_id}_0")
             self._owner._remember(call, text)
@@ -339,7 +339,7 @@ class _Stream(LLMStream):
         """The model's reply under ``choice``, streamed as far as it may be said: all of it,
         all but a possible tool call, or (a call written under a schema) nothing."""
         owner = self._owner
-        calling = bool(self.tools) and choice != "none"
+        calling = self._may_call(choice)
         forced = calling and choice != "auto"
         schema = self._call_schema(choice) if forced else None
         sayable: Callable[[str], int] = _nothing if forced else speakable if calling else len
@@ -353,6 +353,10 @@ class _Stream(LLMStream):
         async with contextlib.aclosing(pieces):
             text, said = await self._relay(pieces, sayable)
         return text, said, completion
+
+    def _may_call(self, choice: ToolChoice) -> bool:
+        """Whether the reply under ``choice`` may call a tool (its prompt describes them)."""
+        return bool(self.tools) and choice != "none"
 
     def _reply_sampling(self) -> Sampling:
         """The sampling for this reply: a reply to tools' outputs has no repeat penalty, since
@@ -386,12 +390,13 @@ class _Stream(LLMStream):
         }
         if facts.slots > 1:
             request["id_slot"] = ROUTING_SLOT  # the chat's cached prefixes stay in theirs
-        if facts.slots < 2 or len(self.tools) != 1:
+        if facts.slots <= PLAIN_SLOT or len(self.tools) != 1:
             return await self._route(client, request, usage), None
-        # One tool: its call is written in the chat's slot while the routing step decides in
-        # its own (the server runs both in each decode step), and dropped if the answer is
-        # "none". A call then costs the longer of the two steps, not both; a plain answer
-        # starts when it would have (the call's prompt, cached, is most of the answer's).
+        # One tool: its call is written in its slot while the routing step decides in its own
+        # (the server runs both in each decode step), and dropped if the answer is "none". A
+        # call then costs the longer of the two steps, not both; a plain answer goes to a
+        # third slot, whose cached history the dropped call never touched (with fewer slots,
+        # nothing is written ahead).
         tool = self.tools[0].name
         ahead: list[_Written | Exception] = []
         choice: ToolChoice = "none"

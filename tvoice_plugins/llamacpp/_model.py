@@ -70,7 +70,7 @@ class LocalServer:
 
 # Servers, shared by every LLM that asks for the same model: a model is loaded once per
 # process (in a worker's prewarm) and then serves every session of that process.
-_servers: dict[tuple[Path, int, int], LocalServer] = {}
+_servers: dict[tuple[Path, int, int, int], LocalServer] = {}
 _servers_lock = threading.Lock()
 
 
@@ -87,7 +87,7 @@ def start_server(path: Path | None, *, n_ctx: int, n_threads: int | None) -> Loc
     cores = os.cpu_count() or 2
     threads = n_threads if n_threads is not None else max(1, cores // 2)
     batch_threads = n_threads if n_threads is not None else cores
-    key = (resolved, n_ctx, threads)
+    key = (resolved, n_ctx, threads, batch_threads)
     with _servers_lock:
         server = _servers.get(key)
         if server is None:
