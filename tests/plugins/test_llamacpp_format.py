@@ -570,21 +570,51 @@ async def test_stub_tool_choice_none_neither_offers_nor_parses_calls(stub):
     assert b"get_weather" not in bytes(t for t in server.requests[0]["prompt"] if t < 256)
 
 
-@pytest.mark.parametrize("tool_choice", ["required", "get_weather"])
-async def test_stub_a_required_call_is_made_under_a_json_schema(stub, tool_choice):
+def prompt_text(request: dict) -> str:
+    return bytes(t for t in request["prompt"] if t < 256).decode()
+
+
+async def test_stub_a_required_call_is_made_under_a_json_schema(stub):
     llm, server = stub(['{"name": "get_weather", ', '"arguments": {"city": "Rome"}}'])
-    said, calls, _ = await ask(llm, tools=[get_weather, get_time], tool_choice=tool_choice)
+    said, calls, _ = await ask(llm, tools=[get_weather, get_time], tool_choice="required")
     assert said == []
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Rome"}')]
-    assert server.requests[0]["json_schema"] == call_schema([get_weather, get_time], tool_choice)
-    assert server.requests[0]["temperature"] == 0.0  # arguments are drawn greedily
+    assert server.requests[0]["json_schema"] == call_schema([get_weather, get_time], "required")
+    # Arguments are drawn greedily, and they repeat the user's words: no repeat penalty.
+    assert server.requests[0]["temperature"] == 0.0
+    assert server.requests[0]["repeat_penalty"] == 1.0
+
+
+async def test_stub_a_named_tool_s_call_has_its_name_in_the_prompt_and_only_arguments_written(
+    stub,
+):
+    llm, server = stub(['{"city": ', '"Rome"}'])
+    said, calls, _ = await ask(llm, tools=[get_weather, get_time], tool_choice="get_weather")
+    assert said == []
+    assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Rome"}')]
+    (request,) = server.requests
+    assert prompt_text(request).endswith(
+        '<|im_start|>assistant\n{"name": "get_weather", "arguments": '
+    )
+    assert request["json_schema"] == get_weather.schema["parameters"]
+    assert (request["temperature"], request["repeat_penalty"]) == (0.0, 1.0)
+
+
+async def test_stub_a_named_tool_s_arguments_cut_short_are_an_invalid_call(stub):
+    llm, _ = stub(['{"city": "Ro'])
+    _, (call,), _ = await ask(llm, tools=[get_weather], tool_choice="get_weather")
+    assert (call.name, call.arguments) == (
+        INVALID_CALL,
+        '{"name": "get_weather", "arguments": {"city": "Ro}',
+    )
 
 
 async def test_stub_a_call_written_under_a_schema_is_shown_as_written_in_later_prompts(stub):
     """The reply to a call's output starts with the call as the model wrote it, so the server
     reuses the cache of the step that wrote it; a changed call is shown the usual way."""
-    written = '{\n  "name" : "get_weather", "arguments":{"city": "Rome"}}'
-    llm, server = stub(list(written), ["It is sunny."])
+    arguments = '{ "city":"Rome"}'  # the model's own spacing
+    written = '{"name": "get_weather", "arguments": ' + arguments + "}"
+    llm, server = stub(list(arguments), ["It is sunny."])
     _, (call,), _ = await ask(llm, tools=[get_weather], tool_choice="get_weather")
     assert (call.name, call.arguments) == ("get_weather", '{"city": "Rome"}')
 
@@ -598,6 +628,10 @@ async def test_stub_a_call_written_under_a_schema_is_shown_as_written_in_later_p
         await stream.collect()
     assert f"<|im_start|>assistant\n{written}<|im_end|>" in last_prompt()
     assert "<tool_call>" not in last_prompt()
+    # What the step that wrote it had in its prompt and what it generated are tokenized
+    # apart, as they were then, so the tokens match that step's cache.
+    assert ('{"name": "get_weather", "arguments": ', False) in server.tokenized
+    assert (arguments + "}", False) in server.tokenized
 
     changed = FunctionCall(call_id=call.call_id, name=call.name, arguments='{"city": "Oslo"}')
     async with llm.chat(chat_ctx=chat(user("Weather in Rome?"), changed, output)) as stream:
@@ -783,19 +817,15 @@ async def test_stub_extra_changes_one_replys_sampling(stub):
 
 
 async def test_stub_a_routed_reply_calls_the_tool_the_model_picks(stub):
-    llm, server = stub(
-        ['{"name": "get_weather", ', '"arguments": {"city": "Paris"}}'],
-        route="get_weather",
-        route_tools=True,
-    )
+    llm, server = stub(['{"city": "Paris"}'], route="get_weather", route_tools=True)
     said, calls, usage = await ask(llm, tools=[get_weather, get_time])
     assert said == []
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}')]
     (routing,) = server.routings
     assert routing["grammar"] == '%llguidance {}\nstart: "get_weather" | "get_time" | "none"\n'
     assert routing["temperature"] == 0.0
-    # Then the call is written under the picked tool's schema.
-    assert server.requests[0]["json_schema"] == call_schema([get_weather, get_time], "get_weather")
+    # Then the picked tool's arguments are written under its schema.
+    assert server.requests[0]["json_schema"] == get_weather.schema["parameters"]
     # The usage counts both steps.
     assert usage.prompt_tokens == len(routing["prompt"]) + len(server.requests[0]["prompt"])
 
@@ -813,7 +843,7 @@ async def test_stub_with_one_tool_its_call_is_written_while_the_routing_step_dec
     # The routing step answers only once the call is asked for: written one after the other,
     # this would never end.
     llm, server = stub(
-        ['{"name": "get_weather", ', '"arguments": {"city": "Paris"}}'],
+        ['{"city": ', '"Paris"}'],
         route="get_weather",
         route_tools=True,
         slots=3,
@@ -824,14 +854,14 @@ async def test_stub_with_one_tool_its_call_is_written_while_the_routing_step_dec
     assert said == []
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Paris"}')]
     (routing,), (call,) = server.routings, server.requests
-    assert call["json_schema"] == call_schema([get_weather], "get_weather")
+    assert call["json_schema"] == get_weather.schema["parameters"]
     # Each in its own slot: the routing step's, and that of the prompts that describe tools.
     assert (routing["id_slot"], call["id_slot"]) == (1, 0)
     assert usage.prompt_tokens == len(routing["prompt"]) + len(call["prompt"])
 
 
 async def test_stub_a_call_written_ahead_is_dropped_when_the_routing_step_says_none(stub):
-    call = ['{"name": "get_weather", ', '"arguments": {"city": "', *["Paris"] * 100, '"}}']
+    call = ['{"city": "', *["Paris"] * 100, '"}']  # the arguments the model writes
     llm, server = stub(
         call,
         ["It ", "is ", "noon."],

@@ -32,6 +32,7 @@ __all__ = [
     "TOOL_OPEN",
     "Segment",
     "WrittenCall",
+    "call_opening",
     "call_schema",
     "parse_call",
     "parse_calls",
@@ -95,8 +96,11 @@ def prompt_segments(
             results = []
         if m["role"] == "assistant" and m.get("tool_calls"):
             as_written = _as_written(m, written or {})
-            calls = "".join(_call_text(c["function"]) for c in m["tool_calls"])
-            segments += _turn("assistant", as_written or (m.get("content") or "") + calls)
+            if as_written is not None:
+                segments += _turn("assistant", *_written_pieces(as_written))
+            else:
+                calls = "".join(_call_text(c["function"]) for c in m["tool_calls"])
+                segments += _turn("assistant", (m.get("content") or "") + calls)
         else:
             segments += _turn(m["role"], m.get("content") or "")
     if results:
@@ -112,10 +116,12 @@ class WrittenCall:
     name: str
     arguments: str
     text: str
+    prompted: str = ""
+    """The start of ``text`` that was in the prompt (a :func:`call_opening`), not generated."""
 
 
-def _as_written(message: dict[str, Any], written: Mapping[str, WrittenCall]) -> str | None:
-    """The text of an assistant turn made of one call this model wrote, if it is that call."""
+def _as_written(message: dict[str, Any], written: Mapping[str, WrittenCall]) -> WrittenCall | None:
+    """The call this model wrote that an assistant turn is made of, if it is that call."""
     (call, *more) = message["tool_calls"]
     known = written.get(call["id"])
     function = call["function"]
@@ -123,11 +129,19 @@ def _as_written(message: dict[str, Any], written: Mapping[str, WrittenCall]) -> 
         return None
     if (known.name, known.arguments) != (function["name"], function["arguments"]):
         return None  # the history was changed since
-    return known.text
+    return known
 
 
-def _turn(role: str, content: str) -> list[Segment]:
-    return [(f"<|im_start|>{role}\n", True), (content, False), ("<|im_end|>\n", True)]
+def _written_pieces(call: WrittenCall) -> list[str]:
+    """The text of a call as the step that wrote it saw it: what was in its prompt apart from
+    what the model generated, so each is tokenized as it was then and the tokens match the
+    server's cache of that step."""
+    cut = len(call.prompted)
+    return [call.text[:cut], call.text[cut:]] if cut else [call.text]
+
+
+def _turn(role: str, *content: str) -> list[Segment]:
+    return [(f"<|im_start|>{role}\n", True), *((c, False) for c in content), ("<|im_end|>\n", True)]
 
 
 def _tools_text(tools: Sequence[Tool]) -> str:
@@ -167,6 +181,14 @@ def _results_turn(results: Sequence[tuple[FunctionCallOutput | None, str]]) -> l
         these = "this result" if len(results) == 1 else "these results"
         lines.append(f"Answer the user's question with {these}.")
     return _turn("system", "\n".join(lines))
+
+
+def call_opening(name: str) -> str:
+    """A call to ``name`` up to its arguments. When the tool is known before the call is
+    written, this goes at the end of the prompt and the model writes only the arguments: a
+    grammar forces every token it allows one way, but the model still generates them one by
+    one, about a dozen decode steps for these."""
+    return f'{{"name": {json.dumps(name)}, "arguments": '
 
 
 def call_schema(tools: Sequence[Tool], tool_choice: ToolChoice) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ._errors import connection_error, context_overflow, unknown_tool_choice
 from ._format import (
     Segment,
     WrittenCall,
+    call_opening,
     call_schema,
     parse_call,
     parse_calls,
@@ -203,11 +204,13 @@ class LLM(BaseLLM):
             sampling=sampling,
         )
 
-    def _remember(self, call: FunctionCall, text: str) -> None:
+    def _remember(self, call: FunctionCall, written: _Written) -> None:
         """Keep the text of a call written under a schema (see ``prompt_segments``)."""
         if len(self._written) >= _WRITTEN_CALLS:
             del self._written[next(iter(self._written))]
-        self._written[call.call_id] = WrittenCall(call.name, call.arguments, text)
+        self._written[call.call_id] = WrittenCall(
+            call.name, call.arguments, written.text, prompted=written.prompted
+        )
 
     @contextlib.asynccontextmanager
     async def _client(self, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
@@ -274,8 +277,10 @@ class LLM(BaseLLM):
         if json_schema is not None:
             request["json_schema"] = json_schema
             # A call's arguments are the most likely ones, not a creative choice: SmolLM2 at
-            # 0.2 sometimes wrote "Paris, France" or worse where the user said "Paris".
+            # 0.2 sometimes wrote "Paris, France" or worse where the user said "Paris". They
+            # repeat the user's words, so no repeat penalty either: at 1.2 it wrote "Paris,".
             request["temperature"] = 0.0
+            request["repeat_penalty"] = 1.0
         if facts.slots > PLAIN_SLOT and not described:
             request["id_slot"] = PLAIN_SLOT  # where the chat's prefix is cached
         elif facts.slots > 1:
@@ -283,8 +288,14 @@ class LLM(BaseLLM):
         return request
 
 
-_Written = tuple[str, int, Completion]
-"""A reply as the model wrote it: its text, how much of it was said, its usage."""
+@attrs.define
+class _Written:
+    """A reply as the model wrote it."""
+
+    text: str
+    said: int  # how much of the text was said as it came
+    completion: Completion  # its usage
+    prompted: str = ""  # the start of a call's text that was in the prompt (call_opening)
 
 
 class _Stream(LLMStream):
@@ -318,14 +329,14 @@ class _Stream(LLMStream):
                     written = await self._write(client, base_url, facts, choice)
         except httpx.HTTPError as e:
             raise connection_error(e, base_url) from None
-        text, said, completion = written
+        text, said, completion = written.text, written.said, written.completion
         # The usage counts the routing step's tokens too: they are part of this reply's cost.
         completion.prompt_tokens += routing.prompt_tokens
         completion.completion_tokens += routing.completion_tokens
         calling = self._may_call(choice)
         if calling and choice != "auto":
             call = parse_call(text, f"{self.request_id}_0")
-            self._owner._remember(call, text)
+            self._owner._remember(call, written)
             await self._end("", [call], completion)
         elif calling:
             body, calls = parse_calls(text, call_id_prefix=self.request_id)
@@ -342,8 +353,14 @@ class _Stream(LLMStream):
         calling = self._may_call(choice)
         forced = calling and choice != "auto"
         schema = self._call_schema(choice) if forced else None
-        sayable: Callable[[str], int] = _nothing if forced else speakable if calling else len
         segments = prompt_segments(self.chat_ctx, self.tools, choice, owner._written)
+        opening = ""
+        if schema is not None and choice != "required":
+            # The tool is named: the prompt says its name, the model writes the arguments.
+            opening = call_opening(choice)
+            schema = schema["properties"]["arguments"]
+            segments.append((opening, False))
+        sayable: Callable[[str], int] = _nothing if forced else speakable if calling else len
         prompt = await owner._tokenize(client, base_url, segments)
         if len(prompt) >= facts.n_ctx:
             raise context_overflow(len(prompt), facts.n_ctx)
@@ -352,7 +369,9 @@ class _Stream(LLMStream):
         pieces = stream_completion(client, request, completion)
         async with contextlib.aclosing(pieces):
             text, said = await self._relay(pieces, sayable)
-        return text, said, completion
+        if opening:
+            return _Written(f"{opening}{text}}}", said, completion, prompted=opening)
+        return _Written(text, said, completion)
 
     def _may_call(self, choice: ToolChoice) -> bool:
         """Whether the reply under ``choice`` may call a tool (its prompt describes them)."""
