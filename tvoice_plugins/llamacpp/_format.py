@@ -34,6 +34,7 @@ __all__ = [
     "WrittenCall",
     "call_opening",
     "call_schema",
+    "chat_turn",
     "parse_call",
     "parse_calls",
     "prompt_segments",
@@ -85,7 +86,7 @@ def prompt_segments(
         system.append(_tools_text(tools))
     segments: list[Segment] = []
     if system:
-        segments += _turn("system", "\n\n".join(system))
+        segments += chat_turn("system", "\n\n".join(system))
     results: list[tuple[FunctionCallOutput | None, str]] = []
     for m in messages[opening:]:
         if m["role"] == "tool":
@@ -97,12 +98,12 @@ def prompt_segments(
         if m["role"] == "assistant" and m.get("tool_calls"):
             as_written = _as_written(m, written or {})
             if as_written is not None:
-                segments += _turn("assistant", *_written_pieces(as_written))
+                segments += chat_turn("assistant", *_written_pieces(as_written))
             else:
                 calls = "".join(_call_text(c["function"]) for c in m["tool_calls"])
-                segments += _turn("assistant", (m.get("content") or "") + calls)
+                segments += chat_turn("assistant", (m.get("content") or "") + calls)
         else:
-            segments += _turn(m["role"], m.get("content") or "")
+            segments += chat_turn(m["role"], m.get("content") or "")
     if results:
         segments += _results_turn(results)
     segments.append(("<|im_start|>assistant\n", True))
@@ -140,7 +141,8 @@ def _written_pieces(call: WrittenCall) -> list[str]:
     return [call.text[:cut], call.text[cut:]] if cut else [call.text]
 
 
-def _turn(role: str, *content: str) -> list[Segment]:
+def chat_turn(role: str, *content: str) -> list[Segment]:
+    """One ChatML turn: its markers are special tokens, its content is plain text."""
     return [(f"<|im_start|>{role}\n", True), *((c, False) for c in content), ("<|im_end|>\n", True)]
 
 
@@ -180,7 +182,7 @@ def _results_turn(results: Sequence[tuple[FunctionCallOutput | None, str]]) -> l
     else:
         these = "this result" if len(results) == 1 else "these results"
         lines.append(f"Answer the user's question with {these}.")
-    return _turn("system", "\n".join(lines))
+    return chat_turn("system", "\n".join(lines))
 
 
 def call_opening(name: str) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from tvoice.llm import ChatContext, ChatMessage, Tool
 
-from ._format import Segment
+from ._format import Segment, chat_turn
 
 __all__ = ["NO_TOOL", "request_examples", "routing_grammar", "routing_prompt"]
 
@@ -50,12 +50,12 @@ def routing_prompt(chat_ctx: ChatContext, tools: Sequence[Tool]) -> list[Segment
         description = str(tool.schema.get("description", ""))
         lines.append(f"{tool.name}: {_first_sentence(description)}")
         examples += [(request, tool.name) for request in request_examples(description)]
-    segments: list[Segment] = [*_turn("system", "\n".join(lines))]
+    segments: list[Segment] = [*chat_turn("system", "\n".join(lines))]
     nothing = [(request, NO_TOOL) for request in _NO_TOOL_EXAMPLES]
     for i in range(max(len(examples), len(nothing))):
         for request, answer in examples[i : i + 1] + nothing[i : i + 1]:
-            segments += _turn("user", request) + _turn("assistant", answer)
-    segments += _turn("user", last.text_content)
+            segments += chat_turn("user", request) + chat_turn("assistant", answer)
+    segments += chat_turn("user", last.text_content)
     segments.append(("<|im_start|>assistant\n", True))
     return segments
 
@@ -69,7 +69,3 @@ def routing_grammar(tools: Sequence[Tool]) -> str:
 def _first_sentence(description: str) -> str:
     first = description.split('"')[0].split(". ")[0].strip().rstrip(".")
     return f"{first}." if first else "(no description)."
-
-
-def _turn(role: str, content: str) -> list[Segment]:
-    return [(f"<|im_start|>{role}\n", True), (content, False), ("<|im_end|>\n", True)]
