@@ -70,36 +70,31 @@ class LocalServer:
 
 # Servers, shared by every LLM that asks for the same model: a model is loaded once per
 # process (in a worker's prewarm) and then serves every session of that process.
-_servers: dict[tuple[Path, int, int, int], LocalServer] = {}
+_servers: dict[tuple[Path, int, int], LocalServer] = {}
 _servers_lock = threading.Lock()
 
 
 def start_server(path: Path | None, *, n_ctx: int, n_threads: int | None) -> LocalServer:
     """The shared server for these settings, started (and the model loaded) on first use.
 
-    ``path`` None is :func:`default_model_path`. ``n_threads`` None: the tokens are generated
-    on half the CPU cores, so that speech recognition and synthesis keep some, and prompts are
-    evaluated on all of them (a prompt is a short burst at the start of a reply, and the
-    threads wait asleep, not spinning, so a busy core costs little); a number is used for
-    both. Blocks while loading (well under a second for SmolLM2-135M): call it from a thread.
+    ``path`` None is :func:`default_model_path`. ``n_threads`` None: every CPU core. A reply
+    is short bursts (a prompt, a call's few arguments, a sentence), and between them the
+    threads go to sleep, so speech recognition and synthesis lose little to them. Blocks
+    while loading (well under a second for SmolLM2-135M): call it from a thread.
     """
     resolved = (path if path is not None else default_model_path()).resolve()
-    cores = os.cpu_count() or 2
-    threads = n_threads if n_threads is not None else max(1, cores // 2)
-    batch_threads = n_threads if n_threads is not None else cores
-    key = (resolved, n_ctx, threads, batch_threads)
+    threads = n_threads if n_threads is not None else (os.cpu_count() or 2)
+    key = (resolved, n_ctx, threads)
     with _servers_lock:
         server = _servers.get(key)
         if server is None:
             if not _servers:
                 atexit.register(_stop_all)
-            server = _servers[key] = _start(
-                resolved, n_ctx=n_ctx, n_threads=threads, n_batch_threads=batch_threads
-            )
+            server = _servers[key] = _start(resolved, n_ctx=n_ctx, n_threads=threads)
         return server
 
 
-def _start(path: Path, *, n_ctx: int, n_threads: int, n_batch_threads: int) -> LocalServer:
+def _start(path: Path, *, n_ctx: int, n_threads: int) -> LocalServer:
     if not path.is_file():
         raise model_not_found(f"at {path}")
     try:
@@ -113,10 +108,11 @@ def _start(path: Path, *, n_ctx: int, n_threads: int, n_batch_threads: int) -> L
     params.model.path = str(path)
     params.n_parallel = SLOTS
     params.n_ctx = n_ctx * SLOTS
-    params.cpuparams.n_threads = n_threads
-    params.cpuparams_batch.n_threads = n_batch_threads
-    # Threads between two prompts sleep: llama.cpp's default polling kept a core spinning, and
-    # beside a busy core a prompt then took several times longer.
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = n_threads
+    # Between two tokens the threads poll for the next one, as llama.cpp does by default (made
+    # to sleep, they woke too late for each token: about 60 ms more per reply on 2 cores); but
+    # between two prompts they sleep: polling kept a core spinning, and beside a busy core a
+    # prompt then took several times longer.
     params.cpuparams_batch.poll = 0
     params.warmup = False  # a warm-up decode costs more than it saves on a small CPU model
     params.verbosity = -1  # the server's own log would interleave with the console's output
