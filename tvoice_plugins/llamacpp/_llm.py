@@ -89,9 +89,9 @@ class LLM(BaseLLM):
 
     ``model_path``: a GGUF file of a ChatML model (nothing is ever downloaded). ``n_ctx``: the
     context window in tokens; a longer prompt is refused with a non-retryable ``APIError``.
-    ``n_threads``: CPU threads (None: tokens are generated on half the cores, prompts
-    evaluated on all of them). ``temperature``, ``top_p``: sampling; ``max_tokens``: the
-    longest reply; ``seed``: makes replies reproducible.
+    ``n_threads``: CPU threads (None: every core; they sleep between replies).
+    ``temperature``, ``top_p``: sampling; ``max_tokens``: the longest reply; ``seed``: makes
+    replies reproducible.
 
     The model is served by llama.cpp's own HTTP server (from ``xllamacpp``, prebuilt), run in
     this process on a loopback port: started on first use, in a worker thread, or up front with
@@ -128,7 +128,7 @@ class LLM(BaseLLM):
         if n_ctx < 16:
             raise ValueError(f"n_ctx must be at least 16 tokens, got {n_ctx}")
         if n_threads is not None and n_threads < 1:
-            raise ValueError(f"n_threads must be >= 1 (None: half the cores), got {n_threads}")
+            raise ValueError(f"n_threads must be >= 1 (None: every core), got {n_threads}")
         if http_client is not None and base_url is None:
             raise ValueError("http_client needs the base_url of the server it reaches")
         super().__init__()
