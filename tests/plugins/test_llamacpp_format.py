@@ -619,7 +619,7 @@ async def test_stub_a_call_written_under_a_schema_is_shown_as_written_in_later_p
     assert (call.name, call.arguments) == ("get_weather", '{"city": "Rome"}')
 
     def last_prompt() -> str:
-        return bytes(t for t in server.requests[-1]["prompt"] if t < 256).decode()
+        return prompt_text(server.requests[-1])
 
     output = FunctionCallOutput(
         call_id=call.call_id, name=call.name, output="sunny", is_error=False

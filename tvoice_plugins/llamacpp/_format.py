@@ -34,6 +34,7 @@ __all__ = [
     "WrittenCall",
     "call_opening",
     "call_schema",
+    "call_text",
     "chat_turn",
     "parse_call",
     "parse_calls",
@@ -163,8 +164,7 @@ def _call_text(function: dict[str, Any]) -> str:
         # A botched call stays in the history as the text it was, quoted, so the prompt never
         # shows the model a malformed call as an example to follow.
         arguments = json.dumps(arguments)
-    name = json.dumps(function["name"])
-    return f'{TOOL_OPEN}{{"name": {name}, "arguments": {arguments}}}{TOOL_CLOSE}'
+    return f"{TOOL_OPEN}{call_text(function['name'], arguments)}{TOOL_CLOSE}"
 
 
 def _results_turn(results: Sequence[tuple[FunctionCallOutput | None, str]]) -> list[Segment]:
@@ -191,6 +191,11 @@ def call_opening(name: str) -> str:
     grammar forces every token it allows one way, but the model still generates them one by
     one, about a dozen decode steps for these."""
     return f'{{"name": {json.dumps(name)}, "arguments": '
+
+
+def call_text(name: str, arguments: str) -> str:
+    """A call as JSON text, ``arguments`` being the arguments' JSON text."""
+    return f"{call_opening(name)}{arguments}}}"
 
 
 def call_schema(tools: Sequence[Tool], tool_choice: ToolChoice) -> dict[str, Any]:

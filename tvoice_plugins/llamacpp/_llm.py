@@ -31,6 +31,7 @@ from ._format import (
     WrittenCall,
     call_opening,
     call_schema,
+    call_text,
     parse_call,
     parse_calls,
     prompt_segments,
@@ -370,7 +371,7 @@ class _Stream(LLMStream):
         async with contextlib.aclosing(pieces):
             text, said = await self._relay(pieces, sayable)
         if opening:
-            return _Written(f"{opening}{text}}}", said, completion, prompted=opening)
+            return _Written(call_text(choice, text), said, completion, prompted=opening)
         return _Written(text, said, completion)
 
     def _may_call(self, choice: ToolChoice) -> bool:

@@ -110,9 +110,9 @@ def _start(path: Path, *, n_ctx: int, n_threads: int) -> LocalServer:
     params.n_ctx = n_ctx * SLOTS
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = n_threads
     # Between two tokens the threads poll for the next one, as llama.cpp does by default (made
-    # to sleep, they woke too late for each token: about 60 ms more per reply on 2 cores); but
-    # between two prompts they sleep: polling kept a core spinning, and beside a busy core a
-    # prompt then took several times longer.
+    # to sleep there too, two threads were no faster than one on 2 cores); but between two
+    # prompts they sleep: polling kept a core spinning, and beside a busy core a prompt then
+    # took several times longer.
     params.cpuparams_batch.poll = 0
     params.warmup = False  # a warm-up decode costs more than it saves on a small CPU model
     params.verbosity = -1  # the server's own log would interleave with the console's output
