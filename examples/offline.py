@@ -29,15 +29,22 @@ def prewarm(proc: JobProcess) -> None:
     local = {"base_url": url, "api_key": "unused"}  # the local server asks for no key
     whisper = openai.STT(model="whisper-tiny.en", stream=False, **local)
     # Whisper is a batch model: the VAD cuts the speech, and a pause of 0.15 s has it
-    # transcribed while the VAD still waits to be sure the user is done (0.55 s), so the
-    # turn's transcript is ready when the user's speech ends.
+    # transcribed (about 0.1 s) while the VAD still waits to be sure the user is done
+    # (0.55 s), so the turn's transcript is ready when the user's speech ends, and the reply
+    # can be prepared on it before (see models()).
     proc.userdata["stt"] = stt.StreamAdapter(stt=whisper, vad=vad, transcribe_on_pause=0.15)
     proc.userdata["llm"] = openai.LLM(model="SmolLM2-135M-Instruct", **local)
     proc.userdata["tts"] = openai.TTS(model="piper", voice="joe", **local)
 
 
 def models(proc: JobProcess) -> dict[str, Any]:
-    """The session's models: ``AgentSession(**models(ctx.proc))``."""
+    """The session's models: ``AgentSession(**models(ctx.proc))``.
+
+    With preemptive generation: the STT tells the words of a pause as soon as Whisper has
+    them (a preflight transcript), and the reply is prepared while the VAD makes sure the user
+    is done; it is dropped if they go on.
+    """
     if "vad" not in proc.userdata:
         prewarm(proc)
-    return {key: proc.userdata[key] for key in ("vad", "stt", "llm", "tts")}
+    models = {key: proc.userdata[key] for key in ("vad", "stt", "llm", "tts")}
+    return models | {"preemptive_generation": True}

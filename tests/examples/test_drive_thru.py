@@ -439,5 +439,7 @@ async def test_entrypoint_runs_the_call_with_the_prewarmed_models(autojump_clock
     assert isinstance(order, OrderState)
     assert [(i.description, i.price) for i in order.items.values()] == [("Bottled Water", 129)]
     assert isinstance(room.session.current_agent, DriveThruAgent)
-    # End of turn 3.5, two LLM steps of 0.3, TTS first byte 0.2, 1 s of audio.
-    assert trio.current_time() == pytest.approx(3.5 + 0.6 + 0.2 + 1.0)
+    # End of turn 3.5; the first LLM step was prepared from the final words at 3.2 (the
+    # offline stack's preemptive generation), so only the second's 0.3 is after it; TTS first
+    # byte 0.2, 1 s of audio.
+    assert trio.current_time() == pytest.approx(3.5 + 0.3 + 0.2 + 1.0)

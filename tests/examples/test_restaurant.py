@@ -453,8 +453,10 @@ async def test_entrypoint_runs_the_call_with_the_prewarmed_models(autojump_clock
     assert isinstance(session.current_agent, Takeaway)
     assert handoff_targets(session) == ["Greeter", "Takeaway"]
     assert [p.position for p in tl.audio_output.playbacks] == [1.0, 1.0]
-    # End of turn 3.5, both LLMs 0.3, TTS first byte 0.2, 1 s of audio; then the call ends.
-    assert trio.current_time() == pytest.approx(3.5 + 0.3 + 0.3 + 0.2 + 1.0)
+    # End of turn 3.5; the Greeter's LLM step was prepared from the final words at 3.2 (the
+    # offline stack's preemptive generation), the Takeaway's 0.3 comes after it; TTS first
+    # byte 0.2, 1 s of audio; then the call ends.
+    assert trio.current_time() == pytest.approx(3.5 + 0.3 + 0.2 + 1.0)
 
 
 # -- regressions: runtime bugs met while writing the example -------------------------------

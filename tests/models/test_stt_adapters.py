@@ -21,9 +21,10 @@ from tvoice.stt import (
 from tvoice.testing import Timeline
 from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
 
-START, INTERIM, FINAL, END = (
+START, INTERIM, PREFLIGHT, FINAL, END = (
     SpeechEventType.START_OF_SPEECH,
     SpeechEventType.INTERIM_TRANSCRIPT,
+    SpeechEventType.PREFLIGHT_TRANSCRIPT,
     SpeechEventType.FINAL_TRANSCRIPT,
     SpeechEventType.END_OF_SPEECH,
 )
@@ -539,8 +540,9 @@ async def feed_silence(stream, until: float) -> None:
     stream.end_input()
 
 
-async def transcribe_with_pauses(stt, speech, *, pause=0.2, until=4.0, **options):
-    adapter = StreamAdapter(stt=stt, vad=PausingVAD(speech), transcribe_on_pause=pause)
+async def transcribe_with_pauses(stt, speech, *, pause=0.2, until=4.0, min_silence=0.55, **options):
+    vad = PausingVAD(speech, min_silence=min_silence)
+    adapter = StreamAdapter(stt=stt, vad=vad, transcribe_on_pause=pause)
     async with adapter.stream(**options) as stream, trio.open_nursery() as nursery:
         nursery.start_soon(feed_silence, stream, until)
         return await collect_timed(stream)
@@ -558,6 +560,53 @@ async def test_a_pause_transcribes_early_and_the_end_of_speech_does_not_wait(aut
     assert stt.calls == [pytest.approx(2.2)]
     # the speech so far, with its padding and the silence heard: not the end's audio again
     assert 1.7 <= stt.heard[0] <= 2.2
+
+
+async def test_an_early_transcript_is_told_as_a_preflight_at_the_next_vad_window(autojump_clock):
+    stt = BatchSTT(["What is the weather in Paris?"], delay=0.15)
+    events = await transcribe_with_pauses(stt, [(0.5, 2.0)])
+    assert events == [
+        (0.5, START, ""),
+        # ready at 2.35; the VAD's next window is at 2.4: the session may prepare its reply
+        # there, while the VAD waits until 2.55 to end the speech
+        (2.4, PREFLIGHT, "What is the weather in Paris?"),
+        (2.55, FINAL, "What is the weather in Paris?"),
+        (2.55, END, ""),
+    ]
+    assert stt.calls == [pytest.approx(2.2)]  # one transcription for both
+
+
+async def test_a_preflight_the_user_goes_on_from_is_followed_by_the_whole_words(autojump_clock):
+    stt = BatchSTT(["What is the weather", "What is the weather in Paris?"], delay=0.05)
+    events = await transcribe_with_pauses(stt, [(0.5, 1.5), (2.0, 2.5)])
+    assert events == [
+        (0.5, START, ""),
+        (1.8, PREFLIGHT, "What is the weather"),  # ready at 1.75; the user goes on at 2.0
+        (2.8, PREFLIGHT, "What is the weather in Paris?"),
+        (3.05, FINAL, "What is the weather in Paris?"),
+        (3.05, END, ""),
+    ]
+    assert stt.calls == [pytest.approx(1.7), pytest.approx(2.7)]
+
+
+def test_a_preflight_ready_at_a_vad_window_is_told_at_the_next_in_every_order():
+    """The transcription ends at 2.5, the instant of a VAD window: whichever trio runs first,
+    the words go out at the next window (2.6), never at 2.5."""
+    from tests.voice.test_scheduling_order import seed_scheduler
+
+    async def play():
+        stt = BatchSTT(["Hello."], delay=0.3)
+        return await transcribe_with_pauses(stt, [(0.5, 2.0)], min_silence=0.75)
+
+    for seed in range(20):
+        seed_scheduler(seed)
+        events = trio.run(play, clock=trio.testing.MockClock(autojump_threshold=0))
+        assert events == [
+            (0.5, START, ""),
+            (2.6, PREFLIGHT, "Hello."),
+            (2.75, FINAL, "Hello."),
+            (2.75, END, ""),
+        ], seed
 
 
 async def test_speech_after_a_pause_cancels_the_early_transcript(autojump_clock):

@@ -72,6 +72,7 @@ stt_events = st.one_of(
     st.builds(Stt, st.just(SttEvent.START_OF_SPEECH)),
     st.builds(Stt, st.just(SttEvent.END_OF_SPEECH)),
     st.builds(Stt, st.just(SttEvent.INTERIM_TRANSCRIPT), st.sampled_from(WORDS)),
+    st.builds(Stt, st.just(SttEvent.PREFLIGHT_TRANSCRIPT), st.sampled_from(WORDS)),
     st.builds(Stt, st.just(SttEvent.FINAL_TRANSCRIPT), st.sampled_from((*WORDS, "", " "))),
 )
 instants = st.builds(
@@ -455,3 +456,46 @@ def test_a_turn_detector_stretches_the_delay_and_stale_answers_are_dropped(
         assert turn.committed_at == at
     assert turn.transcript == "hello"
     assert not m.pending
+
+
+# -- preflight ---------------------------------------------------------------------------------
+
+
+def test_preflight_words_prepare_a_reply_but_only_final_words_end_the_turn() -> None:
+    m = machine("vad")
+    assert m.vad_start(0.0) == [SpeechStarted()]
+    # A pause: the words so far, which the user may still add to.
+    assert m.stt(1.2, SttEvent.PREFLIGHT_TRANSCRIPT, " What is the weather ") == [
+        Transcribed("What is the weather"),
+        Preempt("What is the weather"),
+    ]
+    assert m.transcript == ""  # no final words yet
+    # The VAD's end with nothing final: the turn waits for the STT's verdict.
+    decisions = m.vad_end(1.6, ended_at=1.0)
+    assert SpeechEnded() in decisions
+    assert not any(isinstance(d, TurnEnded) for d in decisions)
+    assert m.tick(2.0) == []
+    # The final words are the preflight's: no second reply is prepared.
+    assert m.stt(2.0, SttEvent.FINAL_TRANSCRIPT, "What is the weather") == [
+        Transcribed("What is the weather")
+    ]
+
+
+def test_final_words_that_differ_from_the_preflight_prepare_a_new_reply() -> None:
+    m = machine("vad")
+    m.vad_start(0.0)
+    m.stt(0.5, SttEvent.FINAL_TRANSCRIPT, "Hello.")
+    assert m.stt(1.2, SttEvent.PREFLIGHT_TRANSCRIPT, "What is the weather") == [
+        Transcribed("Hello. What is the weather"),
+        Preempt("Hello. What is the weather"),
+    ]
+    # The same preflight again prepares nothing new; empty preflight words are no words.
+    assert m.stt(1.3, SttEvent.PREFLIGHT_TRANSCRIPT, "What is the weather") == [
+        Transcribed("Hello. What is the weather")
+    ]
+    assert m.stt(1.4, SttEvent.PREFLIGHT_TRANSCRIPT, "  ") == []
+    # The user went on: the final words supersede the preflight's.
+    assert m.stt(2.5, SttEvent.FINAL_TRANSCRIPT, "What is the weather in Paris?") == [
+        Transcribed("Hello. What is the weather in Paris?"),
+        Preempt("Hello. What is the weather in Paris?"),
+    ]

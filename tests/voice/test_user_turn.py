@@ -122,3 +122,37 @@ async def test_8_preemptive_reply_discarded_when_the_user_keeps_talking(autojump
         ("user", "Hello how are you"),
         ("assistant", "Fine."),
     ]
+
+
+async def test_8_preemptive_reply_starts_on_preflight_words(autojump_clock):
+    """An STT that sends the words at a pause (a preflight transcript, 0.1 s after the speech)
+    before its final ones (0.45 s after): the reply is prepared from the preflight, and plays
+    as the turn ends."""
+    results = {}
+    for preflight in (None, 0.1):
+        tl = basic_timeline()
+        tl.script.speech.clear()
+        tl.user_speech(
+            start=0.5,
+            end=2.5,
+            transcript="Hello, how are you?",
+            stt_delay=0.45,
+            preflight=preflight,
+        )
+        async with tl.session(preemptive_generation=True) as session:
+            rec = Recorder(session)
+            await session.start(Assistant())
+            await tl.wait_done()
+        results[preflight] = dict(rec.agent_states)["speaking"] - tl.origin
+        # One request: the final words are the preflight's, so the prepared reply is adopted.
+        assert tl.llm_requests == ["Hello, how are you?"]
+        assert [(m.role, m.text_content) for m in session.history.messages()] == [
+            ("user", "Hello, how are you?"),
+            ("assistant", "I'm well."),
+        ]
+        events = rec.of("user_input_transcribed")
+        assert [(e.transcript, e.is_final) for e in events][-1] == ("Hello, how are you?", True)
+    # Without a preflight the reply starts with the final words (2.95): LLM 0.3, TTS 0.2.
+    assert results[None] == pytest.approx(3.45)
+    # With it the reply is made from 2.6 and ready at 3.1, after the turn's end at 3.0.
+    assert results[0.1] == pytest.approx(3.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import trio
@@ -27,14 +28,17 @@ class StreamAdapter(STT):
     """``StreamAdapter(stt=whisper, vad=silero)``: a streaming STT made of a batch one.
 
     Each utterance the VAD finds is sent to ``stt.recognize`` when the VAD reports its end:
-    START_OF_SPEECH, then FINAL_TRANSCRIPT (when there is text), then END_OF_SPEECH.
+    START_OF_SPEECH, then FINAL_TRANSCRIPT (when there is text), then END_OF_SPEECH (with a
+    PREFLIGHT_TRANSCRIPT before them on a pause, see ``transcribe_on_pause``).
 
     ``transcribe_on_pause``: seconds of silence after which the speech so far is transcribed
-    at once, while the VAD still waits for its ``min_silence_duration`` to end the speech. If
-    the user says nothing more before that end, the transcript is ready when it comes and the
-    turn does not wait for the STT; if they go on, the early transcription is cancelled. It
-    costs a transcription per pause, so it suits a local model (a hosted batch STT bills each
-    one). ``None``, the default, transcribes at the end only.
+    at once, while the VAD still waits for its ``min_silence_duration`` to end the speech. Its
+    words come as a PREFLIGHT_TRANSCRIPT as soon as they are ready, so the session may prepare
+    its reply during the rest of the pause (``preemptive_generation``). If the user says
+    nothing more before the end, that transcript is the final one and the turn does not wait
+    for the STT; if they go on, the early transcription is cancelled or its words superseded.
+    It costs a transcription per pause, so it suits a local model (a hosted batch STT bills
+    each one). ``None``, the default, transcribes at the end only.
     """
 
     def __init__(self, *, stt: STT, vad: VAD, transcribe_on_pause: float | None = None) -> None:
@@ -98,6 +102,8 @@ class _Early:
         self.scope = trio.CancelScope()
         self.done = trio.Event()
         self.event: SpeechEvent | None = None
+        self.ready_at: float | None = None  # when it was done
+        self.told = False  # its words went out as a preflight transcript
 
     async def result(self) -> SpeechEvent | None:
         """The transcript once it is done (None if it failed)."""
@@ -183,7 +189,7 @@ class StreamAdapterWrapper(RecognizeStream):
                     if transcript is None:
                         transcript = await self._recognize(event.frames)
                     if transcript is not None and transcript.text.strip():
-                        await self._emit_final(transcript)
+                        await self._emit_transcript(SpeechEventType.FINAL_TRANSCRIPT, transcript)
                     await self._emit(SpeechEvent(type=SpeechEventType.END_OF_SPEECH))
                 elif recording is not None and pause is not None and event.speaking:
                     if event.silence_duration < pause or not recording.complete:
@@ -193,6 +199,16 @@ class StreamAdapterWrapper(RecognizeStream):
                     elif early is None:
                         early = _Early()
                         nursery.start_soon(self._transcribe_early, early, recording.audio())
+                    elif not early.told and trio.current_time() > (early.ready_at or math.inf):
+                        # Told at the first VAD window after the instant it was ready (32 ms at
+                        # most later), from this one task. Not at a window of that very instant:
+                        # trio may run that window before or after the transcription's end, and
+                        # the user going on at that instant must cancel it either way.
+                        early.told = True
+                        if early.event is not None and early.event.text.strip():
+                            await self._emit_transcript(
+                                SpeechEventType.PREFLIGHT_TRANSCRIPT, early.event
+                            )
 
     async def _transcribe_early(self, early: _Early, frames: tuple[AudioFrame, ...]) -> None:
         # A failure here costs nothing: the VAD's audio is transcribed at the end instead,
@@ -202,6 +218,7 @@ class StreamAdapterWrapper(RecognizeStream):
                 early.event = await self._recognize(frames)
             except APIError as e:
                 logger.debug("early transcription failed, transcribing at the end: %s", e)
+        early.ready_at = trio.current_time()
         early.done.set()
 
     async def _recognize(self, frames: tuple[AudioFrame, ...]) -> SpeechEvent | None:
@@ -211,13 +228,9 @@ class StreamAdapterWrapper(RecognizeStream):
             frames, language=self._language, conn_options=self._conn_options
         )
 
-    async def _emit_final(self, event: SpeechEvent) -> None:
+    async def _emit_transcript(self, kind: SpeechEventType, event: SpeechEvent) -> None:
         await self._emit(
-            SpeechEvent(
-                type=SpeechEventType.FINAL_TRANSCRIPT,
-                alternatives=event.alternatives,
-                request_id=event.request_id,
-            )
+            SpeechEvent(type=kind, alternatives=event.alternatives, request_id=event.request_id)
         )
 
     async def _forward(self, vad_stream: VADStream, recording: _Recording | None) -> None:

@@ -36,6 +36,10 @@ class SpeechEventType(enum.Enum):
 
     START_OF_SPEECH = "start_of_speech"
     INTERIM_TRANSCRIPT = "interim_transcript"
+    PREFLIGHT_TRANSCRIPT = "preflight_transcript"
+    """The words so far, ready for the LLM though the user may still go on (a pause that may
+    end the turn): the session may prepare a reply on them (``preemptive_generation``). A
+    FINAL_TRANSCRIPT still follows; if the user went on, its words differ."""
     FINAL_TRANSCRIPT = "final_transcript"
     END_OF_SPEECH = "end_of_speech"
 

@@ -215,8 +215,16 @@ class _FakeRecognizeStream(RecognizeStream):
         )
         await _sleep_until_timeline(self._script, speech.start + VAD_START_DELAY)
         await self._emit(SpeechEvent(type=SpeechEventType.START_OF_SPEECH))
-        await _sleep_until_timeline(self._script, speech.end + speech.stt_delay / 2)
-        await self._emit(SpeechEvent(type=SpeechEventType.INTERIM_TRANSCRIPT, alternatives=data))
+        if speech.preflight is None:
+            await _sleep_until_timeline(self._script, speech.end + speech.stt_delay / 2)
+            await self._emit(
+                SpeechEvent(type=SpeechEventType.INTERIM_TRANSCRIPT, alternatives=data)
+            )
+        else:
+            await _sleep_until_timeline(self._script, speech.end + speech.preflight)
+            await self._emit(
+                SpeechEvent(type=SpeechEventType.PREFLIGHT_TRANSCRIPT, alternatives=data)
+            )
         await _sleep_until_timeline(self._script, done)
         if id(speech) in self._finals:
             # A stream opened at this very instant (an STT restarted by a handoff) must not

@@ -20,18 +20,24 @@ class UserSpeech:
     """The user speaks from ``start`` to ``end`` (seconds on the timeline).
 
     An empty ``transcript`` is noise: the VAD hears it, speech-to-text finds no words.
+    The STT sends the words as an interim transcript halfway through ``stt_delay``, or, with
+    ``preflight``, as a preflight transcript that many seconds after ``end``; then as the
+    final transcript ``stt_delay`` after ``end``.
     """
 
     start: float
     end: float
     transcript: str
     stt_delay: float = 0.2
+    preflight: float | None = None
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.start < self.end:
             raise ValueError(f"user speech needs 0 <= start < end, got {self.start}-{self.end}")
         if self.stt_delay < 0:
             raise ValueError("stt_delay must be >= 0")
+        if self.preflight is not None and not 0 <= self.preflight <= self.stt_delay:
+            raise ValueError("preflight must be between 0 and stt_delay")
 
 
 @attrs.frozen(kw_only=True)

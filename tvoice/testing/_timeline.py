@@ -55,10 +55,20 @@ class Timeline:
     # -- the script ---------------------------------------------------------------------------
 
     def user_speech(
-        self, *, start: float, end: float, transcript: str, stt_delay: float = 0.2
+        self,
+        *,
+        start: float,
+        end: float,
+        transcript: str,
+        stt_delay: float = 0.2,
+        preflight: float | None = None,
     ) -> UserSpeech:
-        """The user speaks from ``start`` to ``end``; an empty transcript is noise."""
-        speech = UserSpeech(start=start, end=end, transcript=transcript, stt_delay=stt_delay)
+        """The user speaks from ``start`` to ``end``; an empty transcript is noise. The final
+        transcript comes ``stt_delay`` after the end; with ``preflight``, the words come that
+        many seconds after the end as a preflight transcript (see :class:`UserSpeech`)."""
+        speech = UserSpeech(
+            start=start, end=end, transcript=transcript, stt_delay=stt_delay, preflight=preflight
+        )
         self.script.speech.append(speech)
         return speech
 

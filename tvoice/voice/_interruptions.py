@@ -31,6 +31,13 @@ from ._speech_queue import SpeechQueue
 
 __all__ = ["InterruptionHost", "Interruptions"]
 
+# The STT events that carry the user's words.
+_WORDS = (
+    SpeechEventType.INTERIM_TRANSCRIPT,
+    SpeechEventType.PREFLIGHT_TRANSCRIPT,
+    SpeechEventType.FINAL_TRANSCRIPT,
+)
+
 
 class InterruptionHost(Protocol):
     """What interruptions read and tell of the session (its runtime)."""
@@ -99,7 +106,7 @@ class Interruptions:
 
     def on_transcript(self, event: SpeechEvent, *, turn_text: str) -> None:
         """Words arrived: they interrupt a speech (``min_interruption_words`` of them)."""
-        if event.type not in (SpeechEventType.INTERIM_TRANSCRIPT, SpeechEventType.FINAL_TRANSCRIPT):
+        if event.type not in _WORDS:
             return
         self._feed(
             lambda now: self._machine.words(

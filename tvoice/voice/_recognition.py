@@ -421,6 +421,7 @@ class AudioRecognition:
 _STT_KINDS = {
     SpeechEventType.START_OF_SPEECH: SttEvent.START_OF_SPEECH,
     SpeechEventType.INTERIM_TRANSCRIPT: SttEvent.INTERIM_TRANSCRIPT,
+    SpeechEventType.PREFLIGHT_TRANSCRIPT: SttEvent.PREFLIGHT_TRANSCRIPT,
     SpeechEventType.FINAL_TRANSCRIPT: SttEvent.FINAL_TRANSCRIPT,
     SpeechEventType.END_OF_SPEECH: SttEvent.END_OF_SPEECH,
 }

@@ -30,6 +30,8 @@ acts:
   (next-speech); an utterance the STT opens at the instant the VAD closes its speech began
   after that speech ended (the VAD reports its end a silence later), so it does not undo
   stt-ahead.
+- **preflight**: words the STT may still change (a preflight transcript) are shown and may have
+  a reply prepared on them, but never end a turn: only final words do.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class SttEvent(enum.Enum):
 
     START_OF_SPEECH = "start_of_speech"
     INTERIM_TRANSCRIPT = "interim_transcript"
+    PREFLIGHT_TRANSCRIPT = "preflight_transcript"
     FINAL_TRANSCRIPT = "final_transcript"
     END_OF_SPEECH = "end_of_speech"
 
@@ -306,6 +309,8 @@ class TurnMachine:
         elif kind is SttEvent.INTERIM_TRANSCRIPT:
             self._interim = text
             self._out.append(Transcribed(" ".join([*self._finals, text]).strip()))
+        elif kind is SttEvent.PREFLIGHT_TRANSCRIPT:
+            self._preflight(text)
         else:
             self._final(now, text)
         return self._flush()
@@ -418,6 +423,19 @@ class TurnMachine:
             self._out.append(Preempt(transcript))
         if not self._speaking_on(now) and self.mode not in ("manual", "stt"):
             self._start_endpointing(now)
+
+    def _preflight(self, text: str) -> None:
+        # preflight: words that may still change are shown like interim ones, and a reply may
+        # be prepared on them; the turn still waits for its final words to end.
+        text = text.strip()
+        if not text:
+            return
+        self._interim = text
+        transcript = " ".join([*self._finals, text])
+        self._out.append(Transcribed(transcript))
+        if transcript != self._last_preemptive:
+            self._last_preemptive = transcript
+            self._out.append(Preempt(transcript))
 
     def _cancel_endpointing(self) -> None:
         self._endpoint_at = None
