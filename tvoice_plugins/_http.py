@@ -18,8 +18,10 @@ replaced by ``***`` before the error is made.
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -221,6 +223,15 @@ async def read_bounded(response: httpx.Response, limit: int = MAX_ERROR_BODY) ->
     return bytes(body[:limit])
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The TLS settings every HTTPS client of the process shares. httpx makes a new context for
+    each client by default, loading the certificate store each time: 35-60 ms on a small
+    machine, which the first request of each model of each call paid, on the way to the
+    reply's first audio."""
+    return httpx.create_ssl_context()
+
+
 class HttpClient:
     """POSTs to ``base_url`` with the provider's auth headers; maps every failure.
 
@@ -248,6 +259,11 @@ class HttpClient:
         self._headers = dict(headers or {})
         self._http = http_client
         self._not_before = -float("inf")
+        # Plain HTTP (a local server) needs no certificates; HTTPS loads them now, once per
+        # process, so that no call pays for it (see _tls_context).
+        self._verify: ssl.SSLContext | bool = (
+            _tls_context() if self._base_url.startswith("https:") else False
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__name__} {self._provider} {self._base_url}>"
@@ -276,7 +292,7 @@ class HttpClient:
     def http_client(self) -> httpx.AsyncClient:
         """The httpx client (made now if none was given); closed by :meth:`aclose`."""
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self._timeout)
+            self._http = httpx.AsyncClient(timeout=self._timeout, verify=self._verify)
         return self._http
 
     async def aclose(self) -> None:

@@ -9,6 +9,7 @@ or a silence. The other openai tests import it from here.
 import email.parser
 import email.policy
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -325,3 +326,14 @@ def test_retry_after_in_seconds_milliseconds_or_a_date():
     assert retry_after(httpx.Headers({"retry-after": date}), now=1445412487.0) == 3.0
     assert retry_after(httpx.Headers({"retry-after": "soon"})) is None
     assert retry_after(httpx.Headers()) is None
+
+
+def test_clients_share_one_tls_context_and_plain_http_loads_no_certificates():
+    from tvoice_plugins import openai
+
+    hosted = [openai.LLM(api_key="k"), openai.TTS(api_key="k"), openai.STT(api_key="k")]
+    contexts = {id(model._client._verify) for model in hosted}
+    assert len(contexts) == 1  # loaded once for the process, not once per model
+    assert isinstance(hosted[0]._client._verify, ssl.SSLContext)
+    local = openai.LLM(base_url="http://127.0.0.1:8080/v1", api_key="unused")
+    assert local._client._verify is False
