@@ -123,7 +123,7 @@ async def test_answer_after_a_tool_call(llm):
     assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>' in (
         prompt
     )
-    assert "<|im_start|>system\nget_weather returned: sunny, 24 degrees\n" in prompt
+    assert "<|im_start|>system\nget_weather returned: sunny, 24 degrees<|im_end|>\n" in prompt
     answerer = llamacpp.LLM(max_tokens=32, temperature=0.0)
     pieces, calls, _, _ = await reply(answerer, ctx, tools=[get_weather])
     text = "".join(pieces)

@@ -109,7 +109,7 @@ def test_render_chat_with_calls_outputs_and_handoff():
     [
         (
             [("sunny", False)],
-            "get_weather returned: sunny\nAnswer the user's question with this result.",
+            "get_weather returned: sunny",
         ),
         (
             [("down", True)],
@@ -117,12 +117,11 @@ def test_render_chat_with_calls_outputs_and_handoff():
         ),
         (
             [("sunny", False), ("rainy", False)],
-            "get_weather returned: sunny\nget_weather returned: rainy\n"
-            "Answer the user's question with these results.",
+            "get_weather returned: sunny\nget_weather returned: rainy",
         ),
     ],
 )
-def test_tool_outputs_make_one_system_turn_asking_for_the_answer(outputs, turn):
+def test_tool_outputs_make_one_system_turn_that_asks_only_after_a_failure(outputs, turn):
     items = [user("Weather?")]
     for n in range(len(outputs)):
         items.append(FunctionCall(call_id=f"c{n}", name="get_weather", arguments="{}"))
