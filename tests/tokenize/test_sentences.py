@@ -396,11 +396,12 @@ def test_a_first_clause_shorter_than_min_sentence_len_is_not_cut() -> None:
     ]
 
 
-def test_the_first_clause_comes_with_the_next_words_first_letter() -> None:
+def test_the_first_clause_comes_with_the_space_after_it() -> None:
     stream = SentenceTokenizer(first_clause=True).stream()
-    assert stream.push_text("The weather in Paris is sunny,") == []
-    assert stream.push_text(" ") == []
-    assert stream.push_text("2") == ["The weather in Paris is sunny,"]
+    assert stream.push_text("The weather in Paris is sunny,") == []  # "sunny,000"?
+    # A model writes "sunny, 21" as ",", " ", "2", "1": the space settles it, a token sooner.
+    assert stream.push_text(" ") == ["The weather in Paris is sunny,"]
+    assert stream.push_text("2") == []
     assert stream.flush() == ["2"]
     # After a flush the next text has a first clause of its own.
     assert stream.push_text("And in London it is raining, sadly") == [

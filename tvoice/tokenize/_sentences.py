@@ -2,7 +2,8 @@
 
 The speech pipeline sends each sentence of an LLM reply to text-to-speech as soon as it is
 certain the sentence has ended, so the scanner here commits to a boundary at the first non-space
-character after the end mark - the earliest moment it can be sure - and never later. Every
+character after the end mark (after a first clause's mark, at the space) - the earliest moment it
+can be sure - and never later. Every
 decision depends only on text already seen, which is why splitting a text in one call and
 feeding it one character at a time give the same sentences.
 """
@@ -161,10 +162,12 @@ class SentenceStream:
             c = buf[i]
             if c in _LINE_BREAKS:
                 return i, i + 1
-            if clauses and c in _CLAUSE_MARKS and self._ends_first_clause(buf, i):
-                if i + 2 >= n:
-                    break  # decide when the next word starts
-                if not buf[i + 2].isspace():
+            if clauses and c in _CLAUSE_MARKS:
+                if i + 1 >= n:
+                    break  # "21,000" or "sunny, ": decide when the next character comes
+                if self._ends_first_clause(buf, i):
+                    # The space settles it: whatever follows starts the next piece (a model
+                    # writing "sunny, 21" sends the space alone, a token before the digit).
                     return i + 1, i + 1
             if c not in _TERMINALS:
                 i += 1
