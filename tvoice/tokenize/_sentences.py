@@ -3,9 +3,8 @@
 The speech pipeline sends each sentence of an LLM reply to text-to-speech as soon as it is
 certain the sentence has ended, so the scanner here commits to a boundary at the first non-space
 character after the end mark (after a first clause's mark, at the space) - the earliest moment it
-can be sure - and never later. Every
-decision depends only on text already seen, which is why splitting a text in one call and
-feeding it one character at a time give the same sentences.
+can be sure - and never later. Every decision depends only on text already seen, which is why
+splitting a text in one call and feeding it one character at a time give the same sentences.
 """
 
 from __future__ import annotations
