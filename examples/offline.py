@@ -46,5 +46,5 @@ def models(proc: JobProcess) -> dict[str, Any]:
     """
     if "vad" not in proc.userdata:
         prewarm(proc)
-    models = {key: proc.userdata[key] for key in ("vad", "stt", "llm", "tts")}
-    return models | {"preemptive_generation": True}
+    chosen: dict[str, Any] = {key: proc.userdata[key] for key in ("vad", "stt", "llm", "tts")}
+    return chosen | {"preemptive_generation": True}

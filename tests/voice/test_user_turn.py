@@ -7,9 +7,15 @@ from tests.voice.conftest import Assistant, Recorder
 from tvoice.testing import Timeline
 
 
-def basic_timeline(**tts):
+def basic_timeline(*, stt_delay=0.2, preflight=None, **tts):
     tl = Timeline()
-    tl.user_speech(start=0.5, end=2.5, transcript="Hello, how are you?", stt_delay=0.2)
+    tl.user_speech(
+        start=0.5,
+        end=2.5,
+        transcript="Hello, how are you?",
+        stt_delay=stt_delay,
+        preflight=preflight,
+    )
     tl.llm(input="Hello, how are you?", content="I'm well.", ttft=0.1, duration=0.3)
     tl.tts(input="I'm well.", **({"audio_duration": 2.0, "ttfb": 0.2, "duration": 0.3} | tts))
     return tl
@@ -130,15 +136,7 @@ async def test_8_preemptive_reply_starts_on_preflight_words(autojump_clock):
     as the turn ends."""
     results = {}
     for preflight in (None, 0.1):
-        tl = basic_timeline()
-        tl.script.speech.clear()
-        tl.user_speech(
-            start=0.5,
-            end=2.5,
-            transcript="Hello, how are you?",
-            stt_delay=0.45,
-            preflight=preflight,
-        )
+        tl = basic_timeline(stt_delay=0.45, preflight=preflight)
         async with tl.session(preemptive_generation=True) as session:
             rec = Recorder(session)
             await session.start(Assistant())

@@ -416,11 +416,7 @@ class TurnMachine:
             return
         self._finals.append(text)
         self._final_at = now
-        transcript = self.transcript
-        self._out.append(Transcribed(transcript))
-        if transcript != self._last_preemptive:
-            self._last_preemptive = transcript
-            self._out.append(Preempt(transcript))
+        self._words_ready(self.transcript)
         if not self._speaking_on(now) and self.mode not in ("manual", "stt"):
             self._start_endpointing(now)
 
@@ -431,7 +427,11 @@ class TurnMachine:
         if not text:
             return
         self._interim = text
-        transcript = " ".join([*self._finals, text])
+        self._words_ready(" ".join([*self._finals, text]))
+
+    def _words_ready(self, transcript: str) -> None:
+        """Words a reply may be made of: show them, and prepare a reply unless one was
+        prepared on these very words."""
         self._out.append(Transcribed(transcript))
         if transcript != self._last_preemptive:
             self._last_preemptive = transcript

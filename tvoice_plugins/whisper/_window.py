@@ -19,7 +19,6 @@ full window instead.
 from __future__ import annotations
 
 import math
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Transcript", "transcribe"]
 
-SAMPLE_RATE = 16000
 TAIL = 2.0
 """Seconds of silence after the utterance: the decoder needs it to see that the speech ended."""
 MIN_WINDOW = 10
@@ -69,16 +67,19 @@ def transcribe(
     """
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
-    from faster_whisper.transcribe import get_suppressed_tokens
+    from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
-    seconds = max(MIN_WINDOW, math.ceil(len(audio) / SAMPLE_RATE + TAIL))
-    if seconds > MAX_WINDOW or (language is None and model.model.is_multilingual):
-        # A multilingual model with no language given detects it on the full window.
-        return None
-    window = np.zeros(seconds * SAMPLE_RATE, dtype=np.float32)
-    window[: len(audio)] = audio
+    if language is None and model.model.is_multilingual:
+        return None  # a multilingual model with no language given detects it on the full window
     extractor = model.feature_extractor
-    features = extractor(window, padding=0)[:, : seconds * SAMPLE_RATE // extractor.hop_length]
+    rate = extractor.sampling_rate
+    duration = len(audio) / rate
+    seconds = max(MIN_WINDOW, math.ceil(duration + TAIL))
+    if seconds > MAX_WINDOW:
+        return None
+    window = np.zeros(seconds * rate, dtype=np.float32)
+    window[: len(audio)] = audio
+    features = extractor(window, padding=0)[:, : seconds * rate // extractor.hop_length]
     encoded = model.model.encode(
         ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])), to_cpu=False
     )
@@ -115,16 +116,10 @@ def transcribe(
         len(prompt) + len(tokens) >= model.max_length
         or result.no_speech_prob > _NO_SPEECH_THRESHOLD
         or avg_logprob < _LOG_PROB_THRESHOLD
-        or _compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD
+        or get_compression_ratio(text) > _COMPRESSION_RATIO_THRESHOLD
     ):
         return None
-    duration = len(audio) / SAMPLE_RATE
     start, end = (times[0], times[-1]) if times else (0.0, duration)
     return Transcript(
         text=text, avg_logprob=avg_logprob, start=min(start, duration), end=min(end, duration)
     )
-
-
-def _compression_ratio(text: str) -> float:
-    data = text.encode()
-    return len(data) / len(zlib.compress(data)) if data else 0.0
