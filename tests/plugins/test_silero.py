@@ -246,17 +246,55 @@ async def test_session_is_shared(question_audio):
     assert lazy.model is a.model
 
 
+def test_16k_windows_run_on_the_sequence_export_with_the_same_probabilities(question_audio):
+    # The package ships the same network exported for 16 kHz sequences; it scores a window for
+    # about a fifth less CPU. It must score exactly what silero_vad.onnx scores, one window per
+    # call (20 ms frames) or many (a long block), and carry the state across calls.
+    model = silero.load_model()
+    if len(model.sessions) == 1:
+        pytest.skip("this silero-vad release has no silero_vad_16k_sequence.onnx")
+    assert model.sessions[0] is model.session
+    assert [i.name for i in model.sessions[1].get_inputs()] == ["input", "h", "c"]
+    audio = samples(mono(silence(0.3), samples(question_audio), silence(0.5))) / 32768
+    audio = audio.astype(np.float32)
+    expected, state, rate = [], np.zeros((2, 1, 128), np.float32), np.array(16000, np.int64)
+    padded = np.concatenate((np.zeros(64, np.float32), audio))
+    for start in range(0, len(audio) - 511, 512):
+        window = padded[start : start + 576].reshape(1, 576)
+        output, state = model.session.run(None, {"input": window, "state": state, "sr": rate})
+        expected.append(float(output[0, 0]))
+    framed = model.inference(16000)
+    got = [p for start in range(0, len(audio), 320) for p in framed.run(audio[start : start + 320])]
+    assert got == expected
+    assert max(got) > 0.9 > 0.1 > min(got)  # it heard speech and silence
+    blocks = model.inference(16000)
+    half = len(audio) // 2 + 100  # not on a window boundary
+    assert blocks.run(audio[:half]) + blocks.run(audio[half:]) == expected
+    assert len(blocks.run(audio[:0])) == 0
+
+
+def test_8k_windows_and_a_lone_model_file_run_on_the_file(tmp_path):
+    model = silero.load_model()
+    assert model.inference(8000).run(np.zeros(288, np.float32)) == pytest.approx([0.0], abs=0.1)
+    copy = tmp_path / "silero_vad.onnx"  # no sequence export beside it
+    copy.write_bytes(Path(silero.default_model_path()).read_bytes())
+    alone = silero.load_model(copy)
+    assert alone.sessions == (alone.session,)
+    assert len(alone.inference(16000).run(np.zeros(1024, np.float32))) == 2
+
+
 def test_session_runs_on_the_calling_thread_without_spinning(tmp_path):
     # A worker runs many sessions' streams on one core: a pool thread would only add hand-offs,
     # and one left spinning between windows burns the core the other sessions need (measured:
     # onnxruntime's defaults cost 19-32 ms of CPU per 32 ms window, ours 0.5-0.7 ms; see
     # bench/results/onnxruntime.md). These options are set explicitly, not left to defaults.
-    options = silero.load_model().session.get_session_options()
-    assert options.intra_op_num_threads == 1
-    assert options.inter_op_num_threads == 1
-    assert options.execution_mode == onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
+    for session in silero.load_model().sessions:
+        options = session.get_session_options()
+        assert options.intra_op_num_threads == 1
+        assert options.inter_op_num_threads == 1
+        assert options.execution_mode == onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+        assert options.get_session_config_entry("session.inter_op.allow_spinning") == "0"
     tasks = Path("/proc/self/task")
     if not tasks.is_dir():
         return

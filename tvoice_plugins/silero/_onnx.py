@@ -9,8 +9,20 @@ the last samples of the window before it (its "context"), the recurrent ``state`
     sr     int64   ()                        8000 or 16000
     ->  output (1, 1) probability, stateN (2, 1, 128)
 
-The session holds only weights, so one serves every stream of the process; each stream keeps
-its own state and context in a :class:`WindowInference`.
+The package also ships the same network exported for 16 kHz sequences,
+``silero_vad_16k_sequence.onnx``: no branch on the rate, the recurrent state as the LSTM's own
+``h`` and ``c``, and any number of windows per call::
+
+    input  float32 (windows, 64 + 512)       each window with its context
+    h, c   float32 (1, 1, 128)               zeros at the start of a stream
+    ->  speech_probs (windows,), hn, cn
+
+It gives the same probabilities to the bit, and a window costs about a fifth less CPU (no `If`
+node and its subgraph to run), so a model loaded from ``silero_vad.onnx`` with that file beside
+it runs 16 kHz streams on it; 8 kHz streams always run on ``silero_vad.onnx``.
+
+A session holds only weights, so one serves every stream of the process; each stream keeps its
+own state and context in a :class:`WindowInference`.
 
 Every onnxruntime failure is translated here, the plugin's one error boundary, into
 ``tvoice.APIError(retryable=False)``: running the same window again would fail the same way.
@@ -37,6 +49,7 @@ __all__ = ["SUPPORTED_RATES", "SileroModel", "WindowInference", "default_model_p
 SUPPORTED_RATES = (8000, 16000)
 _WINDOW = {8000: 256, 16000: 512}
 _CONTEXT = {8000: 32, 16000: 64}
+_SEQUENCE_FILE = "silero_vad_16k_sequence.onnx"
 _MISSING = "silero_vad.onnx not found: pip install --no-deps silero-vad"
 
 FloatArray = npt.NDArray[np.float32]
@@ -73,7 +86,14 @@ def load_model(path: str | os.PathLike[str] | None = None) -> SileroModel:
     with _lock:
         model = _models.get(key)
         if model is None:
-            model = _models[key] = SileroModel(_new_session(key), key)
+            sequence = Path(key).with_name(_SEQUENCE_FILE)
+            model = _models[key] = SileroModel(
+                _new_session(key),
+                key,
+                sequence=_new_session(str(sequence))
+                if Path(key).name == "silero_vad.onnx" and sequence.is_file()
+                else None,
+            )
     return model
 
 
@@ -97,21 +117,35 @@ def _new_session(path: str) -> onnxruntime.InferenceSession:
 
 
 class SileroModel:
-    """A loaded Silero VAD model: one ``onnxruntime.InferenceSession``, shared by all streams.
+    """A loaded Silero VAD model, shared by all streams: one ``onnxruntime.InferenceSession``,
+    and a second one on the 16 kHz sequence export when the package's file sits beside it.
 
     Get it from :func:`load_model`, which keeps one per model file in the process.
     """
 
-    __slots__ = ("_path", "_session")
+    __slots__ = ("_path", "_sequence", "_session")
 
-    def __init__(self, session: onnxruntime.InferenceSession, path: str) -> None:
+    def __init__(
+        self,
+        session: onnxruntime.InferenceSession,
+        path: str,
+        *,
+        sequence: onnxruntime.InferenceSession | None = None,
+    ) -> None:
         self._session = session
         self._path = path
+        self._sequence = sequence
 
     @property
     def session(self) -> onnxruntime.InferenceSession:
-        """The onnxruntime session (stateless; safe to share)."""
+        """The onnxruntime session of the model file (stateless; safe to share)."""
         return self._session
+
+    @property
+    def sessions(self) -> tuple[onnxruntime.InferenceSession, ...]:
+        """Every session this model runs windows on: the file's, then the 16 kHz sequence
+        export's when there is one."""
+        return (self._session,) if self._sequence is None else (self._session, self._sequence)
 
     @property
     def path(self) -> str:
@@ -120,6 +154,8 @@ class SileroModel:
 
     def inference(self, sample_rate: int) -> WindowInference:
         """Fresh recurrent state for one stream at ``sample_rate`` (8000 or 16000)."""
+        if sample_rate == 16000 and self._sequence is not None:
+            return WindowInference(self._sequence, sample_rate, sequence=True)
         return WindowInference(self._session, sample_rate)
 
     def __repr__(self) -> str:
@@ -133,41 +169,70 @@ class WindowInference:
     probability per complete window; a partial window waits for the next call.
     """
 
-    __slots__ = ("_feed", "_pending", "_session", "context", "window")
+    __slots__ = ("_feed", "_pending", "_sequence", "_session", "context", "window")
 
-    def __init__(self, session: onnxruntime.InferenceSession, sample_rate: int) -> None:
+    def __init__(
+        self, session: onnxruntime.InferenceSession, sample_rate: int, *, sequence: bool = False
+    ) -> None:
         if sample_rate not in SUPPORTED_RATES:
             raise ValueError(f"Silero VAD runs at 8000 or 16000 Hz, not {sample_rate}")
+        if sequence and sample_rate != 16000:
+            raise ValueError(f"the sequence export runs at 16000 Hz, not {sample_rate}")
         self._session = session
+        self._sequence = sequence
         self.window = _WINDOW[sample_rate]
         self.context = _CONTEXT[sample_rate]
         # Starts with the context (silence at first), then the samples not yet run. Window i
         # with its context is then the contiguous slice [i*window, i*window + context + window).
         self._pending: FloatArray = np.zeros(self.context, np.float32)
-        self._feed: dict[str, Any] = {
-            "state": np.zeros((2, 1, 128), np.float32),
-            "sr": np.array(sample_rate, np.int64),
-        }
+        if sequence:
+            zeros = np.zeros((1, 1, 128), np.float32)
+            self._feed: dict[str, Any] = {"h": zeros, "c": zeros}
+        else:
+            self._feed = {
+                "state": np.zeros((2, 1, 128), np.float32),
+                "sr": np.array(sample_rate, np.int64),
+            }
 
     def run(self, samples: FloatArray) -> list[float]:
         """Speech probability of each window completed by ``samples`` (float32 in [-1, 1])."""
         pending = np.concatenate((self._pending, samples)) if len(samples) else self._pending
         count = (len(pending) - self.context) // self.window
-        probabilities: list[float] = []
-        feed, run, size = self._feed, self._session.run, self.context + self.window
+        if not count:
+            self._pending = pending
+            return []
         try:
-            for i in range(count):
-                start = i * self.window
-                feed["input"] = pending[start : start + size].reshape(1, size)
-                output, feed["state"] = run(("output", "stateN"), feed)
-                probabilities.append(float(output[0, 0]))
+            if self._sequence:
+                probabilities = self._run_sequence(pending, count)
+            else:
+                probabilities = self._run_each(pending, count)
         except Exception as e:
             raise APIError(f"Silero VAD inference failed: {e}", retryable=False) from e
-        if count:
-            # Keep the context and the partial window, not the whole block they were cut from
-            # (between frames a stream holds a few hundred samples, not a few thousand).
-            self._pending = pending[count * self.window :].copy()
-            del feed["input"]
-        else:
-            self._pending = pending
+        # Keep the context and the partial window, not the whole block they were cut from
+        # (between frames a stream holds a few hundred samples, not a few thousand).
+        self._pending = pending[count * self.window :].copy()
         return probabilities
+
+    def _run_each(self, pending: FloatArray, count: int) -> list[float]:
+        feed, run, size = self._feed, self._session.run, self.context + self.window
+        probabilities: list[float] = []
+        for i in range(count):
+            start = i * self.window
+            feed["input"] = pending[start : start + size].reshape(1, size)
+            output, feed["state"] = run(("output", "stateN"), feed)
+            probabilities.append(float(output[0, 0]))
+        del feed["input"]
+        return probabilities
+
+    def _run_sequence(self, pending: FloatArray, count: int) -> list[float]:
+        # All the windows in one call: the export carries h and c from each to the next.
+        feed, size = self._feed, self.context + self.window
+        if count == 1:
+            feed["input"] = pending[:size].reshape(1, size)
+        else:
+            views = np.lib.stride_tricks.sliding_window_view(pending, size)
+            feed["input"] = np.ascontiguousarray(views[: count * self.window : self.window])
+        probabilities, feed["h"], feed["c"] = self._session.run(("speech_probs", "hn", "cn"), feed)
+        del feed["input"]
+        result: list[float] = probabilities.tolist()
+        return result
