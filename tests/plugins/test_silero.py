@@ -255,8 +255,8 @@ def test_16k_windows_run_on_the_sequence_export_with_the_same_probabilities(ques
         pytest.skip("this silero-vad release has no silero_vad_16k_sequence.onnx")
     assert model.sessions[0] is model.session
     assert [i.name for i in model.sessions[1].get_inputs()] == ["input", "h", "c"]
-    audio = samples(mono(silence(0.3), samples(question_audio), silence(0.5))) / 32768
-    audio = audio.astype(np.float32)
+    pcm = samples(mono(silence(0.3), samples(question_audio), silence(0.5)))
+    audio = (pcm / 32768).astype(np.float32)
     expected, state, rate = [], np.zeros((2, 1, 128), np.float32), np.array(16000, np.int64)
     padded = np.concatenate((np.zeros(64, np.float32), audio))
     for start in range(0, len(audio) - 511, 512):
@@ -267,6 +267,10 @@ def test_16k_windows_run_on_the_sequence_export_with_the_same_probabilities(ques
     got = [p for start in range(0, len(audio), 320) for p in framed.run(audio[start : start + 320])]
     assert got == expected
     assert max(got) > 0.9 > 0.1 > min(got)  # it heard speech and silence
+    as_pcm = model.inference(16000)  # int16 frames are scaled as they are copied in
+    assert [
+        p for start in range(0, len(pcm), 320) for p in as_pcm.run(pcm[start : start + 320])
+    ] == expected
     blocks = model.inference(16000)
     half = len(audio) // 2 + 100  # not on a window boundary
     assert blocks.run(audio[:half]) + blocks.run(audio[half:]) == expected

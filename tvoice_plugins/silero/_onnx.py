@@ -53,6 +53,8 @@ _SEQUENCE_FILE = "silero_vad_16k_sequence.onnx"
 _MISSING = "silero_vad.onnx not found: pip install --no-deps silero-vad"
 
 FloatArray = npt.NDArray[np.float32]
+Int16Array = npt.NDArray[np.int16]
+_INT16_SCALE = np.float32(1 / 32768)
 
 _lock = threading.Lock()
 _models: dict[str, SileroModel] = {}
@@ -165,11 +167,11 @@ class SileroModel:
 class WindowInference:
     """One stream's use of the model: its recurrent state and the context between windows.
 
-    :meth:`run` takes the float samples received since the last call and returns one speech
+    :meth:`run` takes the samples received since the last call and returns one speech
     probability per complete window; a partial window waits for the next call.
     """
 
-    __slots__ = ("_feed", "_pending", "_sequence", "_session", "context", "window")
+    __slots__ = ("_buffer", "_feed", "_filled", "_sequence", "_session", "context", "window")
 
     def __init__(
         self, session: onnxruntime.InferenceSession, sample_rate: int, *, sequence: bool = False
@@ -182,9 +184,12 @@ class WindowInference:
         self._sequence = sequence
         self.window = _WINDOW[sample_rate]
         self.context = _CONTEXT[sample_rate]
-        # Starts with the context (silence at first), then the samples not yet run. Window i
-        # with its context is then the contiguous slice [i*window, i*window + context + window).
-        self._pending: FloatArray = np.zeros(self.context, np.float32)
+        # The context (silence at first), then the samples not yet run: window i with its
+        # context is the contiguous slice [i*window, i*window + context + window). Frames are
+        # copied in as floats, so a frame costs one numpy call and no new array; the buffer
+        # grows to the largest frame a stream gets.
+        self._buffer: FloatArray = np.zeros(self.context + self.window, np.float32)
+        self._filled = self.context
         if sequence:
             zeros = np.zeros((1, 1, 128), np.float32)
             self._feed: dict[str, Any] = {"h": zeros, "c": zeros}
@@ -194,43 +199,55 @@ class WindowInference:
                 "sr": np.array(sample_rate, np.int64),
             }
 
-    def run(self, samples: FloatArray) -> list[float]:
-        """Speech probability of each window completed by ``samples`` (float32 in [-1, 1])."""
-        pending = np.concatenate((self._pending, samples)) if len(samples) else self._pending
-        count = (len(pending) - self.context) // self.window
+    def run(self, samples: FloatArray | Int16Array) -> list[float]:
+        """Speech probability of each window completed by ``samples``: float32 in [-1, 1], or
+        int16 PCM (scaled by 1/32768 as it is copied in)."""
+        start = self._filled
+        end = start + len(samples)
+        if end > len(self._buffer):
+            grown = np.empty(end, np.float32)
+            grown[:start] = self._buffer[:start]
+            self._buffer = grown
+        buffer = self._buffer
+        if samples.dtype == np.int16:
+            np.multiply(samples, _INT16_SCALE, out=buffer[start:end], dtype=np.float32)
+        else:
+            buffer[start:end] = samples
+        count = (end - self.context) // self.window
         if not count:
-            self._pending = pending
+            self._filled = end
             return []
         try:
             if self._sequence:
-                probabilities = self._run_sequence(pending, count)
+                probabilities = self._run_sequence(buffer, count)
             else:
-                probabilities = self._run_each(pending, count)
+                probabilities = self._run_each(buffer, count)
         except Exception as e:
             raise APIError(f"Silero VAD inference failed: {e}", retryable=False) from e
-        # Keep the context and the partial window, not the whole block they were cut from
-        # (between frames a stream holds a few hundred samples, not a few thousand).
-        self._pending = pending[count * self.window :].copy()
+        # Keep the context and the partial window at the front.
+        run = count * self.window
+        self._filled = end - run
+        buffer[: self._filled] = buffer[run:end]
         return probabilities
 
-    def _run_each(self, pending: FloatArray, count: int) -> list[float]:
+    def _run_each(self, buffer: FloatArray, count: int) -> list[float]:
         feed, run, size = self._feed, self._session.run, self.context + self.window
         probabilities: list[float] = []
         for i in range(count):
             start = i * self.window
-            feed["input"] = pending[start : start + size].reshape(1, size)
+            feed["input"] = buffer[start : start + size].reshape(1, size)
             output, feed["state"] = run(("output", "stateN"), feed)
             probabilities.append(float(output[0, 0]))
         del feed["input"]
         return probabilities
 
-    def _run_sequence(self, pending: FloatArray, count: int) -> list[float]:
+    def _run_sequence(self, buffer: FloatArray, count: int) -> list[float]:
         # All the windows in one call: the export carries h and c from each to the next.
         feed, size = self._feed, self.context + self.window
         if count == 1:
-            feed["input"] = pending[:size].reshape(1, size)
+            feed["input"] = buffer[:size].reshape(1, size)
         else:
-            views = np.lib.stride_tricks.sliding_window_view(pending, size)
+            views = np.lib.stride_tricks.sliding_window_view(buffer, size)
             feed["input"] = np.ascontiguousarray(views[: count * self.window : self.window])
         probabilities, feed["h"], feed["c"] = self._session.run(("speech_probs", "hn", "cn"), feed)
         del feed["input"]

@@ -17,7 +17,7 @@ from tvoice import vad
 from tvoice.audio import AudioFrame, AudioResampler, Int16Array
 from tvoice.metrics import VADMetrics
 
-from ._onnx import SUPPORTED_RATES, FloatArray, SileroModel, WindowInference, load_model
+from ._onnx import SUPPORTED_RATES, SileroModel, WindowInference, load_model
 
 __all__ = ["VAD", "VADOptions"]
 
@@ -344,12 +344,10 @@ class _Detector:
         return events
 
     def _score(self, mono: Int16Array) -> list[vad.VADEvent]:
-        samples: FloatArray = mono.astype(np.float32)
-        samples *= 1 / 32768
         # perf_counter, not trio's clock: this measures the CPU cost of inference, a figure
         # for metrics, and never decides anything about time in the pipeline.
         started = time.perf_counter()
-        probabilities = self._inference.run(samples)
+        probabilities = self._inference.run(mono)
         took = time.perf_counter() - started
         if not probabilities:
             return []
