@@ -2,6 +2,7 @@
 
 import importlib.util
 import logging
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -275,6 +276,20 @@ def test_16k_windows_run_on_the_sequence_export_with_the_same_probabilities(ques
     half = len(audio) // 2 + 100  # not on a window boundary
     assert blocks.run(audio[:half]) + blocks.run(audio[half:]) == expected
     assert len(blocks.run(audio[:0])) == 0
+
+
+def test_a_stream_does_not_keep_the_buffer_of_a_long_block():
+    # A file pushed whole is scored in one go; its float copy goes with it.
+    inference = silero.load_model().inference(16000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert len(inference.run(np.zeros(160_000, np.int16))) == 312  # 10 s: 640 KB as floats
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 20_000
+    assert len(inference.run(np.zeros(320, np.int16))) == 1  # and it goes on from there
 
 
 def test_8k_windows_and_a_lone_model_file_run_on_the_file(tmp_path):

@@ -41,6 +41,7 @@ import numpy.typing as npt
 import onnxruntime
 
 from tvoice import APIError
+from tvoice.audio import Int16Array
 
 from .._onnxruntime import without_spinning
 
@@ -50,10 +51,10 @@ SUPPORTED_RATES = (8000, 16000)
 _WINDOW = {8000: 256, 16000: 512}
 _CONTEXT = {8000: 32, 16000: 64}
 _SEQUENCE_FILE = "silero_vad_16k_sequence.onnx"
+_KEPT_BUFFER = 4096  # samples a stream's buffer keeps between calls, at most (over 0.25 s)
 _MISSING = "silero_vad.onnx not found: pip install --no-deps silero-vad"
 
 FloatArray = npt.NDArray[np.float32]
-Int16Array = npt.NDArray[np.int16]
 _INT16_SCALE = np.float32(1 / 32768)
 
 _lock = threading.Lock()
@@ -224,10 +225,14 @@ class WindowInference:
                 probabilities = self._run_each(buffer, count)
         except Exception as e:
             raise APIError(f"Silero VAD inference failed: {e}", retryable=False) from e
-        # Keep the context and the partial window at the front.
+        # Keep the context and the partial window at the front; a buffer grown for one long
+        # block (a file pushed whole) is not kept for the rest of the stream.
         run = count * self.window
         self._filled = end - run
-        buffer[: self._filled] = buffer[run:end]
+        if len(buffer) > _KEPT_BUFFER:
+            self._buffer = buffer[run : run + self.context + self.window].copy()
+        else:
+            buffer[: self._filled] = buffer[run:end]
         return probabilities
 
     def _run_each(self, buffer: FloatArray, count: int) -> list[float]:
