@@ -155,6 +155,14 @@ async def _server_logged(server: LiveKitServer, *needles: str) -> str:
     return found
 
 
+async def _assignment_recorded(server: LiveKitServer, job_id: str) -> None:
+    """Wait until the server counts the job as running. It sends the assignment first and
+    records the job a moment later (livekit-server 1.13.5, ``Worker.AssignJob``), and it drops
+    a status update for a job it has not recorded: a fake job that ends the instant it is
+    assigned could never be reported ended. A real job takes longer than that to end."""
+    await _server_logged(server, "assigned job to worker", job_id)
+
+
 @contextlib.asynccontextmanager
 async def _running(worker: Worker) -> AsyncIterator[None]:
     """The worker, started (registered); drained at the end, within the test's own bound."""
@@ -191,6 +199,7 @@ async def test_registers_then_runs_a_dispatched_job_and_reports_its_end(
             assert claims["kind"] == "agent"
             assert [job.job.id for job in worker.active_jobs] == [info.job.id]
 
+            await _assignment_recorded(livekit_server, info.job.id)
             launcher.release.set()
             await _until(lambda: worker.jobs_succeeded == 1)
             assert worker.active_jobs == []
@@ -200,12 +209,13 @@ async def test_registers_then_runs_a_dispatched_job_and_reports_its_end(
 
 async def test_a_failed_job_is_reported_with_its_error(livekit_server: LiveKitServer):
     launcher = FakeLauncher(outcome=JobResult(success=False, error="entrypoint crashed: boom"))
-    launcher.release.set()
     worker = Worker(_options(livekit_server), pool=launcher)
     with trio.fail_after(40):
         async with _running(worker):
             await _dispatch(livekit_server, worker.agent_name)
             (info,) = await launcher.wait_jobs(1)
+            await _assignment_recorded(livekit_server, info.job.id)
+            launcher.release.set()
             await _until(lambda: worker.jobs_failed == 1)
             line = await _server_logged(livekit_server, "job ended", info.job.id)
             assert "JS_FAILED" in line
