@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from tvoice.livekit import RoomOptions
-from tvoice.livekit._room import MAX_PRE_CONNECT_SECONDS, _decode_pre_connect
+from tvoice.livekit._incoming import MAX_PRE_CONNECT_SECONDS, decode_pre_connect
 
-OPTIONS = RoomOptions(input_sample_rate=16000)
+INPUT = {"sample_rate": 16000, "num_channels": 1}  # the session's input format
 
 
 def _info(mime: str = "", **attributes: str) -> rtc.ByteStreamInfo:
@@ -49,8 +48,8 @@ def _encoded(samples: np.ndarray, rate: int, container: str, codec: str) -> byte
 
 
 def test_raw_pcm_is_decoded_at_the_session_rate():
-    frames = _decode_pre_connect(
-        _info(sampleRate="8000", channels="1"), _tone(8000, 1.0).tobytes(), OPTIONS
+    frames = decode_pre_connect(
+        _info(sampleRate="8000", channels="1"), _tone(8000, 1.0).tobytes(), **INPUT
     )
     assert {f.sample_rate for f in frames} == {16000}
     assert sum(f.duration for f in frames) == pytest.approx(1.0, abs=0.01)
@@ -70,26 +69,26 @@ def test_raw_pcm_is_decoded_at_the_session_rate():
 )
 def test_raw_pcm_with_a_bad_format_is_refused(attributes: dict[str, str], error: str):
     with pytest.raises(ValueError, match=error):
-        _decode_pre_connect(_info(**attributes), _tone(16000, 0.1).tobytes(), OPTIONS)
+        decode_pre_connect(_info(**attributes), _tone(16000, 0.1).tobytes(), **INPUT)
 
 
 def test_raw_pcm_longer_than_the_limit_is_refused():
     # 8 kHz: 31 s is only 496 KB, well under the byte cap, and would be 4x that resampled.
     data = _tone(8000, MAX_PRE_CONNECT_SECONDS + 1).tobytes()
     with pytest.raises(ValueError, match=f"longer than {MAX_PRE_CONNECT_SECONDS:g} s"):
-        _decode_pre_connect(_info(sampleRate="8000", channels="1"), data, OPTIONS)
+        decode_pre_connect(_info(sampleRate="8000", channels="1"), data, **INPUT)
 
 
 def test_opus_in_webm_is_decoded():
     data = _encoded(_tone(48000, 0.5), 48000, "webm", "libopus")
-    frames = _decode_pre_connect(_info("audio/webm;codecs=opus"), data, OPTIONS)
+    frames = decode_pre_connect(_info("audio/webm;codecs=opus"), data, **INPUT)
     assert sum(f.duration for f in frames) == pytest.approx(0.5, abs=0.03)
 
 
 def test_compressed_audio_longer_than_the_limit_is_refused():
     data = _encoded(_tone(48000, MAX_PRE_CONNECT_SECONDS + 1), 48000, "webm", "libopus")
     with pytest.raises(ValueError, match=f"longer than {MAX_PRE_CONNECT_SECONDS:g} s"):
-        _decode_pre_connect(_info("audio/webm;codecs=opus"), data, OPTIONS)
+        decode_pre_connect(_info("audio/webm;codecs=opus"), data, **INPUT)
 
 
 def test_a_webm_without_audio_is_refused():
@@ -101,17 +100,17 @@ def test_a_webm_without_audio_is_refused():
         for packet in [*stream.encode(image), *stream.encode(None)]:
             out.mux(packet)
     with pytest.raises(ValueError, match="no audio stream"):
-        _decode_pre_connect(_info("audio/webm"), buffer.getvalue(), OPTIONS)
+        decode_pre_connect(_info("audio/webm"), buffer.getvalue(), **INPUT)
 
 
 def test_the_container_is_the_one_named_not_whatever_ffmpeg_finds():
     # A WAV file sent as WebM: FFmpeg would probe and read it; the sender named WebM.
     wav = _encoded(_tone(16000, 0.5), 16000, "wav", "pcm_s16le")
     with pytest.raises(ValueError, match="cannot decode"):
-        _decode_pre_connect(_info("audio/webm;codecs=opus"), wav, OPTIONS)
+        decode_pre_connect(_info("audio/webm;codecs=opus"), wav, **INPUT)
 
 
 @pytest.mark.parametrize("mime", ["audio/mpeg", "video/mp4", "audio/aac"])
 def test_a_compressed_format_other_than_webm_or_ogg_is_refused(mime: str):
     with pytest.raises(ValueError, match="not a pre-connect audio format"):
-        _decode_pre_connect(_info(mime), b"\x00" * 100, OPTIONS)
+        decode_pre_connect(_info(mime), b"\x00" * 100, **INPUT)

@@ -28,7 +28,7 @@ from tvoice.audio import AudioFrame
 from tvoice.io import ClockedAudioOutput
 from tvoice.livekit import LiveKitRoom, RoomOptions, current_bridge, run_with_asyncio_host
 from tvoice.livekit import _room as room_module
-from tvoice.livekit._room import _decode_pre_connect as decode_pre_connect
+from tvoice.livekit._incoming import decode_pre_connect
 from tvoice.testing import LiveKitServer, Timeline
 from tvoice.vad import VAD, VADCapabilities, VADEvent, VADEventType, VADStream
 from tvoice.voice import UserInputTranscribedEvent
@@ -411,11 +411,11 @@ def test_pre_connect_audio_comes_before_the_live_track(
     # Decoding is slow work on untrusted bytes: never on the thread of the SDK's loop.
     decoded_in: list[int] = []
 
-    def decode(*args: Any) -> list[AudioFrame]:
+    def decode(*args: Any, **kwargs: Any) -> list[AudioFrame]:
         decoded_in.append(threading.get_ident())
-        return decode_pre_connect(*args)
+        return decode_pre_connect(*args, **kwargs)
 
-    monkeypatch.setattr(room_module, "_decode_pre_connect", decode)
+    monkeypatch.setattr(room_module, "decode_pre_connect", decode)
     rate, seconds = 16000, 0.5
     t = np.arange(int(rate * seconds)) / rate
     recorded = (10000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)

@@ -9,6 +9,7 @@ the room (``session.start(agent, room=room)``) gets:
 - the agent's audio track and transcriptions synchronised with it (``_room_audio``,
   ``_room_text``), and the user's transcripts;
 - text input from the linked participant on ``lk.chat`` (interrupt, then reply);
+- what participants send on data streams read and decoded with limits (``_incoming``);
 - the end of the session when the linked participant leaves (``close_on_disconnect``);
 - the room joined again through the deployment's other servers (``fallback_urls``) when the
   connection through ``url`` is lost while the session runs (``_rejoin``): the session goes on,
@@ -17,11 +18,7 @@ the room (``session.start(agent, room=room)``) gets:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import io
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -29,17 +26,18 @@ from urllib.parse import urlsplit
 
 import attrs
 import livekit.rtc as rtc
-import numpy as np
 import trio
 from livekit.rtc._proto.track_pb2 import AudioTrackFeature
 from livekit.rtc.room import EventTypes
 
-from ..audio import AudioFrame, resample
+from ..audio import AudioFrame
 from ..io import Participant, RoomIO, RoomSession, SessionRoom
 from ._bridge import AsyncioBridge, CrossingChannel, current_bridge
+from ._incoming import MAX_PRE_CONNECT_BYTES, decode_pre_connect, read_bytes, read_text
 from ._rejoin import RejoinPolicy, is_lost_connection, rejoin_schedule
 from ._room_audio import CHUNK_DURATION, RoomAudioInput, RoomAudioOutput, read_track
 from ._room_text import TranscriptionSync, UserTranscripts
+from ._tokens import token_claims
 
 __all__ = ["LiveKitRoom", "RoomOptions"]
 
@@ -49,12 +47,6 @@ TOPIC_CHAT = "lk.chat"
 TOPIC_PRE_CONNECT_AUDIO = "lk.agent.pre-connect-audio-buffer"
 ATTRIBUTE_PUBLISH_ON_BEHALF = "lk.publish_on_behalf"
 ATTRIBUTE_AGENT_STATE = "lk.agent.state"
-MAX_PRE_CONNECT_BYTES = 10 * 1024 * 1024
-MAX_PRE_CONNECT_SECONDS = 30.0
-"""Pre-connect audio is what the user said while the agent was joining: seconds, not minutes."""
-MIN_PRE_CONNECT_RATE, MAX_PRE_CONNECT_RATE = 8000, 48000
-# What clients call raw little-endian int16 PCM (the type is often left empty).
-_RAW_PCM_TYPES = ("", "application/octet-stream", "audio/pcm", "audio/raw", "audio/l16")
 MAX_STASHED_PRE_CONNECT = 8
 CHAT_READ_TIMEOUT = 10.0
 _SUITABLE_KINDS = (
@@ -135,7 +127,7 @@ class LiveKitRoom(SessionRoom):
         options: RoomOptions = RoomOptions(),
         fallback_urls: Sequence[str] = (),
     ) -> None:
-        claims = _token_claims(token)
+        claims = token_claims(token)
         self.url = url
         self.urls: tuple[str, ...] = tuple(dict.fromkeys((url, *fallback_urls)))
         """Every URL the room may be joined through, ``url`` first."""
@@ -669,11 +661,16 @@ class LiveKitRoom(SessionRoom):
                 await self._changed.wait()
             _, reader = self._pre_connect.pop(owner)
             try:
-                data = await bridge.call(_read_bytes, reader, MAX_PRE_CONNECT_BYTES)
+                data = await bridge.call(read_bytes, reader, MAX_PRE_CONNECT_BYTES)
                 # In a thread: decoding takes a while, and this thread runs the SDK's loop
                 # (every call's audio and pings) as well as trio.
+                decode = functools.partial(
+                    decode_pre_connect,
+                    sample_rate=options.input_sample_rate,
+                    num_channels=options.input_num_channels,
+                )
                 frames = await trio.to_thread.run_sync(
-                    _decode_pre_connect, reader.info, data, options, abandon_on_cancel=True
+                    decode, reader.info, data, abandon_on_cancel=True
                 )
             except (ValueError, rtc.StreamError) as e:
                 logger.error("pre-connect audio for track %s rejected: %s", track_sid, e)
@@ -700,7 +697,7 @@ class LiveKitRoom(SessionRoom):
                 continue
             try:
                 with trio.fail_after(CHAT_READ_TIMEOUT):
-                    text = await bridge.call(_read_text, reader, limit)
+                    text = await bridge.call(read_text, reader, limit)
             except (ValueError, rtc.StreamError, trio.TooSlowError) as e:
                 logger.error("text input from %s rejected: %s", identity, e or "timed out")
                 continue
@@ -790,132 +787,3 @@ def _drain_readers(chat: CrossingChannel[tuple[rtc.TextStreamReader, str]]) -> N
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return
         reader.close()
-
-
-async def _read_text(reader: rtc.TextStreamReader, limit: int) -> str:
-    """asyncio side: the whole text of a stream, at most ``limit`` characters."""
-    pieces: list[str] = []
-    size = 0
-    try:
-        async for chunk in reader:
-            size += len(chunk)
-            if size > limit:
-                raise ValueError(f"text input longer than {limit} characters")
-            pieces.append(chunk)
-    finally:
-        reader.close()
-    return "".join(pieces)
-
-
-async def _read_bytes(reader: rtc.ByteStreamReader, limit: int) -> bytes:
-    """asyncio side: the whole payload of a byte stream, at most ``limit`` bytes."""
-    data = bytearray()
-    try:
-        async for chunk in reader:
-            data += chunk
-            if len(data) > limit:
-                raise ValueError(f"byte stream larger than {limit} bytes")
-    finally:
-        reader.close()
-    return bytes(data)
-
-
-def _decode_pre_connect(
-    info: rtc.ByteStreamInfo, data: bytes, options: RoomOptions
-) -> list[AudioFrame]:
-    """The pre-connect audio as frames at the session's input format: raw little-endian int16
-    PCM (``sampleRate``, ``channels`` attributes: the mobile SDKs), or Opus in a WebM or Ogg
-    container (what browsers record; decoded with PyAV).
-
-    A participant sends it: anything but that (another format, a rate outside 8-48 kHz, more
-    than 2 channels, over :data:`MAX_PRE_CONNECT_SECONDS`) is a ValueError. Blocking: call it
-    in a thread."""
-    if not data:
-        return []
-    mime = (info.mime_type or "").lower()
-    kind = mime.split(";")[0].strip()
-    if "webm" in kind or "ogg" in kind or kind == "audio/opus":
-        frame = _decode_compressed(data, mime, "webm" if "webm" in kind else "ogg")
-    elif kind in _RAW_PCM_TYPES:
-        attributes = info.attributes or {}
-        rate = _int_attribute(attributes, "sampleRate")
-        channels = _int_attribute(attributes, "channels")
-        if not MIN_PRE_CONNECT_RATE <= rate <= MAX_PRE_CONNECT_RATE:
-            raise ValueError(
-                f"sampleRate {rate}: raw pre-connect audio must be"
-                f" {MIN_PRE_CONNECT_RATE} to {MAX_PRE_CONNECT_RATE} Hz"
-            )
-        if channels not in (1, 2):
-            raise ValueError(f"channels {channels}: raw pre-connect audio has 1 or 2 channels")
-        usable = len(data) - len(data) % (2 * channels)
-        _check_duration(usable // (2 * channels) / rate)
-        frame = AudioFrame.from_bytes(data[:usable], rate, channels)
-    else:
-        raise ValueError(f"{mime!r} is not a pre-connect audio format (raw PCM, WebM, Ogg)")
-    if frame.num_channels != options.input_num_channels:
-        mono = frame.data.mean(axis=1, dtype=np.float32).astype(np.int16)
-        frame = AudioFrame(
-            np.repeat(mono[:, None], options.input_num_channels, axis=1),
-            frame.sample_rate,
-            options.input_num_channels,
-        )
-    frame = resample(frame, options.input_sample_rate)
-    size = round(CHUNK_DURATION * frame.sample_rate)
-    return [
-        AudioFrame(frame.data[i : i + size], frame.sample_rate, frame.num_channels)
-        for i in range(0, frame.samples_per_channel, size)
-    ]
-
-
-def _int_attribute(attributes: dict[str, str], name: str) -> int:
-    try:
-        return int(attributes[name])
-    except (KeyError, ValueError):
-        raise ValueError(f"raw pre-connect audio needs an integer {name} attribute") from None
-
-
-def _check_duration(seconds: float) -> None:
-    if seconds > MAX_PRE_CONNECT_SECONDS:
-        raise ValueError(f"pre-connect audio longer than {MAX_PRE_CONNECT_SECONDS:g} s")
-
-
-def _decode_compressed(data: bytes, mime: str, container_format: str) -> AudioFrame:
-    """The first audio stream of a ``container_format`` file (FFmpeg probes nothing: only that
-    demuxer reads the sender's bytes), as one mono 48 kHz frame."""
-    try:
-        import av
-    except ImportError:
-        raise ValueError(
-            f"{mime} pre-connect audio needs PyAV to decode it: pip install av"
-        ) from None
-    limit = int(MAX_PRE_CONNECT_SECONDS * 48000)
-    try:
-        with av.open(io.BytesIO(data), mode="r", format=container_format) as container:
-            if not container.streams.audio:
-                raise ValueError(f"{mime} pre-connect audio has no audio stream")
-            to_pcm = av.AudioResampler(format="s16", layout="mono", rate=48000)
-            chunks: list[np.ndarray[Any, Any]] = []
-            decoded_samples = 0
-            for decoded in container.decode(container.streams.audio[0]):
-                for out in to_pcm.resample(decoded):
-                    chunks.append(out.to_ndarray().reshape(-1))
-                    decoded_samples += chunks[-1].size
-                # Checked as it decodes: a small file can hold hours of silence.
-                _check_duration(decoded_samples / 48000)
-            chunks += [out.to_ndarray().reshape(-1) for out in to_pcm.resample(None)]
-    except av.FFmpegError as e:
-        raise ValueError(f"cannot decode {mime} pre-connect audio: {e}") from None
-    samples = np.concatenate(chunks)[:limit] if chunks else np.zeros(0, np.int16)
-    return AudioFrame(samples.astype(np.int16)[:, None], 48000, 1)
-
-
-def _token_claims(token: str) -> dict[str, Any]:
-    """The claims of a LiveKit JWT, read without verifying it (the server does that)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValueError("the token is not a JWT (header.payload.signature)") from None
-    if not isinstance(claims, dict):
-        raise ValueError("the token's payload is not a JSON object")
-    return claims

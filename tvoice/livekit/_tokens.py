@@ -1,10 +1,15 @@
-"""Access tokens for joining a room directly (``tvoice connect``, tests, tools)."""
+"""Access tokens: made for joining a room directly (``tvoice connect``, tests, tools), and read
+for the room they name."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
+import json
+from typing import Any
 
-__all__ = ["room_token"]
+__all__ = ["room_token", "token_claims"]
 
 
 def room_token(
@@ -34,3 +39,15 @@ def room_token(
     grants = VideoGrants(room_join=True, room=room, agent=agent or None)
     jwt: str = token.with_grants(grants).to_jwt()
     return jwt
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims of a LiveKit JWT, read without verifying it (the server does that)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValueError("the token is not a JWT (header.payload.signature)") from None
+    if not isinstance(claims, dict):
+        raise ValueError("the token's payload is not a JSON object")
+    return claims
