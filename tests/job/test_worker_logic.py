@@ -282,10 +282,10 @@ async def test_reconnects_when_the_server_closes_and_keeps_the_job(autojump_cloc
 
 
 def test_the_default_load_is_the_cpu_use_averaged_over_the_last_samples(tmp_path):
-    from tvoice.job._worker import LOAD_SAMPLES, _CpuLoad
+    from tvoice.job._cpu_load import LOAD_SAMPLES, CpuLoad
 
     stat = tmp_path / "stat"
-    cpu = _CpuLoad(str(stat))
+    cpu = CpuLoad(str(stat))
     # user nice system idle iowait irq softirq steal: busy 75 of each 100 jiffies, then idle.
     for step in range(LOAD_SAMPLES + 1):
         stat.write_text(f"cpu  {75 * step} 0 0 {25 * step} 0 0 0 0 0 0\ncpu0 1 2 3 4\n")
@@ -300,9 +300,9 @@ def test_the_default_load_is_the_cpu_use_averaged_over_the_last_samples(tmp_path
 
 
 def test_an_unreadable_proc_stat_means_load_zero(tmp_path, caplog):
-    from tvoice.job._worker import _CpuLoad
+    from tvoice.job._cpu_load import CpuLoad
 
-    cpu = _CpuLoad(str(tmp_path / "missing"))
+    cpu = CpuLoad(str(tmp_path / "missing"))
     cpu.sample()
     cpu.sample()
     assert cpu.value == 0.0
@@ -486,13 +486,13 @@ async def test_a_job_status_unsent_while_disconnected_is_sent_after_reconnecting
 
 
 def test_under_a_cgroup_cpu_limit_the_load_is_the_share_of_that_limit(tmp_path):
-    from tvoice.job._worker import LOAD_SAMPLE_INTERVAL, _CpuLoad
+    from tvoice.job._cpu_load import LOAD_SAMPLE_INTERVAL, CpuLoad
 
     stat, cgroup = tmp_path / "stat", tmp_path / "cgroup"
     cgroup.mkdir()
     stat.write_text("cpu  0 0 0 0 0 0 0 0 0 0\n")  # the machine: never changes, "idle"
     (cgroup / "cpu.max").write_text("50000 100000\n")  # half a CPU
-    cpu = _CpuLoad(str(stat), cgroup=str(cgroup))
+    cpu = CpuLoad(str(stat), cgroup=str(cgroup))
     for step in range(4):
         # A quarter of a CPU: half of the limit.
         usage = step * int(LOAD_SAMPLE_INTERVAL * 250_000)
@@ -501,7 +501,7 @@ def test_under_a_cgroup_cpu_limit_the_load_is_the_share_of_that_limit(tmp_path):
     assert cpu.value == 0.5
     # No limit: the machine's load, from /proc/stat.
     (cgroup / "cpu.max").write_text("max 100000\n")
-    unlimited = _CpuLoad(str(stat), cgroup=str(cgroup))
+    unlimited = CpuLoad(str(stat), cgroup=str(cgroup))
     for step in range(3):
         stat.write_text(f"cpu  {75 * step} 0 0 {25 * step} 0 0 0 0 0 0\n")
         unlimited.sample(now=step * LOAD_SAMPLE_INTERVAL)

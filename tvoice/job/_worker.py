@@ -36,6 +36,7 @@ import trio_websocket
 from .._errors import APIConnectionError
 from ..livekit import protocol as p
 from ._context import JobInfo
+from ._cpu_load import CGROUP, LOAD_SAMPLE_INTERVAL, CpuLoad
 from ._launch import JobLauncher, JobResult, RunningJobInfo
 from ._options import JobRequest, WorkerOptions
 
@@ -54,9 +55,6 @@ PING_INTERVAL = 10.0
 PING_TIMEOUT = 30.0
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 10.0
-LOAD_SAMPLE_INTERVAL = 0.5
-LOAD_SAMPLES = 5  # averaged: the load over the last 2.5 s
-CGROUP = "/sys/fs/cgroup"  # the worker's own cgroup (v2) inside a container
 # An offer carries the job's metadata, which a server may be configured to accept far past its
 # 512 KiB default; trio-websocket's 1 MiB default would drop the connection, again and again.
 MAX_SERVER_MESSAGE = 16 << 20
@@ -67,84 +65,6 @@ def _tvoice_version() -> str:
         return version("tvoice")
     except PackageNotFoundError:  # a source tree that was never installed
         return "0.0.0"
-
-
-class _CpuLoad:
-    """The CPU use in [0, 1], averaged over the last samples: of the cgroup's CPU limit
-    (``cpu.max`` in ``cgroup``, cgroup v2) when it has one, else of the machine (``/proc/stat``).
-
-    A container limited to 2 CPUs on a 64-CPU host is full at 2 CPUs busy: the host's idle
-    CPUs must not make it look available.
-    """
-
-    def __init__(self, path: str = "/proc/stat", *, cgroup: str | None = None) -> None:
-        self._path = path
-        self._cgroup = cgroup
-        self._last: tuple[int, int] | None = None
-        self._last_usage: tuple[float, float] | None = None  # (time, CPU seconds used)
-        self._samples: list[float] = []
-        self._warned = False
-
-    def sample(self, now: float = 0.0) -> None:
-        """Take a sample; ``now`` is the trio time (only a cgroup's usage needs it)."""
-        cpus = self._cgroup_cpus()
-        if cpus is not None:
-            self._sample_cgroup(now, cpus)
-            return
-        times = self._read()
-        if times is None:
-            return
-        if self._last is not None:
-            total, idle = times[0] - self._last[0], times[1] - self._last[1]
-            if total > 0:
-                self._add(1.0 - idle / total)
-        self._last = times
-
-    def _add(self, load: float) -> None:
-        self._samples = [*self._samples, min(1.0, max(0.0, load))][-LOAD_SAMPLES:]
-
-    def _cgroup_cpus(self) -> float | None:
-        """How many CPUs the cgroup may use (None: no cgroup, or no limit)."""
-        if self._cgroup is None:
-            return None
-        try:
-            with open(f"{self._cgroup}/cpu.max") as f:
-                quota, period = f.read().split()[:2]
-            return None if quota == "max" else int(quota) / int(period)
-        except (OSError, ValueError, ZeroDivisionError):
-            return None
-
-    def _sample_cgroup(self, now: float, cpus: float) -> None:
-        try:
-            with open(f"{self._cgroup}/cpu.stat") as f:
-                fields = dict(line.split()[:2] for line in f if line.strip())
-            used = int(fields["usage_usec"]) / 1e6
-        except (OSError, ValueError, KeyError) as exc:
-            if not self._warned:
-                self._warned = True
-                logger.warning("cannot read the cgroup's CPU use (%s): load 0", exc)
-            return
-        if self._last_usage is not None and now > self._last_usage[0]:
-            last_time, last_used = self._last_usage
-            self._add((used - last_used) / (now - last_time) / cpus)
-        self._last_usage = (now, used)
-
-    @property
-    def value(self) -> float:
-        return sum(self._samples) / len(self._samples) if self._samples else 0.0
-
-    def _read(self) -> tuple[int, int] | None:
-        try:
-            with open(self._path) as f:
-                fields = f.readline().split()
-            numbers = [int(x) for x in fields[1:]]
-            # user nice system idle iowait irq softirq steal (guest time is inside user)
-            return sum(numbers[:8]), numbers[3] + numbers[4]
-        except (OSError, ValueError, IndexError) as exc:
-            if not self._warned:
-                self._warned = True
-                logger.warning("cannot read the CPU load from %s (%s): load 0", self._path, exc)
-            return None
 
 
 @attrs.define(eq=False)
@@ -222,7 +142,7 @@ class Worker:
         self.server_url = ""
         """The URL of the server the worker is (or was last) registered with."""
         self._pool = pool
-        self._cpu = _CpuLoad(cgroup=CGROUP)
+        self._cpu = CpuLoad(cgroup=CGROUP)
         self._load_takes_worker = _takes_an_argument(options.load_fnc)
         self._ws: trio_websocket.WebSocketConnection | None = None
         self._connected = trio.Event()
