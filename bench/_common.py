@@ -153,6 +153,17 @@ class UserAudio:
     def frames(self, offset: int) -> IterFrames:
         return IterFrames(self.samples, offset)
 
+    def onset_frames(self, offset: int) -> set[int]:
+        """Frame indexes (of a feed starting ``offset`` samples in, over 10 minutes) holding an
+        utterance's start."""
+        loop = len(self.samples)
+        out = set()
+        for u in self.utterances:
+            first = (u.start - offset) % loop
+            for rep in range(0, 10 * 60 * IN_RATE // loop + 1):
+                out.add((first + rep * loop) // IN_SAMPLES)
+        return out
+
 
 class IterFrames:
     """Endless 20 ms int16 blocks of the loop, starting ``offset`` samples in."""

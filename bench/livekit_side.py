@@ -614,7 +614,7 @@ async def run_density_sessions(
             turn_detection="vad",
             min_endpointing_delay=0.5,
         )
-        onsets = onset_frames(audio, offsets[i]) if audio else None
+        onsets = audio.onset_frames(offsets[i]) if audio else None
         feed = FeedInput(
             start=t0 + i * C.FRAME / max(n, 1),
             blocks=audio.frames(offsets[i]) if audio else None,
@@ -626,17 +626,6 @@ async def run_density_sessions(
         inputs.append(feed)
         sinks.append(sink)
     return sessions, inputs, sinks, silero_vad, vad_windows
-
-
-def onset_frames(audio: C.UserAudio, offset: int) -> set[int]:
-    """Frame indexes (of this session's feed, over 10 minutes) holding an utterance's start."""
-    loop = len(audio.samples)
-    out = set()
-    for u in audio.utterances:
-        first = (u.start - offset) % loop
-        for rep in range(0, 10 * 60 * C.IN_RATE // loop + 1):
-            out.add((first + rep * loop) // C.IN_SAMPLES)
-    return out
 
 
 async def density(params: dict[str, Any]) -> dict[str, Any]:

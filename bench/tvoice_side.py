@@ -598,17 +598,6 @@ async def interrupt(params: dict[str, Any], finish: Finish) -> None:
         finish({"start_of_speech_to_clear_ms": latencies, "_windows": windows})
 
 
-def onset_frames(audio: C.UserAudio, offset: int) -> set[int]:
-    """Frame indexes (of this session's feed, over 10 minutes) holding an utterance's start."""
-    loop = len(audio.samples)
-    out = set()
-    for u in audio.utterances:
-        first = (u.start - offset) % loop
-        for rep in range(0, 10 * 60 * C.IN_RATE // loop + 1):
-            out.add((first + rep * loop) // C.IN_SAMPLES)
-    return out
-
-
 async def density(params: dict[str, Any], finish: Finish) -> None:
     """N sessions on this core, real Silero VAD on real-time user audio, scripted replies."""
     from tvoice_plugins import silero
@@ -638,7 +627,7 @@ async def density(params: dict[str, Any], finish: Finish) -> None:
             feed = FeedInput(
                 start=t0 + i * C.FRAME / n,
                 blocks=audio.frames(offsets[i]),
-                onsets=onset_frames(audio, offsets[i]),
+                onsets=audio.onset_frames(offsets[i]),
             )
             sink = Sink(realtime=True)
             session.on(
