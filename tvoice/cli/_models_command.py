@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import signal
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -21,9 +23,11 @@ def serve_models(
 ) -> int:
     """Load Whisper tiny.en, SmolLM2-135M-Instruct and the Piper "joe" voice, then serve them
     until SIGINT/SIGTERM (or, with ``exit_when_unused``, until no process uses them)."""
-    from tvoice_plugins import llamacpp, piper, whisper
-
-    server = InferenceServer(llm=llamacpp.LLM.load(), stt=whisper.STT.load(), tts=piper.TTS.load())
+    server = InferenceServer(
+        llm=_plugin("llamacpp").LLM.load(),
+        stt=_plugin("whisper").STT.load(),
+        tts=_plugin("piper").TTS.load(),
+    )
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -51,6 +55,15 @@ def serve_models(
 
     trio.run(main)
     return 0
+
+
+def _plugin(name: str) -> Any:
+    """The plugin module registered as ``name`` in the ``tvoice.plugins`` entry points: the
+    framework finds its plugins there and never imports them by name."""
+    found = entry_points(group="tvoice.plugins", name=name)
+    if not found:
+        raise SystemExit(f"no tvoice plugin {name!r}: pip install 'tvoice[offline]'")
+    return next(iter(found)).load()
 
 
 async def _run(
