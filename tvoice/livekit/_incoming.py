@@ -68,9 +68,9 @@ def decode_pre_connect(
     info: rtc.ByteStreamInfo, data: bytes, *, sample_rate: int, num_channels: int
 ) -> list[AudioFrame]:
     """The pre-connect audio as frames of ``sample_rate`` and ``num_channels`` (the session's
-    input format): raw little-endian int16
-    PCM (``sampleRate``, ``channels`` attributes: the mobile SDKs), or Opus in a WebM or Ogg
-    container (what browsers record; decoded with PyAV).
+    input format). It comes as raw little-endian int16 PCM (``sampleRate``, ``channels``
+    attributes: the mobile SDKs), or as Opus in a WebM or Ogg container (what browsers record;
+    decoded with PyAV).
 
     A participant sends it: anything but that (another format, a rate outside 8-48 kHz, more
     than 2 channels, over :data:`MAX_PRE_CONNECT_SECONDS`) is a ValueError. Blocking: call it

@@ -89,15 +89,19 @@ def load_model(path: str | os.PathLike[str] | None = None) -> SileroModel:
     with _lock:
         model = _models.get(key)
         if model is None:
-            sequence = Path(key).with_name(_SEQUENCE_FILE)
             model = _models[key] = SileroModel(
-                _new_session(key),
-                key,
-                sequence=_new_session(str(sequence))
-                if Path(key).name == "silero_vad.onnx" and sequence.is_file()
-                else None,
+                _new_session(key), key, sequence=_sequence_export_beside(key)
             )
     return model
+
+
+def _sequence_export_beside(path: str) -> onnxruntime.InferenceSession | None:
+    """A session on the package's 16 kHz sequence export when ``path`` is the package's
+    ``silero_vad.onnx`` and the export sits beside it (silero-vad 6.2 ships both)."""
+    sequence = Path(path).with_name(_SEQUENCE_FILE)
+    if Path(path).name != "silero_vad.onnx" or not sequence.is_file():
+        return None
+    return _new_session(str(sequence))
 
 
 def _new_session(path: str) -> onnxruntime.InferenceSession:
